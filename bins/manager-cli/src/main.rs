@@ -1,0 +1,179 @@
+//! `manager-cli`: the operator's tool for one manager node, mirroring the reference's `backend.ai mgr`
+//! command tree (`backend.ai mgr X` becomes `manager-cli X`). It only parses arguments and calls the
+//! library crates; every message for people is made here.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bai_config::{ConfigError, Environment, LoadOptions, LoadedConfig, LogLevel};
+use bai_rpc_keys::{CertificatePaths, CurveKeypair, Overwrite};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "manager-cli",
+    version,
+    about = "Manage a Backend.AI manager node"
+)]
+struct Cli {
+    /// The manager.toml to use (default: $BACKEND_CONFIG_FILE, ./manager.toml,
+    /// ~/.config/backend.ai/manager.toml, /etc/backend.ai/manager.toml, the first that exists).
+    #[arg(
+        short = 'f',
+        long = "config",
+        alias = "config-path",
+        global = true,
+        value_name = "PATH"
+    )]
+    config: Option<PathBuf>,
+
+    /// Log level of this command; also overrides `[logging] level` of the loaded configuration.
+    #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_log_level)]
+    log_level: Option<LogLevel>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Generate the CURVE keypair that authenticates the manager to agents over RPC.
+    ///
+    /// Writes DIR/NAME.key (public) and DIR/NAME.key_secret (both keys, mode 0600) in pyzmq's
+    /// certificate format; point `[manager] rpc-auth-manager-keypair` at the .key_secret file.
+    GenerateRpcKeypair {
+        /// An existing directory to write the two files into.
+        dir: PathBuf,
+        /// The base name of the files.
+        name: String,
+        /// Replace an existing keypair of that name.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Inspect the local configuration (manager.toml).
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Print the resolved configuration (file, defaults and environment overrides), secrets masked.
+    Show,
+    /// Validate the configuration and the files it names; exit 0 if usable, 1 if not.
+    Check,
+}
+
+fn parse_log_level(text: &str) -> Result<LogLevel, String> {
+    text.parse()
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_level.unwrap_or(LogLevel::Info));
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let options = LoadOptions {
+        explicit_path: cli.config,
+        log_level: cli.log_level,
+    };
+    match cli.command {
+        Command::GenerateRpcKeypair { dir, name, force } => {
+            generate_rpc_keypair(&dir, &name, force)
+        }
+        Command::Config(ConfigCommand::Show) => Ok(with_config(&options, |loaded| {
+            print!("# {}\n{}", loaded.source.display(), loaded.to_masked_toml());
+            Ok(ExitCode::SUCCESS)
+        })),
+        Command::Config(ConfigCommand::Check) => Ok(with_config(&options, |loaded| {
+            loaded.check_files(&Environment::capture())?;
+            let keypair = &loaded.config.manager.rpc_auth_manager_keypair;
+            if let Err(error) = bai_rpc_keys::load_keypair(keypair) {
+                eprintln!(
+                    "{}: [manager] rpc-auth-manager-keypair: {error}",
+                    loaded.source.display()
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            println!("{}: OK", loaded.source.display());
+            Ok(ExitCode::SUCCESS)
+        })),
+    }
+}
+
+/// Loads the configuration, prints its warnings, and runs `action`; configuration errors are printed
+/// one per line, each naming the file or variable and the key, and make the exit code 1.
+fn with_config(
+    options: &LoadOptions,
+    action: impl FnOnce(&LoadedConfig) -> Result<ExitCode, ConfigError>,
+) -> ExitCode {
+    let outcome = bai_config::load(options, &Environment::capture()).and_then(|loaded| {
+        for warning in &loaded.warnings {
+            tracing::warn!("{warning}");
+        }
+        action(&loaded)
+    });
+    match outcome {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("{error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn generate_rpc_keypair(dir: &Path, name: &str, force: bool) -> anyhow::Result<ExitCode> {
+    anyhow::ensure!(
+        dir.is_dir(),
+        "{}: not an existing directory (create it first)",
+        dir.display()
+    );
+    tracing::info!("Generating a RPC keypair...");
+    let keypair = CurveKeypair::generate().context("cannot generate a keypair")?;
+    let overwrite = if force {
+        Overwrite::Replace
+    } else {
+        Overwrite::Refuse
+    };
+    let CertificatePaths { public, secret } =
+        bai_rpc_keys::write_certificates(dir, name, &keypair, overwrite)?;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(
+        stdout,
+        "Public Key: {} (stored at {})",
+        keypair.public_key().to_z85(),
+        public.display()
+    )?;
+    writeln!(
+        stdout,
+        "Secret Key: {} (stored at {})",
+        keypair.secret_key().to_z85(),
+        secret.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Logs go to stderr so that stdout carries only a command's output.
+fn init_logging(level: LogLevel) {
+    let filter = match level {
+        LogLevel::Notset | LogLevel::Debug => tracing::Level::DEBUG,
+        LogLevel::Info => tracing::Level::INFO,
+        LogLevel::Warning => tracing::Level::WARN,
+        LogLevel::Error | LogLevel::Critical => tracing::Level::ERROR,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_target(false)
+        .init();
+}

@@ -1,0 +1,22 @@
+//! The manager's local configuration, `manager.toml`: the reference's full schema as typed structs
+//! ([`ManagerConfig`], one struct per section), file discovery, the `BACKEND_*` environment overrides,
+//! and validation whose every message names the file or variable, the key and what was expected.
+//!
+//! This crate must not connect to anything, create files or directories, or print: it turns text and
+//! an [`Environment`] into a [`LoadedConfig`] or a [`ConfigError`]. It is also the only crate that reads
+//! the process environment ([`Environment::capture`]); everything above it gets typed values.
+
+mod load;
+mod problem;
+mod schema;
+mod validate;
+mod values;
+
+pub use load::{Environment, LoadOptions, LoadedConfig, discover, load, load_from_str};
+pub use problem::{ConfigError, KeyPath, Origin, Problem};
+pub use schema::{
+    ConsoleLogConfig, ConsoleLogFormat, DbConfig, DbKind, DebugConfig, DistributedLock,
+    DockerRegistryConfig, EtcdConfig, EventLoop, FileLogConfig, GraylogConfig, LogDriver,
+    LoggingConfig, LogstashConfig, LogstashProtocol, ManagerConfig, ManagerSection, UnixAccount,
+};
+pub use values::{BinarySize, HostPort, LogLevel, parse_bool};
