@@ -32,10 +32,24 @@ pub struct EtcdConfig {
     pub namespace: String,
     #[serde(default = "default_etcd_addr")]
     pub addr: HostPort,
+    /// Several endpoints of one etcd cluster; when given, used instead of `addr`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub addrs: Vec<HostPort>,
     #[serde(default)]
     pub user: String,
     #[serde(default)]
     pub password: String,
+}
+
+impl EtcdConfig {
+    /// The endpoints to connect to: `addrs` when given, else `addr`.
+    pub fn endpoints(&self) -> Vec<HostPort> {
+        if self.addrs.is_empty() {
+            vec![self.addr.clone()]
+        } else {
+            self.addrs.clone()
+        }
+    }
 }
 
 /// `[db]`: the PostgreSQL database. Unknown keys are errors here, as in the reference.

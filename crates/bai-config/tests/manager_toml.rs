@@ -441,3 +441,18 @@ fn config_show_masks_secrets() {
     let reloaded = load(&shown.replace("\"********\"", "\"x\""));
     assert_eq!(reloaded.config.db.addr, loaded.config.db.addr);
 }
+
+#[test]
+fn etcd_takes_several_endpoints() {
+    let single = load(MINIMAL).config;
+    assert_eq!(single.etcd.endpoints(), [HostPort::new("127.0.0.1", 2379)]);
+    let text = MINIMAL.replace(
+        "namespace = \"local\"",
+        "namespace = \"local\"\naddrs = [\"etcd1:2379\", { host = \"etcd2\", port = 2379 }]",
+    );
+    let several = load(&text).config;
+    assert_eq!(
+        several.etcd.endpoints(),
+        [HostPort::new("etcd1", 2379), HostPort::new("etcd2", 2379)]
+    );
+}

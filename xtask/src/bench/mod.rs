@@ -1,0 +1,265 @@
+//! `cargo xtask bench CASE`: wall-time benchmarks with hyperfine, our implementation against a
+//! baseline measured in the same run (and the reference implementation when one is given).
+//!
+//! A case builds a [`Benchmark`]: a list of [`Contender`]s, ours first, each a command line with
+//! an optional per-run preparation. [`measure`] runs hyperfine on them and prints the table, so a
+//! new case (`bench etcd-put`, ...) is one subcommand variant and one function building commands.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+use crate::cmd::{self, shell_quote};
+use crate::{apt, venv};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    case: Case,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Case {
+    /// `manager-cli generate-rpc-keypair` against pyzmq's own `zmq.auth.create_certificates`.
+    Keypair {
+        #[command(flatten)]
+        options: Options,
+        /// A `backend.ai` executable of the reference manager, measured as
+        /// `PATH mgr generate-rpc-keypair DIR manager`.
+        #[arg(long, value_name = "PATH")]
+        reference_cli: Option<PathBuf>,
+    },
+}
+
+/// Options every case takes.
+#[derive(Debug, clap::Args)]
+struct Options {
+    /// Timed runs per command.
+    #[arg(long, default_value_t = 30)]
+    runs: u32,
+    /// Untimed runs per command before the timed ones.
+    #[arg(long, default_value_t = 3)]
+    warmup: u32,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    apt::ensure(&["hyperfine"])?;
+    let scratch = Scratch::new()?;
+    let (benchmark, options) = match args.case {
+        Case::Keypair {
+            options,
+            reference_cli,
+        } => (keypair(&scratch, reference_cli)?, options),
+    };
+    measure(&benchmark, &options, &scratch)
+}
+
+/// One command line measured by hyperfine.
+#[derive(Debug)]
+struct Contender {
+    /// Short name in hyperfine's output and in our table.
+    label: String,
+    /// Command line in POSIX shell words. hyperfine splits it and runs it without a shell
+    /// (`-N`), so a few-millisecond command is not drowned in shell start-up noise; a case
+    /// that needs pipes writes `sh -c '...'`.
+    command: String,
+    /// Command run before each timed run of this command, not timed (same syntax).
+    prepare: Option<String>,
+}
+
+/// What one `bench` case measures; the first contender is ours, the base of the ratio column.
+#[derive(Debug)]
+struct Benchmark {
+    title: String,
+    contenders: Vec<Contender>,
+}
+
+/// `generate-rpc-keypair` of ours, pyzmq's generator (what the reference CLI calls), and
+/// optionally the reference CLI itself, each writing into a folder emptied before every run
+/// (our CLI refuses to overwrite keys).
+fn keypair(scratch: &Scratch, reference_cli: Option<PathBuf>) -> Result<Benchmark> {
+    println!("==> cargo build --release -p manager-cli");
+    cmd::run_inherit(crate::cargo().args(["build", "--release", "-p", "manager-cli"]))?;
+    let ours = crate::target_dir().join("release").join("manager-cli");
+    if !ours.is_file() {
+        bail!("{} is missing after the build", ours.display());
+    }
+    let py312 = venv::by_name("py312");
+    venv::ensure(py312)?;
+
+    // Each contender writes into a folder of its own, emptied before every run.
+    let contender = |label: &str, command: &dyn Fn(&str) -> String| {
+        let dir = quote_path(&scratch.0.join(label));
+        let prepare = shell_quote(&format!("rm -rf {dir} && mkdir {dir}"));
+        Contender {
+            label: label.into(),
+            command: command(&dir),
+            prepare: Some(format!("sh -c {prepare}")),
+        }
+    };
+    let mut contenders = vec![
+        contender("ours", &|dir| {
+            format!("{} generate-rpc-keypair {dir} manager", quote_path(&ours))
+        }),
+        contender("pyzmq", &|dir| {
+            let script =
+                "import zmq.auth,sys; zmq.auth.create_certificates(sys.argv[1], 'manager')";
+            let python = quote_path(&py312.python_bin());
+            format!("{python} -c {} {dir}", shell_quote(script))
+        }),
+    ];
+    if let Some(reference) = reference_cli {
+        if !reference.is_file() {
+            bail!("--reference-cli {}: no such file", reference.display());
+        }
+        contenders.push(contender("reference", &|dir| {
+            format!(
+                "{} mgr generate-rpc-keypair {dir} manager",
+                quote_path(&reference)
+            )
+        }));
+    }
+    Ok(Benchmark {
+        title: "generate-rpc-keypair".into(),
+        contenders,
+    })
+}
+
+/// Runs hyperfine on every contender of `benchmark` and prints a table with the ratio to ours.
+fn measure(benchmark: &Benchmark, options: &Options, scratch: &Scratch) -> Result<()> {
+    let export = scratch.0.join("hyperfine.json");
+    let mut hyperfine = Command::new("hyperfine");
+    hyperfine
+        .arg("--shell=none")
+        .args(["--runs", &options.runs.to_string()])
+        .args(["--warmup", &options.warmup.to_string()])
+        .arg("--export-json")
+        .arg(&export);
+    // hyperfine takes either one --prepare for all commands or one per command, in order.
+    let any_prepare = benchmark.contenders.iter().any(|c| c.prepare.is_some());
+    for contender in &benchmark.contenders {
+        if any_prepare {
+            hyperfine.args(["--prepare", contender.prepare.as_deref().unwrap_or("true")]);
+        }
+        hyperfine.args(["--command-name", &contender.label]);
+    }
+    hyperfine.args(benchmark.contenders.iter().map(|c| &c.command));
+    println!("==> hyperfine: {}", benchmark.title);
+    for contender in &benchmark.contenders {
+        println!("    {:<10} {}", contender.label, contender.command);
+    }
+    cmd::run_inherit(&mut hyperfine)?;
+
+    let text = std::fs::read_to_string(&export)
+        .with_context(|| format!("cannot read {}", export.display()))?;
+    let rows =
+        parse_results(&text).with_context(|| format!("cannot parse {}", export.display()))?;
+    println!();
+    print!("{}", table(&benchmark.title, &rows));
+    Ok(())
+}
+
+/// hyperfine's `--export-json` file, the part we read.
+#[derive(Debug, Deserialize)]
+struct Export {
+    results: Vec<Row>,
+}
+
+/// One line of hyperfine's results, in seconds.
+#[derive(Debug, Deserialize)]
+struct Row {
+    /// The `--command-name` we gave.
+    #[serde(rename = "command")]
+    label: String,
+    mean: f64,
+    /// null when there was a single run
+    stddev: Option<f64>,
+    min: f64,
+    max: f64,
+}
+
+fn parse_results(text: &str) -> Result<Vec<Row>> {
+    Ok(serde_json::from_str::<Export>(text)?.results)
+}
+
+/// The table we print: times in milliseconds, ratio of each mean to the first row's (ours).
+fn table(title: &str, rows: &[Row]) -> String {
+    let mut out = format!(
+        "{title}\n{:<12} {:>20} {:>10} {:>10} {:>9}\n",
+        "command", "mean ± stddev [ms]", "min [ms]", "max [ms]", "vs ours"
+    );
+    let base = rows.first().map(|row| row.mean);
+    for row in rows {
+        let mean = match row.stddev {
+            Some(stddev) => format!("{:.2} ± {:.2}", row.mean * 1e3, stddev * 1e3),
+            None => format!("{:.2}", row.mean * 1e3),
+        };
+        let ratio = match base {
+            Some(base) if base > 0.0 => format!("{:.2}x", row.mean / base),
+            _ => "-".to_owned(),
+        };
+        out.push_str(&format!(
+            "{:<12} {:>20} {:>10.2} {:>10.2} {:>9}\n",
+            row.label,
+            mean,
+            row.min * 1e3,
+            row.max * 1e3,
+            ratio
+        ));
+    }
+    out
+}
+
+fn quote_path(path: &Path) -> String {
+    shell_quote(&path.to_string_lossy())
+}
+
+/// A temporary folder for the benchmark's output, removed when dropped.
+#[derive(Debug)]
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_has_ratio_to_ours() {
+        let rows = parse_results(
+            r#"{"results": [
+                {"command": "ours", "mean": 0.002, "stddev": 0.0001, "min": 0.0018, "max": 0.0025},
+                {"command": "pyzmq", "mean": 0.05, "stddev": null, "min": 0.049, "max": 0.051}
+            ]}"#,
+        )
+        .unwrap();
+        let table = table("t", &rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 4, "{table}");
+        assert!(
+            lines[2].starts_with("ours") && lines[2].ends_with("1.00x"),
+            "{table}"
+        );
+        assert!(lines[2].contains("2.00 ± 0.10"), "{table}");
+        assert!(
+            lines[3].contains("50.00 ") && lines[3].ends_with("25.00x"),
+            "{table}"
+        );
+    }
+}

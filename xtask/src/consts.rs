@@ -1,0 +1,60 @@
+//! Ports, credentials and paths of the halfstack, in one place.
+//!
+//! These must equal `configs/manager/halfstack.toml` (etcd `127.0.0.1:8120` without auth, namespace
+//! `local`; db `localhost:8100`, database `backend`, user `postgres`, password `develove`; redis
+//! `127.0.0.1:8110` with password `develove`), which in turn follows the reference project's
+//! `docker-compose.halfstack-main.yml`. They are well-known development values, not secrets.
+
+/// Host every halfstack service listens on (PostgreSQL also on `::1` through `localhost`).
+pub const HOST: &str = "127.0.0.1";
+
+/// PostgreSQL 15 from Debian's `postgresql-15` package.
+pub const PG_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
+pub const PG_PORT: u16 = 8100;
+pub const PG_USER: &str = "postgres";
+pub const PG_PASSWORD: &str = "develove";
+pub const PG_DATABASE: &str = "backend";
+/// The OS account PostgreSQL runs as when we are root (PostgreSQL refuses to run as root).
+pub const PG_OS_USER: &str = "postgres";
+/// Same as the reference compose file (`postgres -c 'max_connections=256'`).
+pub const PG_MAX_CONNECTIONS: u32 = 256;
+
+pub const REDIS_PORT: u16 = 8110;
+pub const REDIS_PASSWORD: &str = "develove";
+
+pub const ETCD_CLIENT_PORT: u16 = 8120;
+pub const ETCD_PEER_PORT: u16 = 8121;
+pub const ETCD_NAME: &str = "bai-halfstack";
+/// The etcd namespace of `configs/manager/halfstack.toml`, printed for the developer.
+pub const ETCD_NAMESPACE: &str = "local";
+
+/// How long each service may take to answer after it was started.
+pub const READY_TIMEOUT_SECS: u64 = 30;
+
+/// Debian packages the halfstack runs on (etcd-client provides etcdctl).
+pub const HALFSTACK_PACKAGES: &[&str] = &[
+    "postgresql-15",
+    "redis-server",
+    "etcd-server",
+    "etcd-client",
+];
+/// Debian packages needed to build and test the workspace, besides the halfstack ones.
+pub const BUILD_PACKAGES: &[&str] = &["protobuf-compiler", "pkg-config"];
+
+/// Folder of `cargo xtask halfstack` data, relative to the workspace root.
+pub const HALFSTACK_DIR: &str = ".halfstack";
+/// Folder of `cargo xtask venv` virtualenvs, relative to the workspace root.
+pub const VENVS_DIR: &str = ".venvs";
+
+/// URL of the halfstack database with real password authentication over TCP.
+pub fn pg_url(database: &str) -> String {
+    format!("postgresql://{PG_USER}:{PG_PASSWORD}@{HOST}:{PG_PORT}/{database}")
+}
+
+pub fn etcd_client_url() -> String {
+    format!("http://{HOST}:{ETCD_CLIENT_PORT}")
+}
+
+pub fn etcd_peer_url() -> String {
+    format!("http://{HOST}:{ETCD_PEER_PORT}")
+}

@@ -1,0 +1,101 @@
+//! `cargo xtask`: the developer tasks of this workspace, as subcommands of one binary
+//! (the cargo-xtask convention: no Makefiles, no loose shell scripts).
+//!
+//! - `halfstack up|down|status`: PostgreSQL, Redis and etcd as local processes (no Docker).
+//! - `venv`: the Python virtualenvs used by compatibility tests and benchmarks.
+//! - `up`: bring everything up for a developer (halfstack, RPC keypair, `manager.toml`).
+//! - `ci`: run every check and test; this is what `.ci/run` calls.
+//! - `bench`: wall-time benchmarks against the reference implementation, with hyperfine.
+
+// xtask is an edge tool, not library code: it legitimately reads a few process-level variables
+// (PATH to find programs, CARGO and CARGO_TARGET_DIR to call the same cargo and find its output).
+// The workspace rule "configuration only through bai-config" is for the manager's own crates.
+#![allow(clippy::disallowed_methods)]
+
+mod apt;
+mod bench;
+mod ci;
+mod cmd;
+mod consts;
+mod halfstack;
+mod sys;
+mod up;
+mod venv;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::OnceLock;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Developer tasks of the Backend.AI manager workspace"
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Local PostgreSQL, Redis and etcd for development and tests (no Docker).
+    Halfstack(halfstack::Args),
+    /// Create or update the Python virtualenvs under `.venvs/` (all of them by default).
+    Venv(venv::Args),
+    /// Bring it all up: packages, halfstack, RPC keypair, `manager.toml`, config check.
+    Up(halfstack::Dir),
+    /// Run every check and test (fmt, clippy, tests against the halfstack); used by `.ci/run`.
+    Ci(halfstack::Dir),
+    /// Wall-time benchmarks with hyperfine, ours against the reference implementation.
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Halfstack(args) => halfstack::run(args),
+        Task::Venv(args) => venv::run(args).map(|()| ExitCode::SUCCESS),
+        Task::Up(args) => up::run(args).map(|()| ExitCode::SUCCESS),
+        Task::Ci(args) => ci::run(args),
+        Task::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root: xtask always lives directly below it. Taken from `CARGO_MANIFEST_DIR` at
+/// run time (`cargo run` sets it), not at build time: with a target folder shared by several
+/// checkouts (as `.ci/run` does), cargo may run a binary that was built in another checkout.
+pub(crate) fn workspace_root() -> &'static Path {
+    static ROOT: OnceLock<PathBuf> = OnceLock::new();
+    ROOT.get_or_init(|| {
+        let xtask = std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+        let root = xtask.parent().expect("xtask/ has a parent directory");
+        root.to_owned()
+    })
+}
+
+/// The cargo that runs us (so toolchain overrides carry over), or `cargo` from PATH.
+pub(crate) fn cargo() -> std::process::Command {
+    let program = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut command = std::process::Command::new(program);
+    command.current_dir(workspace_root());
+    command
+}
+
+/// Where cargo puts build output: `$CARGO_TARGET_DIR`, else `<workspace>/target`.
+pub(crate) fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => workspace_root().join(dir),
+        _ => workspace_root().join("target"),
+    }
+}
