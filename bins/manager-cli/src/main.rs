@@ -2,6 +2,8 @@
 //! command tree (`backend.ai mgr X` becomes `manager-cli X`). It only parses arguments and calls the
 //! library crates; every message for people is made here.
 
+mod etcd;
+
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -55,6 +57,9 @@ enum Command {
     /// Inspect the local configuration (manager.toml).
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Read and write the cluster configuration in etcd (`/sorna/{namespace}/...`).
+    #[command(subcommand)]
+    Etcd(etcd::EtcdCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -107,6 +112,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}: OK", loaded.source.display());
             Ok(ExitCode::SUCCESS)
         })),
+        Command::Etcd(command) => etcd::run(command, &options),
     }
 }
 
@@ -116,17 +122,31 @@ fn with_config(
     options: &LoadOptions,
     action: impl FnOnce(&LoadedConfig) -> Result<ExitCode, ConfigError>,
 ) -> ExitCode {
-    let outcome = bai_config::load(options, &Environment::capture()).and_then(|loaded| {
-        for warning in &loaded.warnings {
-            tracing::warn!("{warning}");
-        }
-        action(&loaded)
-    });
-    match outcome {
+    let Some(loaded) = load_config(options) else {
+        return ExitCode::FAILURE;
+    };
+    match action(&loaded) {
         Ok(code) => code,
         Err(error) => {
             eprintln!("{error}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Loads the configuration and logs its warnings; on failure prints the errors (one per line,
+/// each naming the file or variable and the key) and returns nothing, which means exit code 1.
+fn load_config(options: &LoadOptions) -> Option<LoadedConfig> {
+    match bai_config::load(options, &Environment::capture()) {
+        Ok(loaded) => {
+            for warning in &loaded.warnings {
+                tracing::warn!("{warning}");
+            }
+            Some(loaded)
+        }
+        Err(error) => {
+            eprintln!("{error}");
+            None
         }
     }
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::cmd::{self, shell_quote};
-use crate::{apt, venv};
+use crate::{apt, consts, venv};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,6 +28,24 @@ enum Case {
         options: Options,
         /// A `backend.ai` executable of the reference manager, measured as
         /// `PATH mgr generate-rpc-keypair DIR manager`.
+        #[arg(long, value_name = "PATH")]
+        reference_cli: Option<PathBuf>,
+    },
+    /// `manager-cli etcd put` of one key against `etcdctl put` (and the reference CLI), on the
+    /// halfstack's etcd, in a namespace of its own that is deleted afterwards.
+    EtcdPut {
+        #[command(flatten)]
+        options: Options,
+        /// A `backend.ai` executable of the reference manager.
+        #[arg(long, value_name = "PATH")]
+        reference_cli: Option<PathBuf>,
+    },
+    /// `manager-cli etcd put-json` of a 1,000-key tree (and the reference CLI's), on the
+    /// halfstack's etcd.
+    EtcdPutJson {
+        #[command(flatten)]
+        options: Options,
+        /// A `backend.ai` executable of the reference manager.
         #[arg(long, value_name = "PATH")]
         reference_cli: Option<PathBuf>,
     },
@@ -47,13 +65,33 @@ struct Options {
 pub fn run(args: Args) -> Result<()> {
     apt::ensure(&["hyperfine"])?;
     let scratch = Scratch::new()?;
-    let (benchmark, options) = match args.case {
+    let ours = build_manager_cli()?;
+    match args.case {
         Case::Keypair {
             options,
             reference_cli,
-        } => (keypair(&scratch, reference_cli)?, options),
-    };
-    measure(&benchmark, &options, &scratch)
+        } => measure(
+            &keypair(&scratch, &ours, reference_cli)?,
+            &options,
+            &scratch,
+        ),
+        Case::EtcdPut {
+            options,
+            reference_cli,
+        } => {
+            let namespace = EtcdNamespace::new(&scratch, &ours)?;
+            let benchmark = etcd_put(&ours, &namespace, reference_cli)?;
+            measure(&benchmark, &options, &scratch)
+        }
+        Case::EtcdPutJson {
+            options,
+            reference_cli,
+        } => {
+            let namespace = EtcdNamespace::new(&scratch, &ours)?;
+            let benchmark = etcd_put_json(&scratch, &ours, &namespace, reference_cli)?;
+            measure(&benchmark, &options, &scratch)
+        }
+    }
 }
 
 /// One command line measured by hyperfine.
@@ -79,13 +117,7 @@ struct Benchmark {
 /// `generate-rpc-keypair` of ours, pyzmq's generator (what the reference CLI calls), and
 /// optionally the reference CLI itself, each writing into a folder emptied before every run
 /// (our CLI refuses to overwrite keys).
-fn keypair(scratch: &Scratch, reference_cli: Option<PathBuf>) -> Result<Benchmark> {
-    println!("==> cargo build --release -p manager-cli");
-    cmd::run_inherit(crate::cargo().args(["build", "--release", "-p", "manager-cli"]))?;
-    let ours = crate::target_dir().join("release").join("manager-cli");
-    if !ours.is_file() {
-        bail!("{} is missing after the build", ours.display());
-    }
+fn keypair(scratch: &Scratch, ours: &Path, reference_cli: Option<PathBuf>) -> Result<Benchmark> {
     let py312 = venv::by_name("py312");
     venv::ensure(py312)?;
 
@@ -101,7 +133,7 @@ fn keypair(scratch: &Scratch, reference_cli: Option<PathBuf>) -> Result<Benchmar
     };
     let mut contenders = vec![
         contender("ours", &|dir| {
-            format!("{} generate-rpc-keypair {dir} manager", quote_path(&ours))
+            format!("{} generate-rpc-keypair {dir} manager", quote_path(ours))
         }),
         contender("pyzmq", &|dir| {
             let script =
@@ -110,10 +142,7 @@ fn keypair(scratch: &Scratch, reference_cli: Option<PathBuf>) -> Result<Benchmar
             format!("{python} -c {} {dir}", shell_quote(script))
         }),
     ];
-    if let Some(reference) = reference_cli {
-        if !reference.is_file() {
-            bail!("--reference-cli {}: no such file", reference.display());
-        }
+    if let Some(reference) = checked_reference(reference_cli)? {
         contenders.push(contender("reference", &|dir| {
             format!(
                 "{} mgr generate-rpc-keypair {dir} manager",
@@ -125,6 +154,172 @@ fn keypair(scratch: &Scratch, reference_cli: Option<PathBuf>) -> Result<Benchmar
         title: "generate-rpc-keypair".into(),
         contenders,
     })
+}
+
+/// One `etcd put` of ours, of etcdctl (the Go client, a floor for any client) and of the reference.
+fn etcd_put(
+    ours: &Path,
+    namespace: &EtcdNamespace,
+    reference_cli: Option<PathBuf>,
+) -> Result<Benchmark> {
+    let config = quote_path(&namespace.config);
+    let mut contenders = vec![
+        plain(
+            "ours",
+            format!("{} -f {config} etcd put bench/key value", quote_path(ours)),
+        ),
+        plain(
+            "etcdctl",
+            format!(
+                "etcdctl --endpoints={} put /sorna/{}/bench/key value",
+                consts::etcd_client_url(),
+                namespace.name
+            ),
+        ),
+    ];
+    if let Some(reference) = checked_reference(reference_cli)? {
+        contenders.push(reference_contender(&format!(
+            "{} mgr -f {config} etcd put bench/key value",
+            quote_path(&reference)
+        )));
+    }
+    Ok(Benchmark {
+        title: "etcd put (one key)".into(),
+        contenders,
+    })
+}
+
+/// `etcd put-json` of a 1,000-key tree (ten groups of 100 keys), ours and the reference's.
+fn etcd_put_json(
+    scratch: &Scratch,
+    ours: &Path,
+    namespace: &EtcdNamespace,
+    reference_cli: Option<PathBuf>,
+) -> Result<Benchmark> {
+    let tree: serde_json::Map<String, serde_json::Value> = (0..10)
+        .map(|group| {
+            let keys = (0..100)
+                .map(|key| {
+                    (
+                        format!("key-{key}"),
+                        serde_json::Value::String(format!("value {group}/{key}")),
+                    )
+                })
+                .collect();
+            (format!("group-{group}"), serde_json::Value::Object(keys))
+        })
+        .collect();
+    let file = scratch.0.join("tree.json");
+    std::fs::write(&file, serde_json::to_string(&tree)?)
+        .with_context(|| format!("cannot write {}", file.display()))?;
+    let (config, file) = (quote_path(&namespace.config), quote_path(&file));
+    let mut contenders = vec![plain(
+        "ours",
+        format!(
+            "{} -f {config} etcd put-json bench {file}",
+            quote_path(ours)
+        ),
+    )];
+    if let Some(reference) = checked_reference(reference_cli)? {
+        contenders.push(reference_contender(&format!(
+            "{} mgr -f {config} etcd put-json bench {file}",
+            quote_path(&reference)
+        )));
+    }
+    Ok(Benchmark {
+        title: "etcd put-json (1,000 keys)".into(),
+        contenders,
+    })
+}
+
+fn plain(label: &str, command: String) -> Contender {
+    Contender {
+        label: label.into(),
+        command,
+        prepare: None,
+    }
+}
+
+/// The reference CLI's etcd commands die by SIGSEGV in about one run of ten as the interpreter
+/// exits (after the write went through), which would abort hyperfine; its time still counts.
+fn reference_contender(command: &str) -> Contender {
+    plain(
+        "reference",
+        format!("sh -c {}", shell_quote(&format!("{command} || true"))),
+    )
+}
+
+fn build_manager_cli() -> Result<PathBuf> {
+    println!("==> cargo build --release -p manager-cli");
+    cmd::run_inherit(crate::cargo().args(["build", "--release", "-p", "manager-cli"]))?;
+    let ours = crate::target_dir().join("release").join("manager-cli");
+    if !ours.is_file() {
+        bail!("{} is missing after the build", ours.display());
+    }
+    Ok(ours)
+}
+
+fn checked_reference(reference_cli: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    match reference_cli {
+        Some(reference) if !reference.is_file() => {
+            bail!("--reference-cli {}: no such file", reference.display())
+        }
+        other => Ok(other),
+    }
+}
+
+/// A namespace of the halfstack's etcd for one benchmark run, with a manager.toml pointing at it
+/// (and at an RPC keypair, which the reference insists on); its keys are deleted on drop.
+#[derive(Debug)]
+struct EtcdNamespace {
+    name: String,
+    config: PathBuf,
+}
+
+impl EtcdNamespace {
+    fn new(scratch: &Scratch, ours: &Path) -> Result<Self> {
+        let name = format!("bench-{}", std::process::id());
+        let template = crate::workspace_root().join("configs/manager/halfstack.toml");
+        let text = std::fs::read_to_string(&template)
+            .with_context(|| format!("cannot read {}", template.display()))?;
+        let keypair = scratch.0.join("manager.key_secret");
+        let text = text
+            .replace(
+                &format!("namespace = \"{}\"", consts::ETCD_NAMESPACE),
+                &format!("namespace = \"{name}\""),
+            )
+            .replace(
+                "rpc-auth-manager-keypair = \"fixtures/manager/manager.key_secret\"",
+                &format!("rpc-auth-manager-keypair = \"{}\"", keypair.display()),
+            );
+        cmd::run(
+            Command::new(ours)
+                .arg("generate-rpc-keypair")
+                .arg(&scratch.0)
+                .arg("manager"),
+        )?;
+        let config = scratch.0.join("manager.toml");
+        std::fs::write(&config, text)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        cmd::run(
+            Command::new("etcdctl")
+                .arg(format!("--endpoints={}", consts::etcd_client_url()))
+                .arg("endpoint")
+                .arg("health"),
+        )
+        .context("the halfstack's etcd does not answer; start it with: cargo xtask halfstack up")?;
+        Ok(EtcdNamespace { name, config })
+    }
+}
+
+impl Drop for EtcdNamespace {
+    fn drop(&mut self) {
+        let _ = cmd::run(
+            Command::new("etcdctl")
+                .arg(format!("--endpoints={}", consts::etcd_client_url()))
+                .args(["del", "--prefix", &format!("/sorna/{}/", self.name)]),
+        );
+    }
 }
 
 /// Runs hyperfine on every contender of `benchmark` and prints a table with the ratio to ours.

@@ -1,0 +1,21 @@
+//! The cluster-wide configuration in etcd, in exactly the reference's layout: every key under
+//! `/sorna/{namespace}/`, optional scope prefixes (scaling group, node), percent-quoted key pieces,
+//! values stored as the text Python's `str()` gives, and the "value at a node" under the empty key.
+//! [`EtcdStore`] reads and writes it; [`tree`] converts between flat keys and nested trees.
+//! [`SharedConfig`] is the typed, validated view of the manager's `config/...` and `volumes/...`.
+//!
+//! This crate must not know manager.toml beyond `[etcd]` (it takes a [`EtcdTarget`]), decide what
+//! keys outside the shared configuration's schema mean (that is for the crates that read them),
+//! print, or log values: etcd holds passwords.
+
+mod error;
+mod quote;
+pub mod shared_config;
+mod store;
+pub mod tree;
+
+pub use error::EtcdError;
+pub use quote::{quote, unquote};
+pub use shared_config::{Severity, SharedConfig, SharedConfigError, SharedConfigProblem};
+pub use store::{EtcdStore, EtcdTarget, MAX_TXN_OPS, Scope, ScopePrefixes, WatchEvent};
+pub use tree::{ConfigNode, ConfigTree};
