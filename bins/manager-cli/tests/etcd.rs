@@ -165,30 +165,33 @@ fn pairs(namespace: &Namespace, pairs: &[(&str, &str)]) -> BTreeMap<String, Stri
         .collect()
 }
 
+/// Every `etcd put` of the install guide's "Global configuration" section, in its order.
+const INSTALL_GUIDE_PUTS: [(&str, &str); 13] = [
+    ("config/redis/addr", "bai-m1:8110"),
+    ("config/redis/password", "develove"),
+    ("config/docker/image/auto_pull", "tag"),
+    (
+        "config/docker/registry/cr.backend.ai",
+        "https://cr.backend.ai",
+    ),
+    ("config/docker/registry/cr.backend.ai/type", "harbor2"),
+    ("config/docker/registry/cr.backend.ai/project", "stable"),
+    ("volumes/_types/group", ""),
+    ("volumes/_types/user", ""),
+    ("volumes/default_host", "bai-m1:local"),
+    ("volumes/proxies/bai-m1/client_api", "http://127.0.0.1:6021"),
+    ("volumes/proxies/bai-m1/manager_api", "http://bai-m1:6022"),
+    (
+        "volumes/proxies/bai-m1/secret",
+        "secure-token-to-authenticate-manager-request",
+    ),
+    ("volumes/proxies/bai-m1/ssl_verify", "false"),
+];
+
 #[test]
 fn the_install_guide_global_configuration_lands_in_the_reference_layout() {
     let ns = Namespace::new("install-guide");
-    let puts = [
-        ("config/redis/addr", "bai-m1:8110"),
-        ("config/redis/password", "develove"),
-        ("config/docker/image/auto_pull", "tag"),
-        (
-            "config/docker/registry/cr.backend.ai",
-            "https://cr.backend.ai",
-        ),
-        ("config/docker/registry/cr.backend.ai/type", "harbor2"),
-        ("config/docker/registry/cr.backend.ai/project", "stable"),
-        ("volumes/_types/group", ""),
-        ("volumes/_types/user", ""),
-        ("volumes/default_host", "bai-m1:local"),
-        ("volumes/proxies/bai-m1/client_api", "http://127.0.0.1:6021"),
-        ("volumes/proxies/bai-m1/manager_api", "http://bai-m1:6022"),
-        (
-            "volumes/proxies/bai-m1/secret",
-            "secure-token-to-authenticate-manager-request",
-        ),
-        ("volumes/proxies/bai-m1/ssl_verify", "false"),
-    ];
+    let puts = INSTALL_GUIDE_PUTS;
     for (key, value) in puts {
         let output = ns.etcd_ok(&["put", key, value]);
         assert_eq!(stdout(&output), "");
@@ -575,24 +578,7 @@ fn an_etcd_that_accepts_but_never_answers_fails_within_5_seconds() {
 #[test]
 fn check_accepts_the_install_guide_configuration_and_names_each_bad_key() {
     let ns = Namespace::new("check");
-    for (key, value) in [
-        ("config/redis/addr", "bai-m1:8110"),
-        ("config/redis/password", "develove"),
-        ("config/docker/image/auto_pull", "tag"),
-        (
-            "config/docker/registry/cr.backend.ai",
-            "https://cr.backend.ai",
-        ),
-        ("config/docker/registry/cr.backend.ai/type", "harbor2"),
-        ("config/docker/registry/cr.backend.ai/project", "stable"),
-        ("volumes/_types/group", ""),
-        ("volumes/_types/user", ""),
-        ("volumes/default_host", "bai-m1:local"),
-        ("volumes/proxies/bai-m1/client_api", "http://127.0.0.1:6021"),
-        ("volumes/proxies/bai-m1/manager_api", "http://bai-m1:6022"),
-        ("volumes/proxies/bai-m1/secret", "secure-token"),
-        ("volumes/proxies/bai-m1/ssl_verify", "false"),
-    ] {
+    for (key, value) in INSTALL_GUIDE_PUTS {
         ns.etcd_ok(&["put", key, value]);
     }
     let valid = ns.etcd_ok(&["check"]);
