@@ -1,0 +1,72 @@
+//! Connecting to the database `[db]` of manager.toml names.
+
+use std::time::Duration;
+
+use bai_config::DbConfig;
+use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+
+use crate::error::DbError;
+
+/// How long to wait for PostgreSQL before saying it cannot be reached.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The connection URL of `[db]`, user and password percent-encoded.
+pub fn database_url(db: &DbConfig) -> String {
+    format!(
+        "postgres://{}:{}@{}/{}",
+        encode(&db.user),
+        encode(&db.password),
+        db.addr,
+        encode(&db.name)
+    )
+}
+
+/// A connection pool sized by `[db] pool-size` and `max-overflow`.
+pub async fn connect(db: &DbConfig) -> Result<DatabaseConnection, DbError> {
+    let max = match db.max_overflow {
+        -1 => 1024,
+        overflow => db.pool_size.saturating_add(overflow.max(0)),
+    };
+    let mut options = ConnectOptions::new(database_url(db));
+    options
+        .max_connections(u32::try_from(max).unwrap_or(u32::MAX))
+        .min_connections(0)
+        .connect_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(CONNECT_TIMEOUT)
+        .test_before_acquire(db.pool_pre_ping)
+        .sqlx_logging(false);
+    if db.pool_recycle > 0.0 {
+        options.max_lifetime(Duration::from_secs_f64(db.pool_recycle));
+    }
+    Database::connect(options)
+        .await
+        .map_err(|source| DbError::Connect {
+            addr: db.addr.to_string(),
+            database: db.name.clone(),
+            user: db.user.clone(),
+            source,
+        })
+}
+
+/// Percent-encodes everything but unreserved URL characters, so any password works in the URL.
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(byte).to_string()
+            }
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_and_password_are_percent_encoded() {
+        assert_eq!(encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
+        assert_eq!(encode("develove"), "develove");
+    }
+}

@@ -1,0 +1,17 @@
+//! The manager's PostgreSQL database exactly as Backend.AI 24.03 lays it out: sea-orm entities for
+//! every table, the migrations that create and evolve the schema (with the reference's
+//! `alembic_version` stamp so its tooling recognises the database), the schema state `schema
+//! oneshot` decides on, and fixture files (`fixture populate` / `export`).
+//!
+//! This crate is the only one that speaks SQL. It must not know HTTP, etcd or manager.toml beyond
+//! `[db]`, and it never logs passwords or password hashes.
+
+mod connect;
+mod error;
+pub mod migration;
+pub mod schema;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use connect::{connect, database_url};
+pub use error::DbError;
