@@ -178,19 +178,13 @@ fn with_etcd<F: Future<Output = anyhow::Result<ExitCode>>>(
     let Some(loaded) = crate::load_config(options) else {
         return Ok(ExitCode::FAILURE);
     };
-    // One short-lived command needs no worker threads; the runtime exists only to drive the
-    // gRPC connection to etcd.
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
-    runtime
-        .block_on(command(loaded.config.etcd))
-        .map_err(|error| match error.downcast::<EtcdError>() {
+    crate::block_on(command(loaded.config.etcd))?.map_err(|error| {
+        match error.downcast::<EtcdError>() {
             // Its message already ends with its cause; main's `{:#}` would repeat it.
             Ok(etcd) => anyhow::anyhow!("{etcd}"),
             Err(other) => other,
-        })
+        }
+    })
 }
 
 async fn check(etcd: EtcdConfig) -> anyhow::Result<ExitCode> {

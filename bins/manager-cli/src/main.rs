@@ -2,6 +2,7 @@
 //! command tree (`backend.ai mgr X` becomes `manager-cli X`). It only parses arguments and calls the
 //! library crates; every message for people is made here.
 
+mod db;
 mod etcd;
 
 use std::io::{IsTerminal, Write};
@@ -60,6 +61,14 @@ enum Command {
     /// Read and write the cluster configuration in etcd (`/sorna/{namespace}/...`).
     #[command(subcommand)]
     Etcd(etcd::EtcdCommand),
+    /// Create, inspect and migrate the database schema (`[db]` of manager.toml).
+    #[command(subcommand)]
+    Schema(db::SchemaCommand),
+    /// Open psql on the configured database; ARGS are passed to psql.
+    Dbshell {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        psql_args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,7 +122,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         })),
         Command::Etcd(command) => etcd::run(command, &options),
+        Command::Schema(command) => db::run_schema(command, &options),
+        Command::Dbshell { psql_args } => db::dbshell(&options, &psql_args),
     }
+}
+
+/// Runs one command's async work on a current-thread runtime: a short-lived command needs no
+/// worker threads, only something to drive its connections.
+fn block_on<F: Future>(work: F) -> anyhow::Result<F::Output> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    Ok(runtime.block_on(work))
 }
 
 /// Loads the configuration, prints its warnings, and runs `action`; configuration errors are printed
@@ -184,14 +205,28 @@ fn generate_rpc_keypair(dir: &Path, name: &str, force: bool) -> anyhow::Result<E
 
 /// Logs go to stderr so that stdout carries only a command's output.
 fn init_logging(level: LogLevel) {
-    let filter = match level {
-        LogLevel::Notset | LogLevel::Debug => tracing::Level::DEBUG,
-        LogLevel::Info => tracing::Level::INFO,
-        LogLevel::Warning => tracing::Level::WARN,
-        LogLevel::Error | LogLevel::Critical => tracing::Level::ERROR,
+    let level = match level {
+        LogLevel::Notset | LogLevel::Debug => "debug",
+        LogLevel::Info => "info",
+        LogLevel::Warning => "warn",
+        LogLevel::Error | LogLevel::Critical => "error",
     };
+    // Our crates log at the chosen level; libraries (sqlx, sea-orm-migration, tonic) only say
+    // something when it is a warning, so that a command's output is not buried in their chatter.
+    let ours = [
+        "manager_cli",
+        "bai_config",
+        "bai_rpc_keys",
+        "bai_etcd_store",
+        "bai_db_models",
+    ];
+    let directives: Vec<String> = ours
+        .iter()
+        .map(|target| format!("{target}={level}"))
+        .collect();
+    let filter = tracing_subscriber::EnvFilter::new(format!("warn,{}", directives.join(",")));
     tracing_subscriber::fmt()
-        .with_max_level(filter)
+        .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)

@@ -38,9 +38,8 @@ pub enum OneshotOutcome {
 #[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error(
-        "the database already has {} tables ({}) that bai-manager did not create{}; refusing to touch them. \
+        "the database already holds tables that bai-manager did not create ({}){}; refusing to touch them. \
          Use an empty database, or drop these tables first",
-        .tables.len(),
         preview(.tables),
         alembic_note(.alembic_revision.as_deref())
     )]
