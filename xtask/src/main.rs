@@ -3,7 +3,9 @@
 //!
 //! - `halfstack up|down|status`: PostgreSQL, Redis and etcd as local processes (no Docker).
 //! - `venv`: the Python virtualenvs used by compatibility tests and benchmarks.
-//! - `up`: bring everything up for a developer (halfstack, RPC keypair, `manager.toml`).
+//! - `up`: bring everything up for a developer (halfstack, RPC keypair, `manager.toml`, schema,
+//!   example fixtures).
+//! - `db reset`: the halfstack's database made again from scratch.
 //! - `ci`: run every check and test; this is what `.ci/run` calls.
 //! - `bench`: wall-time benchmarks against the reference implementation, with hyperfine.
 
@@ -17,6 +19,7 @@ mod bench;
 mod ci;
 mod cmd;
 mod consts;
+mod db;
 mod halfstack;
 mod sys;
 mod up;
@@ -47,6 +50,8 @@ enum Task {
     Venv(venv::Args),
     /// Bring it all up: packages, halfstack, RPC keypair, `manager.toml`, config check.
     Up(halfstack::Dir),
+    /// The halfstack's database: `reset` drops it and loads schema and example fixtures again.
+    Db(db::Args),
     /// Run every check and test (fmt, clippy, tests against the halfstack); used by `.ci/run`.
     Ci(halfstack::Dir),
     /// Wall-time benchmarks with hyperfine, ours against the reference implementation.
@@ -59,6 +64,7 @@ fn main() -> ExitCode {
         Task::Halfstack(args) => halfstack::run(args),
         Task::Venv(args) => venv::run(args).map(|()| ExitCode::SUCCESS),
         Task::Up(args) => up::run(args).map(|()| ExitCode::SUCCESS),
+        Task::Db(args) => db::run(args).map(|()| ExitCode::SUCCESS),
         Task::Ci(args) => ci::run(args),
         Task::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
     };
@@ -98,4 +104,10 @@ pub(crate) fn target_dir() -> PathBuf {
         Some(dir) if !dir.is_empty() => workspace_root().join(dir),
         _ => workspace_root().join("target"),
     }
+}
+
+/// `cargo run -p manager-cli -- ARGS` in the workspace root, output on the terminal.
+pub(crate) fn manager_cli(args: &[&str]) -> anyhow::Result<()> {
+    let run = ["run", "--quiet", "-p", "manager-cli", "--"];
+    cmd::run_inherit(cargo().args(run).args(args))
 }

@@ -1,17 +1,18 @@
 //! `cargo xtask up`: bring it all up for a developer, what the reference `install-dev.sh` does
 //! for the parts this project has so far: Debian packages, the halfstack, the manager's RPC
-//! keypair, a local `manager.toml`, and a config check with our own manager CLI.
+//! keypair, a local `manager.toml`, a config check, the database schema and the example fixtures,
+//! all with our own manager CLI.
 
 use anyhow::{Context, Result, bail};
 
 use crate::halfstack::{self, Layout};
-use crate::{cmd, consts, workspace_root};
+use crate::{consts, manager_cli, workspace_root};
 
 /// Where `up` puts the RPC keypair and under which name (as the reference `install-dev.sh`).
 const KEY_DIR: &str = "fixtures/manager";
 const KEY_NAME: &str = "manager";
 const CONFIG_TEMPLATE: &str = "configs/manager/halfstack.toml";
-const CONFIG: &str = "manager.toml";
+pub const CONFIG: &str = "manager.toml";
 
 pub fn run(dir: halfstack::Dir) -> Result<()> {
     let root = workspace_root();
@@ -52,6 +53,7 @@ pub fn run(dir: halfstack::Dir) -> Result<()> {
 
     println!("==> manager-cli -f {CONFIG} config check");
     manager_cli(&["-f", CONFIG, "config", "check"])?;
+    crate::db::schema_and_fixtures()?;
 
     println!();
     println!("Everything is up. Halfstack ({}):", layout.root.display());
@@ -84,10 +86,4 @@ pub fn run(dir: halfstack::Dir) -> Result<()> {
     }
     println!("Stop the services with `cargo xtask halfstack down`.");
     Ok(())
-}
-
-/// `cargo run -p manager-cli -- ARGS` in the workspace root, output on the terminal.
-fn manager_cli(args: &[&str]) -> Result<()> {
-    let run = ["run", "--quiet", "-p", "manager-cli", "--"];
-    cmd::run_inherit(crate::cargo().args(run).args(args))
 }

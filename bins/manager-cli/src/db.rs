@@ -3,13 +3,17 @@
 //! Unlike the reference, whose `schema` commands read an Alembic ini file, these use manager.toml,
 //! like every other command.
 
+use std::io::Write;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
 use anyhow::Context;
 use bai_config::{DbConfig, LoadOptions};
+use bai_db_models::fixtures::{self, FixtureFile};
 use bai_db_models::schema::{self, OneshotOutcome, SchemaState};
 use clap::Subcommand;
+use sea_orm::DatabaseConnection;
 
 #[derive(Debug, Subcommand)]
 pub enum SchemaCommand {
@@ -24,13 +28,7 @@ pub enum SchemaCommand {
 }
 
 pub fn run_schema(command: SchemaCommand, options: &LoadOptions) -> anyhow::Result<ExitCode> {
-    let Some(loaded) = crate::load_config(options) else {
-        return Ok(ExitCode::FAILURE);
-    };
-    let db = loaded.config.db;
-    crate::block_on(async move {
-        let connection = bai_db_models::connect(&db).await?;
-        let place = format!("database '{}' at {}", db.name, db.addr);
+    with_db(options, |connection, place| async move {
         match command {
             SchemaCommand::Oneshot => match schema::oneshot(&connection).await? {
                 OneshotOutcome::Created { applied } => println!(
@@ -62,6 +60,23 @@ pub fn run_schema(command: SchemaCommand, options: &LoadOptions) -> anyhow::Resu
             },
         }
         Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Loads the configuration, connects to `[db]` and runs `work` with the connection and a phrase
+/// naming the database for messages.
+fn with_db<F, W>(options: &LoadOptions, work: W) -> anyhow::Result<ExitCode>
+where
+    W: FnOnce(DatabaseConnection, String) -> F,
+    F: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let Some(loaded) = crate::load_config(options) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let db = loaded.config.db;
+    crate::block_on(async move {
+        let connection = bai_db_models::connect(&db).await?;
+        work(connection, format!("database '{}' at {}", db.name, db.addr)).await
     })?
 }
 
@@ -126,4 +141,56 @@ fn psql_command(db: &DbConfig) -> Command {
         .args(["-d", &db.name])
         .env("PGPASSWORD", &db.password);
     command
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FixtureCommand {
+    /// Load a fixture file (`{table: [rows...]}`, `"__mode": "insert"|"update"`) in one
+    /// transaction: every row or none. Existing rows are skipped (insert) or updated (update).
+    Populate {
+        /// The JSON fixture file.
+        file: PathBuf,
+    },
+    /// Write TABLEs as a fixture file that `fixture populate` loads back (to stdout, or -o FILE).
+    Export {
+        /// Tables in the order to write them (parents before children, as populate needs).
+        #[arg(required = true)]
+        tables: Vec<String>,
+        /// Write here instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+}
+
+pub fn run_fixture(command: FixtureCommand, options: &LoadOptions) -> anyhow::Result<ExitCode> {
+    match command {
+        FixtureCommand::Populate { file } => {
+            // A bad file is reported before anything connects.
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let fixture = FixtureFile::parse(&file.display().to_string(), &text)?;
+            with_db(options, |connection, place| async move {
+                let report = fixtures::populate(&connection, &fixture).await?;
+                for table in &report.tables {
+                    eprintln!(
+                        "{}: {} of {} rows written",
+                        table.table, table.rows_written, table.rows_given
+                    );
+                }
+                eprintln!("Loaded {} into {place}.", file.display());
+                Ok(ExitCode::SUCCESS)
+            })
+        }
+        FixtureCommand::Export { tables, output } => with_db(options, |connection, _| async move {
+            let names: Vec<&str> = tables.iter().map(String::as_str).collect();
+            let exported = fixtures::export(&connection, &names).await?;
+            let text = serde_json::to_string_pretty(&exported)? + "\n";
+            match output {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => std::io::stdout().write_all(text.as_bytes())?,
+            }
+            Ok(ExitCode::SUCCESS)
+        }),
+    }
 }

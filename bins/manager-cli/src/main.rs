@@ -64,6 +64,9 @@ enum Command {
     /// Create, inspect and migrate the database schema (`[db]` of manager.toml).
     #[command(subcommand)]
     Schema(db::SchemaCommand),
+    /// Load and export fixture files (rows of several tables in JSON).
+    #[command(subcommand)]
+    Fixture(db::FixtureCommand),
     /// Open psql on the configured database; ARGS are passed to psql.
     Dbshell {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -123,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         })),
         Command::Etcd(command) => etcd::run(command, &options),
         Command::Schema(command) => db::run_schema(command, &options),
+        Command::Fixture(command) => db::run_fixture(command, &options),
         Command::Dbshell { psql_args } => db::dbshell(&options, &psql_args),
     }
 }

@@ -7,8 +7,11 @@
 //! `[db]`, and it never logs passwords or password hashes.
 
 mod connect;
+pub mod entities;
 mod error;
+pub mod fixtures;
 pub mod migration;
+pub mod queries;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -40,6 +40,26 @@ enum Case {
         #[arg(long, value_name = "PATH")]
         reference_cli: Option<PathBuf>,
     },
+    /// `manager-cli schema oneshot` on a fresh database per run (and the reference's).
+    SchemaOneshot {
+        #[command(flatten)]
+        options: Options,
+        /// A `backend.ai` executable of the reference manager.
+        #[arg(long, value_name = "PATH")]
+        reference_cli: Option<PathBuf>,
+    },
+    /// `manager-cli fixture populate` of the install guide's four files, then of a generated
+    /// file of `--users` users, each run on a fresh database with the schema (and the reference's).
+    FixturePopulate {
+        #[command(flatten)]
+        options: Options,
+        /// A `backend.ai` executable of the reference manager.
+        #[arg(long, value_name = "PATH")]
+        reference_cli: Option<PathBuf>,
+        /// Users in the generated file (their passwords are bcrypt-hashed at cost 12).
+        #[arg(long, default_value_t = 1000)]
+        users: usize,
+    },
     /// `manager-cli etcd put-json` of a 1,000-key tree (and the reference CLI's), on the
     /// halfstack's etcd.
     EtcdPutJson {
@@ -81,6 +101,34 @@ pub fn run(args: Args) -> Result<()> {
         } => {
             let namespace = EtcdNamespace::new(&scratch, &ours)?;
             let benchmark = etcd_put(&ours, &namespace, reference_cli)?;
+            measure(&benchmark, &options, &scratch)
+        }
+        Case::SchemaOneshot {
+            options,
+            reference_cli,
+        } => {
+            let database = BenchDatabase::new(&scratch, &ours)?;
+            let benchmark = schema_oneshot(&ours, &database, reference_cli)?;
+            measure(&benchmark, &options, &scratch)
+        }
+        Case::FixturePopulate {
+            options,
+            reference_cli,
+            users,
+        } => {
+            let database = BenchDatabase::new(&scratch, &ours)?;
+            let install_guide: Vec<String> = crate::db::INSTALL_GUIDE_FIXTURES
+                .iter()
+                .map(|file| quote_path(&crate::workspace_root().join(file)))
+                .collect();
+            let benchmark =
+                fixture_populate(&ours, &database, reference_cli.clone(), &install_guide)?;
+            measure(&benchmark, &options, &scratch)?;
+            let generated = scratch.0.join("users.json");
+            std::fs::write(&generated, serde_json::to_string(&generated_users(users))?)
+                .with_context(|| format!("cannot write {}", generated.display()))?;
+            let benchmark =
+                fixture_populate(&ours, &database, reference_cli, &[quote_path(&generated)])?;
             measure(&benchmark, &options, &scratch)
         }
         Case::EtcdPutJson {
@@ -232,6 +280,105 @@ fn etcd_put_json(
     })
 }
 
+/// `schema oneshot` of ours and of the reference, each on a database created empty before the run.
+fn schema_oneshot(
+    ours: &Path,
+    database: &BenchDatabase,
+    reference_cli: Option<PathBuf>,
+) -> Result<Benchmark> {
+    let config = quote_path(&database.config);
+    let mut contenders = vec![Contender {
+        prepare: Some(database.recreate(None)),
+        ..plain(
+            "ours",
+            format!("{} -f {config} schema oneshot", quote_path(ours)),
+        )
+    }];
+    if let Some(reference) = checked_reference(reference_cli)? {
+        let alembic = quote_path(&database.alembic_ini);
+        contenders.push(Contender {
+            prepare: Some(database.recreate(None)),
+            ..reference_contender(&format!(
+                "{} mgr schema oneshot -f {alembic}",
+                quote_path(&reference)
+            ))
+        });
+    }
+    Ok(Benchmark {
+        title: "schema oneshot".into(),
+        contenders,
+    })
+}
+
+/// `fixture populate` of `files` in order, ours and the reference's, each run on a database that
+/// was made again and given the schema (by our oneshot: the same DDL) before the run.
+fn fixture_populate(
+    ours: &Path,
+    database: &BenchDatabase,
+    reference_cli: Option<PathBuf>,
+    files: &[String],
+) -> Result<Benchmark> {
+    let config = quote_path(&database.config);
+    let chain = |program: &str| {
+        let steps: Vec<String> = files
+            .iter()
+            .map(|file| format!("{program} -f {config} fixture populate {file}"))
+            .collect();
+        steps.join(" && ")
+    };
+    let prepare = database.recreate(Some(ours));
+    let mut contenders = vec![Contender {
+        prepare: Some(prepare.clone()),
+        ..plain(
+            "ours",
+            format!("sh -c {}", shell_quote(&chain(&quote_path(ours)))),
+        )
+    }];
+    if let Some(reference) = checked_reference(reference_cli)? {
+        contenders.push(Contender {
+            prepare: Some(prepare),
+            ..reference_contender(&chain(&format!("{} mgr", quote_path(&reference))))
+        });
+    }
+    Ok(Benchmark {
+        title: format!(
+            "fixture populate ({} file{})",
+            files.len(),
+            if files.len() == 1 { "" } else { "s" }
+        ),
+        contenders,
+    })
+}
+
+/// A fixture of `count` users of the default domain, with the domain and policy they need.
+fn generated_users(count: usize) -> serde_json::Value {
+    let users: Vec<serde_json::Value> = (0..count)
+        .map(|index| {
+            serde_json::json!({
+                "uuid": format!("00000000-0000-4000-8000-{index:012}"),
+                "username": format!("bench-user-{index}"),
+                "email": format!("bench-user-{index}@example.com"),
+                "password": format!("password-{index}"),
+                "need_password_change": false,
+                "full_name": format!("Bench User {index}"),
+                "description": "generated by cargo xtask bench fixture-populate",
+                "status": "active",
+                "domain_name": "default",
+                "resource_policy": "default",
+                "role": "user",
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "domains": [{"name": "default", "description": "The default domain", "is_active": true,
+                     "total_resource_slots": {}, "allowed_vfolder_hosts": {},
+                     "allowed_docker_registries": ["cr.backend.ai"]}],
+        "user_resource_policies": [{"name": "default", "max_vfolder_count": 0, "max_quota_scope_size": -1,
+                                    "max_session_count_per_model_session": 10}],
+        "users": users,
+    })
+}
+
 fn plain(label: &str, command: String) -> Contender {
     Contender {
         label: label.into(),
@@ -321,6 +468,127 @@ impl Drop for EtcdNamespace {
         );
     }
 }
+
+/// A database of the halfstack's PostgreSQL for one benchmark run, with a manager.toml and an
+/// Alembic ini (what the reference's `schema` commands read) pointing at it; dropped afterwards.
+#[derive(Debug)]
+struct BenchDatabase {
+    name: String,
+    config: PathBuf,
+    alembic_ini: PathBuf,
+}
+
+impl BenchDatabase {
+    fn new(scratch: &Scratch, ours: &Path) -> Result<Self> {
+        let name = format!("bench_{}", std::process::id());
+        let template = crate::workspace_root().join("configs/manager/halfstack.toml");
+        let text = std::fs::read_to_string(&template)
+            .with_context(|| format!("cannot read {}", template.display()))?;
+        let keypair = scratch.0.join("manager.key_secret");
+        if !keypair.exists() {
+            cmd::run(
+                Command::new(ours)
+                    .arg("generate-rpc-keypair")
+                    .arg(&scratch.0)
+                    .arg("manager"),
+            )?;
+        }
+        let text = text
+            .replace(
+                &format!("name = \"{}\"", consts::PG_DATABASE),
+                &format!("name = \"{name}\""),
+            )
+            .replace(
+                "rpc-auth-manager-keypair = \"fixtures/manager/manager.key_secret\"",
+                &format!("rpc-auth-manager-keypair = \"{}\"", keypair.display()),
+            );
+        let config = scratch.0.join("bench-db.toml");
+        std::fs::write(&config, text)
+            .with_context(|| format!("cannot write {}", config.display()))?;
+        let alembic_ini = scratch.0.join("alembic.ini");
+        let url = consts::pg_url(&name).replace("postgresql://", "postgresql+asyncpg://");
+        std::fs::write(&alembic_ini, ALEMBIC_INI.replace("{url}", &url))
+            .with_context(|| format!("cannot write {}", alembic_ini.display()))?;
+        Ok(BenchDatabase {
+            name,
+            config,
+            alembic_ini,
+        })
+    }
+
+    /// The command that drops and creates the database again, and with `schema_by` gives it the
+    /// schema with that manager-cli.
+    fn recreate(&self, schema_by: Option<&Path>) -> String {
+        let url = consts::pg_url("postgres");
+        let mut script = format!(
+            "psql {url} -v ON_ERROR_STOP=1 -qc 'DROP DATABASE IF EXISTS {name} WITH (FORCE)' -c 'CREATE DATABASE {name}'",
+            name = self.name
+        );
+        if let Some(ours) = schema_by {
+            script.push_str(&format!(
+                " && {} -f {} schema oneshot > /dev/null",
+                quote_path(ours),
+                quote_path(&self.config)
+            ));
+        }
+        format!("sh -c {}", shell_quote(&script))
+    }
+}
+
+impl Drop for BenchDatabase {
+    fn drop(&mut self) {
+        let _ = cmd::run(
+            Command::new("psql")
+                .arg(consts::pg_url("postgres"))
+                .arg("-qc")
+                .arg(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                )),
+        );
+    }
+}
+
+/// The reference's halfstack.alembic.ini with the URL replaced: its `schema` commands read
+/// `sqlalchemy.url` and its env.py configures logging from the same file.
+const ALEMBIC_INI: &str = "[alembic]
+script_location = ai.backend.manager.models:alembic
+sqlalchemy.url = {url}
+
+[loggers]
+keys = root,sqlalchemy,alembic
+
+[handlers]
+keys = console
+
+[formatters]
+keys = generic
+
+[logger_root]
+level = WARN
+handlers = console
+qualname =
+
+[logger_sqlalchemy]
+level = WARN
+handlers =
+qualname = sqlalchemy.engine
+
+[logger_alembic]
+level = INFO
+handlers =
+qualname = alembic
+
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+level = NOTSET
+formatter = generic
+
+[formatter_generic]
+format = %(levelname)-5.5s [%(name)s] %(message)s
+datefmt = %H:%M:%S
+";
 
 /// Runs hyperfine on every contender of `benchmark` and prints a table with the ratio to ours.
 fn measure(benchmark: &Benchmark, options: &Options, scratch: &Scratch) -> Result<()> {

@@ -1,0 +1,14 @@
+//! Typed queries the API and scheduler crates need, returning entity models (or small structs of
+//! them) and [`DbError`](crate::DbError)s that say what was being looked up.
+//!
+//! Each takes any [`ConnectionTrait`](sea_orm::ConnectionTrait), so it runs on the pool or inside a
+//! transaction alike.
+
+pub mod domains;
+pub mod keypairs;
+pub mod resource_presets;
+pub mod scaling_groups;
+pub mod users;
+
+#[cfg(test)]
+mod test_rows;
