@@ -415,6 +415,36 @@ fn checked_reference(reference_cli: Option<PathBuf>) -> Result<Option<PathBuf>> 
     }
 }
 
+/// Writes `scratch/file_name`: configs/manager/halfstack.toml with one line replaced and the RPC
+/// keypair pointed at a keypair in `scratch` (generated once), which the reference insists on.
+fn bench_config(
+    scratch: &Scratch,
+    ours: &Path,
+    file_name: &str,
+    (from, to): (&str, &str),
+) -> Result<PathBuf> {
+    let keypair = scratch.0.join("manager.key_secret");
+    if !keypair.exists() {
+        cmd::run(
+            Command::new(ours)
+                .arg("generate-rpc-keypair")
+                .arg(&scratch.0)
+                .arg("manager"),
+        )?;
+    }
+    let template = crate::workspace_root().join("configs/manager/halfstack.toml");
+    let text = std::fs::read_to_string(&template)
+        .with_context(|| format!("cannot read {}", template.display()))?
+        .replace(from, to)
+        .replace(
+            "rpc-auth-manager-keypair = \"fixtures/manager/manager.key_secret\"",
+            &format!("rpc-auth-manager-keypair = \"{}\"", keypair.display()),
+        );
+    let config = scratch.0.join(file_name);
+    std::fs::write(&config, text).with_context(|| format!("cannot write {}", config.display()))?;
+    Ok(config)
+}
+
 /// A namespace of the halfstack's etcd for one benchmark run, with a manager.toml pointing at it
 /// (and at an RPC keypair, which the reference insists on); its keys are deleted on drop.
 #[derive(Debug)]
@@ -426,28 +456,15 @@ struct EtcdNamespace {
 impl EtcdNamespace {
     fn new(scratch: &Scratch, ours: &Path) -> Result<Self> {
         let name = format!("bench-{}", std::process::id());
-        let template = crate::workspace_root().join("configs/manager/halfstack.toml");
-        let text = std::fs::read_to_string(&template)
-            .with_context(|| format!("cannot read {}", template.display()))?;
-        let keypair = scratch.0.join("manager.key_secret");
-        let text = text
-            .replace(
+        let config = bench_config(
+            scratch,
+            ours,
+            "manager.toml",
+            (
                 &format!("namespace = \"{}\"", consts::ETCD_NAMESPACE),
                 &format!("namespace = \"{name}\""),
-            )
-            .replace(
-                "rpc-auth-manager-keypair = \"fixtures/manager/manager.key_secret\"",
-                &format!("rpc-auth-manager-keypair = \"{}\"", keypair.display()),
-            );
-        cmd::run(
-            Command::new(ours)
-                .arg("generate-rpc-keypair")
-                .arg(&scratch.0)
-                .arg("manager"),
+            ),
         )?;
-        let config = scratch.0.join("manager.toml");
-        std::fs::write(&config, text)
-            .with_context(|| format!("cannot write {}", config.display()))?;
         cmd::run(
             Command::new("etcdctl")
                 .arg(format!("--endpoints={}", consts::etcd_client_url()))
@@ -481,30 +498,15 @@ struct BenchDatabase {
 impl BenchDatabase {
     fn new(scratch: &Scratch, ours: &Path) -> Result<Self> {
         let name = format!("bench_{}", std::process::id());
-        let template = crate::workspace_root().join("configs/manager/halfstack.toml");
-        let text = std::fs::read_to_string(&template)
-            .with_context(|| format!("cannot read {}", template.display()))?;
-        let keypair = scratch.0.join("manager.key_secret");
-        if !keypair.exists() {
-            cmd::run(
-                Command::new(ours)
-                    .arg("generate-rpc-keypair")
-                    .arg(&scratch.0)
-                    .arg("manager"),
-            )?;
-        }
-        let text = text
-            .replace(
+        let config = bench_config(
+            scratch,
+            ours,
+            "bench-db.toml",
+            (
                 &format!("name = \"{}\"", consts::PG_DATABASE),
                 &format!("name = \"{name}\""),
-            )
-            .replace(
-                "rpc-auth-manager-keypair = \"fixtures/manager/manager.key_secret\"",
-                &format!("rpc-auth-manager-keypair = \"{}\"", keypair.display()),
-            );
-        let config = scratch.0.join("bench-db.toml");
-        std::fs::write(&config, text)
-            .with_context(|| format!("cannot write {}", config.display()))?;
+            ),
+        )?;
         let alembic_ini = scratch.0.join("alembic.ini");
         let url = consts::pg_url(&name).replace("postgresql://", "postgresql+asyncpg://");
         std::fs::write(&alembic_ini, ALEMBIC_INI.replace("{url}", &url))
