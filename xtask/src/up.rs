@@ -6,7 +6,7 @@
 use anyhow::{Context, Result, bail};
 
 use crate::halfstack::{self, Layout};
-use crate::{consts, manager_cli, workspace_root};
+use crate::{apt, consts, manager_cli, workspace_root};
 
 /// Where `up` puts the RPC keypair and under which name (as the reference `install-dev.sh`).
 const KEY_DIR: &str = "fixtures/manager";
@@ -17,6 +17,9 @@ pub const CONFIG: &str = "manager.toml";
 pub fn run(dir: halfstack::Dir) -> Result<()> {
     let root = workspace_root();
     let layout = Layout::new(dir)?;
+
+    println!("==> Debian packages the build needs");
+    apt::ensure(consts::BUILD_PACKAGES)?;
 
     println!("==> halfstack up (and its Debian packages)");
     halfstack::up(&layout, &mut Vec::new())?;

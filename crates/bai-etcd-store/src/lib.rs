@@ -12,6 +12,8 @@ mod error;
 mod quote;
 pub mod shared_config;
 mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 pub mod tree;
 
 pub use error::EtcdError;

@@ -1,0 +1,330 @@
+//! The route table and the per-route middleware, in the reference's order (api-auth-client.md
+//! §1.2): version check, authentication, rate limiting, manager-status gate, privilege check, then
+//! the handler. Unknown paths answer 404 `url-not-found`, known paths with another method 405.
+
+mod auth;
+mod config;
+mod manager;
+mod resource;
+mod root;
+mod scaling_groups;
+mod spec;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{FromRequestParts, Request, State};
+use axum::handler::Handler;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, MethodRouter, on};
+use http::request::Parts;
+use http::{HeaderValue, Method, StatusCode};
+use indexmap::IndexMap;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::auth::{Caller, authenticate};
+use crate::context::{ApiContext, ManagerStatus};
+use crate::error::{ApiError, ErrorKind, ProblemResponse};
+use crate::ratelimit::{ANONYMOUS_LIMIT, WINDOW_SECONDS};
+use crate::version::ApiVersion;
+
+/// Who may call a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// No authentication at all: not even a bad signature is looked at.
+    Anonymous,
+    /// Any correctly signed request by a user's main keypair.
+    User,
+    /// A keypair with `is_admin` (the keypair's flag, not the user's role).
+    Admin,
+    /// A user whose role is `superadmin`.
+    SuperAdmin,
+}
+
+/// Which manager statuses a route works in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StatusGate {
+    Ungated,
+    /// Running or frozen.
+    ReadAllowed,
+    /// Running only.
+    AllAllowed,
+}
+
+/// Where a route reads its parameters from, for the OpenAPI document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamsIn {
+    Query,
+    Body,
+}
+
+/// One method on one path.
+#[derive(Debug)]
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    /// `module.handler`, the reference's operation id.
+    pub operation: &'static str,
+    pub access: Access,
+    pub gate: StatusGate,
+    pub summary: &'static str,
+    pub params: Option<(ParamsIn, fn() -> schemars::Schema)>,
+    handler: MethodRouter<ApiContext>,
+}
+
+impl Route {
+    fn new<H, T>(method: Method, path: &'static str, operation: &'static str, handler: H) -> Route
+    where
+        H: Handler<T, ApiContext>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .unwrap_or_else(|_| panic!("route {method} {path}: no method filter for {method}"));
+        Route {
+            method,
+            path,
+            operation,
+            access: Access::Anonymous,
+            gate: StatusGate::Ungated,
+            summary: "",
+            params: None,
+            handler: on(filter, handler),
+        }
+    }
+
+    fn access(mut self, access: Access) -> Route {
+        self.access = access;
+        self
+    }
+
+    fn gate(mut self, gate: StatusGate) -> Route {
+        self.gate = gate;
+        self
+    }
+
+    fn summary(mut self, summary: &'static str) -> Route {
+        self.summary = summary;
+        self
+    }
+
+    /// The parameters the handler validates with `Params<P>`: from the query string for GET, from
+    /// the body (or, when the body is empty, the query string) otherwise.
+    fn params<P: schemars::JsonSchema>(mut self) -> Route {
+        let location = if self.method == Method::GET {
+            ParamsIn::Query
+        } else {
+            ParamsIn::Body
+        };
+        self.params = Some((location, || schemars::schema_for!(P)));
+        self
+    }
+}
+
+/// Every route this server answers, in the reference's module order.
+pub fn routes() -> Vec<Route> {
+    let mut routes = root::routes();
+    routes.extend(config::routes());
+    routes.extend(auth::routes());
+    routes.extend(spec::routes());
+    routes.extend(manager::routes());
+    routes.extend(resource::routes());
+    routes.extend(scaling_groups::routes());
+    routes
+}
+
+/// The `Server` header of every response.
+const SERVER_HEADER: &str = "BackendAI";
+
+/// The whole HTTP application of one worker.
+pub fn router(ctx: ApiContext) -> Router {
+    let mut by_path: IndexMap<&'static str, MethodRouter<ApiContext>> = IndexMap::new();
+    for route in routes() {
+        let policy = RoutePolicy {
+            access: route.access,
+            gate: route.gate,
+        };
+        let guarded = route
+            .handler
+            .route_layer(middleware::from_fn_with_state((ctx.clone(), policy), guard));
+        let merged = match by_path.shift_remove(route.path) {
+            Some(existing) => existing.merge(guarded),
+            None => guarded,
+        };
+        by_path.insert(route.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, methods) in by_path {
+        router = router.route(path, methods);
+    }
+    router
+        .fallback(url_not_found)
+        .layer(middleware::map_response(router_errors_as_problems))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            panic_as_problem,
+        ))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(AllowOrigin::mirror_request())
+                .allow_methods(AllowMethods::mirror_request())
+                .allow_headers(AllowHeaders::mirror_request())
+                .expose_headers(ExposeHeaders::any()),
+        )
+        .layer(SetResponseHeaderLayer::overriding(
+            http::header::SERVER,
+            HeaderValue::from_static(SERVER_HEADER),
+        ))
+        .with_state(ctx)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct RoutePolicy {
+    access: Access,
+    gate: StatusGate,
+}
+
+/// The rate-limit headers a successful response carries.
+#[derive(Clone, Copy, Debug)]
+struct RateLimitHeaders {
+    limit: i64,
+    remaining: i64,
+}
+
+async fn guard(
+    State((ctx, policy)): State<(ApiContext, RoutePolicy)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    match admit(&ctx, policy, request).await {
+        Ok((request, rate_limit)) => {
+            let mut response = next.run(request).await;
+            if response.extensions().get::<ProblemResponse>().is_none() {
+                let headers = response.headers_mut();
+                headers.insert("x-ratelimit-limit", HeaderValue::from(rate_limit.limit));
+                headers.insert(
+                    "x-ratelimit-remaining",
+                    HeaderValue::from(rate_limit.remaining),
+                );
+                headers.insert("x-ratelimit-window", HeaderValue::from(WINDOW_SECONDS));
+            }
+            response
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn admit(
+    ctx: &ApiContext,
+    policy: RoutePolicy,
+    request: Request,
+) -> Result<(Request, RateLimitHeaders), ApiError> {
+    let (mut parts, body) = request.into_parts();
+    let version = ApiVersion::from_headers(&parts.headers)?;
+    parts.extensions.insert(version);
+
+    let caller = match policy.access {
+        Access::Anonymous => None,
+        _ => authenticate(ctx, &parts).await?,
+    };
+
+    let rate_limit = match &caller {
+        Some(caller) => {
+            let limit = i64::from(caller.keypair.rate_limit.unwrap_or(0));
+            let verdict = ctx
+                .rate_limiter()
+                .hit(&ctx.redis().rate_limit, caller.access_key(), limit)
+                .await
+                .map_err(|error| ApiError::internal("counting the request's rate limit", &error))?;
+            if verdict.exceeded() {
+                return Err(ApiError::new(ErrorKind::RateLimitExceeded));
+            }
+            RateLimitHeaders {
+                limit,
+                remaining: verdict.remaining(),
+            }
+        }
+        None => RateLimitHeaders {
+            limit: ANONYMOUS_LIMIT,
+            remaining: ANONYMOUS_LIMIT,
+        },
+    };
+
+    if policy.gate != StatusGate::Ungated {
+        let status = ctx
+            .manager_status()
+            .await
+            .map_err(|error| ApiError::internal("reading the manager status", &error))?;
+        let allowed = match policy.gate {
+            StatusGate::Ungated => true,
+            StatusGate::ReadAllowed => {
+                matches!(status, ManagerStatus::Running | ManagerStatus::Frozen)
+            }
+            StatusGate::AllAllowed => status == ManagerStatus::Running,
+        };
+        if !allowed {
+            return Err(ApiError::new(if status == ManagerStatus::Frozen {
+                ErrorKind::ServerFrozen
+            } else {
+                ErrorKind::ServiceUnavailable
+            }));
+        }
+    }
+
+    let permitted = match (policy.access, &caller) {
+        (Access::Anonymous, _) => true,
+        (_, None) => false,
+        (Access::User, Some(_)) => true,
+        (Access::Admin, Some(caller)) => caller.is_admin(),
+        (Access::SuperAdmin, Some(caller)) => caller.is_superadmin(),
+    };
+    if !permitted {
+        return Err(ApiError::auth_failed("Unauthorized access"));
+    }
+    if let Some(caller) = caller {
+        parts.extensions.insert(Arc::new(caller));
+    }
+    Ok((Request::from_parts(parts, body), rate_limit))
+}
+
+/// The authenticated caller of a route whose access is not `Anonymous`.
+#[derive(Clone, Debug)]
+pub struct Authenticated(pub Arc<Caller>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts
+            .extensions
+            .get::<Arc<Caller>>()
+            .cloned()
+            .map(Authenticated)
+            .ok_or_else(|| ApiError::auth_failed("Unauthorized access"))
+    }
+}
+
+async fn url_not_found(request: Request) -> ApiError {
+    ApiError::new(ErrorKind::UrlNotFound)
+        .data(serde_json::Value::String(request.uri().path().to_owned()))
+}
+
+/// The router's own 405 (a known path, another method) as a problem document, `Allow` kept.
+async fn router_errors_as_problems(response: Response) -> Response {
+    if response.status() != StatusCode::METHOD_NOT_ALLOWED
+        || response.extensions().get::<ProblemResponse>().is_some()
+    {
+        return response;
+    }
+    let allow = response.headers().get(http::header::ALLOW).cloned();
+    let mut problem = ApiError::new(ErrorKind::MethodNotAllowed).into_response();
+    if let Some(allow) = allow {
+        problem.headers_mut().insert(http::header::ALLOW, allow);
+    }
+    problem
+}
+
+fn panic_as_problem(_panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!(target: "bai_api", "a request handler panicked");
+    ApiError::new(ErrorKind::InternalServerError).into_response()
+}

@@ -1,0 +1,241 @@
+//! A throwaway cluster for tests on the halfstack: a fresh database with the 24.03 schema and the
+//! install guide's example fixtures, a fresh etcd namespace whose `config/redis` points at the
+//! halfstack's Redis, and a manager config over both. Plus request signing as the official client
+//! does it, with the example keypairs.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::body::Body;
+use bai_config::{Environment, LoadOptions, ManagerConfig};
+use bai_db_models::fixtures::{self, FixtureFile};
+use bai_db_models::testing::TestDatabase;
+use bai_etcd_store::Scope;
+use bai_etcd_store::testing::TestNamespace;
+use chrono::{DateTime, SecondsFormat, Utc};
+use http::{Method, Request};
+
+use crate::auth::signature::{SignatureHash, SignedParts, parse_date};
+use crate::context::{ApiContext, WorkerIndex};
+
+/// The install guide's fixture files, in the order it loads them.
+pub const INSTALL_GUIDE_FIXTURES: [(&str, &str); 4] = [
+    (
+        "example-users.json",
+        include_str!("../../../fixtures/manager/example-users.json"),
+    ),
+    (
+        "example-keypairs.json",
+        include_str!("../../../fixtures/manager/example-keypairs.json"),
+    ),
+    (
+        "example-set-user-main-access-keys.json",
+        include_str!("../../../fixtures/manager/example-set-user-main-access-keys.json"),
+    ),
+    (
+        "example-resource-presets.json",
+        include_str!("../../../fixtures/manager/example-resource-presets.json"),
+    ),
+];
+
+/// An example keypair of the fixtures, with its user's email and password.
+#[derive(Clone, Copy, Debug)]
+pub struct ExampleUser {
+    pub email: &'static str,
+    pub password: &'static str,
+    pub access_key: &'static str,
+    pub secret_key: &'static str,
+}
+
+pub const SUPERADMIN: ExampleUser = ExampleUser {
+    email: "admin@lablup.com",
+    password: "wJalrXUt",
+    access_key: "AKIAIOSFODNN7EXAMPLE",
+    secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+};
+pub const DOMAIN_ADMIN: ExampleUser = ExampleUser {
+    email: "domain-admin@lablup.com",
+    password: "cWbsM_vB",
+    access_key: "AKIAHUKCHDEZGEXAMPLE",
+    secret_key: "cWbsM_vBB4CzTW7JdORRMx8SjGI3-wEXAMPLEKEY",
+};
+pub const USER: ExampleUser = ExampleUser {
+    email: "user@lablup.com",
+    password: "C8qnIo29",
+    access_key: "AKIANABBDUSEREXAMPLE",
+    secret_key: "C8qnIo29EZvXkPK_MXcuAakYTy4NYrxwmCEyNPlf",
+};
+pub const MONITOR: ExampleUser = ExampleUser {
+    email: "monitor@lablup.com",
+    password: "7tuEwF1J",
+    access_key: "AKIANAMONITOREXAMPLE",
+    secret_key: "7tuEwF1J7FfK41vOM4uSSyWCUWjPBolpVwvgkSBu",
+};
+
+/// A database and an etcd namespace that exist for one test.
+#[derive(Debug)]
+pub struct TestCluster {
+    pub database: TestDatabase,
+    pub namespace: TestNamespace,
+    pub config: Arc<ManagerConfig>,
+}
+
+impl TestCluster {
+    /// Creates the database (schema and install-guide fixtures) and the namespace (Redis of the
+    /// halfstack in `config/redis`). Panics with a hint when the halfstack is not running.
+    pub async fn start(label: &str) -> TestCluster {
+        let database = TestDatabase::create(label).await;
+        bai_db_models::schema::oneshot(&database.connection)
+            .await
+            .unwrap_or_else(|error| panic!("schema oneshot on {}: {error}", database.config.name));
+        for (name, text) in INSTALL_GUIDE_FIXTURES {
+            let file = FixtureFile::parse(name, text)
+                .unwrap_or_else(|error| panic!("fixture {name}: {error}"));
+            fixtures::populate(&database.connection, &file)
+                .await
+                .unwrap_or_else(|error| panic!("fixture {name}: {error}"));
+        }
+        let namespace = TestNamespace::new(label);
+        let store = namespace.store().await;
+        for (key, value) in [
+            ("config/redis/addr", "127.0.0.1:8110"),
+            ("config/redis/password", "develove"),
+        ] {
+            store
+                .put(key, value, Scope::Global)
+                .await
+                .unwrap_or_else(|error| panic!("etcd put {key}: {error}"));
+        }
+        // The router tests bind nothing; servers started by tests get their own `manager_toml`.
+        let toml = manager_toml(&database, &namespace, TEST_HOST);
+        let config = bai_config::load_from_str(
+            &toml,
+            Path::new("test-manager.toml"),
+            &LoadOptions::default(),
+            &Environment::in_dir(std::env::temp_dir()),
+        )
+        .unwrap_or_else(|error| panic!("test manager.toml: {error}"))
+        .config;
+        TestCluster {
+            database,
+            namespace,
+            config: Arc::new(config),
+        }
+    }
+
+    /// A manager.toml for this cluster that serves on `service_addr` (`host:port`).
+    pub fn manager_toml(&self, service_addr: &str) -> String {
+        manager_toml(&self.database, &self.namespace, service_addr)
+    }
+
+    /// A worker context on this cluster.
+    pub async fn context(&self) -> ApiContext {
+        ApiContext::connect(self.config.clone(), WorkerIndex(0))
+            .await
+            .unwrap_or_else(|error| panic!("connecting the API context: {error}"))
+    }
+}
+
+fn manager_toml(database: &TestDatabase, namespace: &TestNamespace, service_addr: &str) -> String {
+    let db = &database.config;
+    format!(
+        r#"[etcd]
+namespace = "{namespace}"
+addr = {{ host = "127.0.0.1", port = 8120 }}
+
+[db]
+type = "postgresql"
+addr = {{ host = "{db_host}", port = {db_port} }}
+name = "{db_name}"
+user = "{db_user}"
+password = "{db_password}"
+
+[manager]
+num-proc = 1
+service-addr = "{service_addr}"
+rpc-auth-manager-keypair = "fixtures/manager/manager.key_secret"
+heartbeat-timeout = 40.0
+
+[docker-registry]
+ssl-verify = false
+
+[logging]
+level = "INFO"
+drivers = ["console"]
+"#,
+        namespace = namespace.name,
+        db_host = db.addr.host,
+        db_port = db.addr.port,
+        db_name = db.name,
+        db_user = db.user,
+        db_password = db.password,
+    )
+}
+
+/// The host the test requests are signed for and sent with.
+pub const TEST_HOST: &str = "127.0.0.1:8081";
+/// The API version the test requests claim (the 24.03 client's).
+pub const TEST_API_VERSION: &str = "v8.20240315";
+
+/// A request signed by `user` as the official client signs it (Date now, ISO 8601 with offset).
+pub fn signed_request(
+    method: Method,
+    path_and_query: &str,
+    body: Option<&serde_json::Value>,
+    user: &ExampleUser,
+) -> Request<Body> {
+    signed_request_at(method, path_and_query, body, user, Utc::now())
+}
+
+/// [`signed_request`] with a chosen `Date`.
+pub fn signed_request_at(
+    method: Method,
+    path_and_query: &str,
+    body: Option<&serde_json::Value>,
+    user: &ExampleUser,
+    date: DateTime<Utc>,
+) -> Request<Body> {
+    let raw_date = date.to_rfc3339_opts(SecondsFormat::Micros, false);
+    let content_type = if body.is_some() {
+        "application/json"
+    } else {
+        "text/plain"
+    };
+    let parts = SignedParts {
+        method: method.as_str(),
+        raw_path: path_and_query,
+        raw_date: &raw_date,
+        date: parse_date(&raw_date).expect("an RFC 3339 date parses"),
+        host: TEST_HOST,
+        content_type: Some(content_type),
+        version_header_name: "x-backendai-version",
+        version: TEST_API_VERSION,
+    };
+    let signature = parts.signature(user.secret_key, SignatureHash::Sha256);
+    Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header(http::header::HOST, TEST_HOST)
+        .header(http::header::DATE, &raw_date)
+        .header("x-backendai-version", TEST_API_VERSION)
+        .header(http::header::CONTENT_TYPE, content_type)
+        .header(
+            http::header::AUTHORIZATION,
+            format!(
+                "BackendAI signMethod=HMAC-SHA256, credential={}:{signature}",
+                user.access_key
+            ),
+        )
+        .body(body.map_or_else(Body::empty, |json| Body::from(json.to_string())))
+        .expect("a well-formed test request")
+}
+
+/// An unsigned request, as an anonymous client sends it.
+pub fn anonymous_request(method: Method, path_and_query: &str) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(path_and_query)
+        .header(http::header::HOST, TEST_HOST)
+        .body(Body::empty())
+        .expect("a well-formed test request")
+}
