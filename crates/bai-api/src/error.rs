@@ -24,6 +24,7 @@ pub enum ErrorKind {
     AuthorizationFailed,
     PasswordExpired,
     InvalidApiParameters,
+    NotImplemented,
     RateLimitExceeded,
     ServerFrozen,
 }
@@ -35,7 +36,8 @@ impl ErrorKind {
             Self::GenericBadRequest
             | Self::InvalidCredentials
             | Self::InvalidAuthParameters
-            | Self::InvalidApiParameters => StatusCode::BAD_REQUEST,
+            | Self::InvalidApiParameters
+            | Self::NotImplemented => StatusCode::BAD_REQUEST,
             Self::GenericForbidden | Self::InsufficientPrivilege => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InternalServerError | Self::ServerMisconfigured => {
@@ -64,6 +66,7 @@ impl ErrorKind {
             Self::AuthorizationFailed => "auth-failed",
             Self::PasswordExpired => "password-expired",
             Self::InvalidApiParameters => "invalid-api-params",
+            Self::NotImplemented => "not-implemented",
             Self::RateLimitExceeded => "rate-limit-exceeded",
             Self::ServerFrozen => "server-frozen",
         }
@@ -86,6 +89,7 @@ impl ErrorKind {
             Self::AuthorizationFailed => "Credential/signature mismatch.".into(),
             Self::PasswordExpired => "Password has expired.".into(),
             Self::InvalidApiParameters => "Missing or invalid API parameters.".into(),
+            Self::NotImplemented => "This API is not implemented.".into(),
             Self::RateLimitExceeded => "You have reached your API query rate limit.".into(),
             Self::ServerFrozen => {
                 "The server is frozen due to maintenance. Please try again later.".into()

@@ -23,4 +23,5 @@ pub mod version;
 
 pub use context::{ApiContext, ManagerStatus, StartupError, WorkerIndex};
 pub use error::{ApiError, ErrorKind};
+pub use routes::spec::openapi_document;
 pub use routes::{Access, Route, StatusGate, router, routes};

@@ -1,7 +1,185 @@
-//! Filled in below.
+//! `/manager/*`: the manager status (freeze and unfreeze) and the announcement banner, both in etcd.
 
-use super::Route;
+use axum::Extension;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use bai_db_models::queries;
+use bai_etcd_store::Scope;
+use http::{Method, StatusCode};
+use serde::{Deserialize, Serialize};
+
+use super::{Access, Authenticated, Route};
+use crate::context::{ApiContext, ManagerStatus};
+use crate::error::{ApiError, ErrorKind};
+use crate::json::PyJson;
+use crate::params::{Params, lenient};
+use crate::version::{ApiVersion, COMPATIBLE_MANAGER_VERSION};
+
+/// The etcd key of the announcement shown to every user; absent when there is none.
+const ANNOUNCEMENT_KEY: &str = "manager/announcement";
 
 pub(super) fn routes() -> Vec<Route> {
-    Vec::new()
+    vec![
+        Route::new(Method::GET, "/manager/status", "manager.fetch_manager_status", fetch_status)
+            .summary("This node, the cluster-wide manager status and the number of active sessions."),
+        Route::new(Method::PUT, "/manager/status", "manager.update_manager_status", update_status)
+            .access(Access::SuperAdmin)
+            .params::<StatusUpdate>()
+            .summary("Freezes or unfreezes the manager (etcd `manager/status`)."),
+        Route::new(Method::GET, "/manager/announcement", "manager.get_announcement", get_announcement)
+            .summary("The announcement banner, if one is enabled."),
+        Route::new(
+            Method::POST,
+            "/manager/announcement",
+            "manager.update_announcement",
+            update_announcement,
+        )
+        .access(Access::SuperAdmin)
+        .params::<AnnouncementUpdate>()
+        .summary("Enables (with a message) or disables the announcement banner."),
+    ]
+}
+
+#[derive(Debug, Serialize)]
+struct NodeStatus {
+    id: String,
+    num_proc: i64,
+    service_addr: String,
+    heartbeat_timeout: f64,
+    ssl_enabled: bool,
+    active_sessions: u64,
+    status: &'static str,
+    version: &'static str,
+    api_version: (u32, &'static str),
+}
+
+#[derive(Debug, Serialize)]
+struct ClusterStatus {
+    nodes: Vec<NodeStatus>,
+    status: &'static str,
+    active_sessions: u64,
+}
+
+async fn fetch_status(
+    State(ctx): State<ApiContext>,
+    Extension(version): Extension<ApiVersion>,
+) -> Result<PyJson<ClusterStatus>, ApiError> {
+    let status = ctx
+        .manager_status()
+        .await
+        .map_err(|error| ApiError::internal("reading the manager status", &error))?;
+    let active_sessions = queries::kernels::count_active_sessions(ctx.db())
+        .await
+        .map_err(|error| ApiError::internal("counting active sessions", &error))?;
+    let manager = &ctx.config().manager;
+    Ok(PyJson(ClusterStatus {
+        nodes: vec![NodeStatus {
+            id: manager.id.clone(),
+            num_proc: manager.num_proc,
+            service_addr: manager.service_addr.to_string(),
+            heartbeat_timeout: manager.heartbeat_timeout,
+            ssl_enabled: manager.ssl_enabled,
+            active_sessions,
+            status: status.as_str(),
+            version: COMPATIBLE_MANAGER_VERSION,
+            api_version: (version.major, version.date),
+        }],
+        status: status.as_str(),
+        active_sessions,
+    }))
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct StatusUpdate {
+    status: ManagerStatus,
+    #[serde(default, deserialize_with = "lenient::bool")]
+    #[schemars(with = "bool")]
+    force_kill: bool,
+}
+
+async fn update_status(
+    State(ctx): State<ApiContext>,
+    _caller: Authenticated,
+    Params(update): Params<StatusUpdate>,
+) -> Result<Response, ApiError> {
+    if update.force_kill {
+        // Killing sessions is an agent RPC, which this server does not speak yet. With nothing
+        // running there is nothing to kill; otherwise say so rather than freeze half-way.
+        let active = queries::kernels::count_active_sessions(ctx.db())
+            .await
+            .map_err(|error| ApiError::internal("counting active sessions", &error))?;
+        if active > 0 {
+            return Err(ApiError::with_msg(
+                ErrorKind::NotImplemented,
+                format!(
+                    "force_kill cannot terminate the {active} active session(s): this manager \
+                     does not drive agents yet"
+                ),
+            ));
+        }
+    }
+    ctx.set_manager_status(update.status)
+        .await
+        .map_err(|error| ApiError::internal("writing the manager status", &error))?;
+    tracing::info!(target: "bai_api", "manager status set to {}", update.status.as_str());
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+#[derive(Debug, Serialize)]
+struct Announcement {
+    enabled: bool,
+    message: String,
+}
+
+async fn get_announcement(State(ctx): State<ApiContext>) -> Result<PyJson<Announcement>, ApiError> {
+    let message = ctx
+        .etcd()
+        .get(ANNOUNCEMENT_KEY, Scope::Global)
+        .await
+        .map_err(|error| ApiError::internal("reading the announcement", &error))?;
+    Ok(PyJson(match message {
+        Some(message) => Announcement {
+            enabled: true,
+            message,
+        },
+        None => Announcement {
+            enabled: false,
+            message: String::new(),
+        },
+    }))
+}
+
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct AnnouncementUpdate {
+    #[serde(default, deserialize_with = "lenient::bool")]
+    #[schemars(with = "bool")]
+    enabled: bool,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+async fn update_announcement(
+    State(ctx): State<ApiContext>,
+    _caller: Authenticated,
+    Params(update): Params<AnnouncementUpdate>,
+) -> Result<Response, ApiError> {
+    let etcd = ctx.etcd();
+    if update.enabled {
+        let message = update.message.unwrap_or_default();
+        if message.is_empty() {
+            return Err(ApiError::invalid_params(
+                "Empty message not allowed to enable announcement",
+            ));
+        }
+        etcd.put(ANNOUNCEMENT_KEY, &message, Scope::Global)
+            .await
+            .map_err(|error| ApiError::internal("writing the announcement", &error))?;
+    } else {
+        etcd.delete(ANNOUNCEMENT_KEY, Scope::Global)
+            .await
+            .map_err(|error| ApiError::internal("deleting the announcement", &error))?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -8,7 +8,7 @@ mod manager;
 mod resource;
 mod root;
 mod scaling_groups;
-mod spec;
+pub mod spec;
 
 use std::sync::Arc;
 
@@ -117,9 +117,21 @@ impl Route {
         } else {
             ParamsIn::Body
         };
-        self.params = Some((location, || schemars::schema_for!(P)));
+        self.params = Some((location, inline_schema::<P>));
         self
     }
+}
+
+/// The JSON Schema of `P` with every subschema inlined and no `$schema`, ready to embed in an
+/// OpenAPI 3.1 document.
+fn inline_schema<P: schemars::JsonSchema>() -> schemars::Schema {
+    schemars::generate::SchemaSettings::draft2020_12()
+        .with(|settings| {
+            settings.inline_subschemas = true;
+            settings.meta_schema = None;
+        })
+        .into_generator()
+        .into_root_schema_for::<P>()
 }
 
 /// Every route this server answers, in the reference's module order.

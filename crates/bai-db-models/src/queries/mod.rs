@@ -5,6 +5,7 @@
 //! transaction alike.
 
 pub mod domains;
+pub mod kernels;
 pub mod keypairs;
 pub mod resource_presets;
 pub mod scaling_groups;

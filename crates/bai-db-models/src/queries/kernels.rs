@@ -1,0 +1,78 @@
+//! Kernels (the containers of compute sessions).
+
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
+
+use crate::entities::enums::KernelStatus;
+use crate::entities::kernels;
+use crate::error::DbError;
+
+/// How many sessions are active, counted the reference's way for `/manager/status`: main kernels
+/// (`cluster_role = 'main'`) that are not pending, cancelled or terminated.
+pub async fn count_active_sessions(db: &impl ConnectionTrait) -> Result<u64, DbError> {
+    kernels::Entity::find()
+        .filter(kernels::Column::ClusterRole.eq("main"))
+        .filter(kernels::Column::Status.is_not_in([
+            KernelStatus::Terminated,
+            KernelStatus::Pending,
+            KernelStatus::Cancelled,
+        ]))
+        .count(db)
+        .await
+        .map_err(DbError::query("counting active sessions"))
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::ConnectionTrait;
+
+    use crate::queries::test_rows::{self, Rows};
+
+    #[tokio::test]
+    async fn counts_main_kernels_that_are_neither_pending_nor_over() {
+        let (test, rows) = test_rows::database("q_kernels_active").await;
+        let db = &test.connection;
+        assert_eq!(super::count_active_sessions(db).await.expect("query"), 0);
+
+        let session = "9a3f5e4c-7b1d-4c59-9a47-3c0b2f1e8d01";
+        db.execute_unprepared(&format!(
+            "INSERT INTO sessions (id, cluster_size, domain_name, group_id, user_uuid, \
+             occupying_slots, requested_slots, use_host_network) VALUES \
+             ('{session}', 2, '{domain}', '{group}', '{user}', '{{}}', '{{}}', false)",
+            domain = Rows::DOMAIN,
+            group = rows.group.id,
+            user = rows.user.uuid,
+        ))
+        .await
+        .expect("session row");
+        for (index, (role, status)) in [
+            ("main", "RUNNING"),
+            ("sub", "RUNNING"),
+            ("main", "PENDING"),
+            ("main", "TERMINATED"),
+            ("main", "CANCELLED"),
+            ("main", "PREPARING"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            db.execute_unprepared(&format!(
+                "INSERT INTO kernels (session_id, cluster_size, cluster_role, cluster_idx, \
+                 local_rank, cluster_hostname, domain_name, group_id, user_uuid, occupied_slots, \
+                 requested_slots, occupied_shares, repl_in_port, repl_out_port, stdin_port, \
+                 stdout_port, use_host_network, status) VALUES ('{session}', 2, '{role}', {index}, \
+                 {index}, 'h{index}', '{domain}', '{group}', '{user}', '{{}}', '{{}}', '{{}}', \
+                 0, 0, 0, 0, false, '{status}')",
+                domain = Rows::DOMAIN,
+                group = rows.group.id,
+                user = rows.user.uuid,
+            ))
+            .await
+            .expect("kernel row");
+        }
+        assert_eq!(
+            super::count_active_sessions(db).await.expect("query"),
+            2,
+            "RUNNING and PREPARING main kernels"
+        );
+    }
+}
