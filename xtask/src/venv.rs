@@ -1,5 +1,6 @@
 //! `cargo xtask venv`: Python virtualenvs under `<workspace>/.venvs/`, made with pyenv's Python and
-//! holding pinned packages (pyzmq for the keypair baseline, later the reference client).
+//! holding pinned packages (pyzmq for the keypair baseline, the official Backend.AI clients for the
+//! compatibility tests).
 //!
 //! [`VENVS`] is the one list of what exists; a new venv or package is a line there. Each venv keeps
 //! a marker file with what was installed, so a second run with an unchanged list skips pip.
@@ -21,11 +22,19 @@ pub struct Venv {
 }
 
 /// Every venv `cargo xtask venv` makes, with every pinned requirement.
-pub const VENVS: &[Venv] = &[Venv {
-    name: "py312",
-    python: "3.12.1",
-    packages: &["pyzmq==26.2.0"],
-}];
+pub const VENVS: &[Venv] = &[
+    Venv {
+        name: "py312",
+        python: "3.12.1",
+        packages: &["pyzmq==26.2.0", "backend.ai-client==24.3.11"],
+    },
+    // The 23.09 client needs yarl < 1.18 (api-auth-client.md §7.1).
+    Venv {
+        name: "py311",
+        python: "3.11.7",
+        packages: &["backend.ai-client==23.9.10", "yarl==1.9.4"],
+    },
+];
 
 /// The file in each venv recording what was installed.
 const MARKER: &str = ".xtask-requirements";
