@@ -287,3 +287,103 @@ async fn cors_echoes_the_origin() {
         Some("https://webui.example.org")
     );
 }
+
+#[tokio::test]
+async fn a_keypair_over_its_rate_limit_gets_429_and_is_still_counted() {
+    let api = Api::start("api_ratelimit").await;
+    // Rate-limit windows live in Redis under the bare access key, shared by every test on the
+    // halfstack: this test counts on a user and keypair of its own.
+    let uuid = uuid::Uuid::new_v4();
+    let access_key = format!("AKIARL{}", &uuid.simple().to_string()[..14]).to_uppercase();
+    // Tables load in file order (users before keypairs), so the JSON is spelled out in that order.
+    let own = FixtureFile::parse(
+        "rate-limited-user.json",
+        &format!(
+            r#"{{"users": [{{"uuid": "{uuid}", "username": "rl-{uuid}", "email": "rl-{uuid}@example.org",
+                "password": "x", "need_password_change": false, "full_name": "", "description": "",
+                "status": "active", "status_info": "admin-requested", "domain_name": "default",
+                "role": "user", "resource_policy": "default"}}],
+              "keypairs": [{{"user_id": "rl-{uuid}@example.org", "user": "{uuid}", "access_key": "{access_key}",
+                "secret_key": "rate-limited-secret-key", "is_active": true, "is_admin": false,
+                "resource_policy": "default", "rate_limit": 2, "num_queries": 0}}]}}"#
+        ),
+    )
+    .unwrap();
+    let main_key = FixtureFile::parse(
+        "rate-limited-main-key.json",
+        &serde_json::json!({"__mode": "update", "users": [{"uuid": uuid, "main_access_key": access_key}]})
+            .to_string(),
+    )
+    .unwrap();
+    for file in [own, main_key] {
+        fixtures::populate(&api.cluster.database.connection, &file)
+            .await
+            .expect("the rate-limited user");
+    }
+    let mut limited = USER;
+    let access_key: &'static str = Box::leak(access_key.into_boxed_str());
+    limited.access_key = access_key;
+    limited.secret_key = "rate-limited-secret-key";
+
+    let request = || signed_request(Method::GET, "/auth/test?echo=x", None, &limited);
+    let first = api.send(request()).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(first.header("x-ratelimit-limit"), Some("2"));
+    assert_eq!(first.header("x-ratelimit-remaining"), Some("1"));
+    let second = api.send(request()).await;
+    assert_eq!(second.header("x-ratelimit-remaining"), Some("0"));
+    let third = api.send(request()).await;
+    third.assert_problem(429, "rate-limit-exceeded", None);
+    assert_eq!(third.header("x-ratelimit-limit"), None);
+    // Refused requests count too: the window stays full.
+    api.send(request())
+        .await
+        .assert_problem(429, "rate-limit-exceeded", None);
+    // Another keypair has its own window.
+    assert_eq!(
+        api.send(signed_request(
+            Method::GET,
+            "/auth/test?echo=x",
+            None,
+            &SUPERADMIN
+        ))
+        .await
+        .status,
+        200
+    );
+}
+
+#[tokio::test]
+async fn gated_routes_answer_503_while_the_manager_is_not_running() {
+    let api = Api::start("api_gate").await;
+    let sgroups = || signed_request(Method::GET, "/scaling-groups?group=default", None, &USER);
+    assert_eq!(api.send(sgroups()).await.status, 200);
+    api.ctx
+        .set_manager_status(bai_api::ManagerStatus::Frozen)
+        .await
+        .unwrap();
+    assert_eq!(
+        api.send(sgroups()).await.status,
+        200,
+        "listing is allowed while frozen"
+    );
+    api.ctx
+        .set_manager_status(bai_api::ManagerStatus::Terminated)
+        .await
+        .unwrap();
+    api.send(sgroups())
+        .await
+        .assert_problem(503, "service-unavailable", None);
+    // Ungated routes keep working.
+    assert_eq!(
+        api.send(signed_request(
+            Method::GET,
+            "/auth/test?echo=x",
+            None,
+            &USER
+        ))
+        .await
+        .status,
+        200
+    );
+}
