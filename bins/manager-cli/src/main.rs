@@ -32,7 +32,8 @@ struct Cli {
     )]
     config: Option<PathBuf>,
 
-    /// Log level of this command; also overrides `[logging] level` of the loaded configuration.
+    /// Log level of this command; also overrides `[logging] level` (and the `pkg-ns` levels of
+    /// `ai.backend` and `aiohttp`) of the loaded configuration.
     #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_log_level)]
     log_level: Option<LogLevel>,
 

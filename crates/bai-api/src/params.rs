@@ -75,6 +75,15 @@ fn quoted_field(message: &str, prefix: &str) -> Option<String> {
     rest.split_once('`').map(|(field, _)| field.to_owned())
 }
 
+/// trafaret's `t.String()`: a string that is not empty (`"blank value is not allowed"`).
+pub fn non_blank<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let text = <String as serde::Deserialize>::deserialize(deserializer)?;
+    if text.is_empty() {
+        return Err(serde::de::Error::custom("blank value is not allowed"));
+    }
+    Ok(text)
+}
+
 /// Lenient scalar forms for parameters that may come from a query string, where every value is a
 /// string (the reference's trafaret `ToBool`, `ToInt`).
 pub mod lenient {

@@ -334,6 +334,15 @@ fn overrides(
             KeyPath::new(["logging", "level"]),
             Origin::CommandLine("--log-level"),
         );
+        // The reference also sets the levels of its own packages and of the HTTP server.
+        let packages = BTreeMap::from([("ai.backend", level), ("aiohttp", level)]);
+        figment = figment.merge(Serialized::default("logging.pkg-ns", packages));
+        for package in ["ai.backend", "aiohttp"] {
+            sources.overridden.insert(
+                KeyPath::new(["logging", "pkg-ns", package]),
+                Origin::CommandLine("--log-level"),
+            );
+        }
     }
     (figment, sources, problems)
 }

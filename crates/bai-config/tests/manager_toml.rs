@@ -11,6 +11,7 @@ use bai_config::{
 const REFERENCE_SAMPLE: &str = include_str!("reference/sample.toml");
 const REFERENCE_HALFSTACK: &str = include_str!("reference/halfstack.toml");
 const OUR_HALFSTACK: &str = include_str!("../../../configs/manager/halfstack.toml");
+const OUR_SAMPLE: &str = include_str!("../../../configs/manager/sample.toml");
 
 /// The smallest configuration the schema accepts; cases below add or break one thing.
 const MINIMAL: &str = r#"
@@ -108,6 +109,49 @@ fn our_halfstack_toml_matches_the_reference_one_where_it_matters() {
     assert_eq!(ours.etcd, reference.etcd);
     assert_eq!(ours.db, reference.db);
     assert_eq!(ours.manager.service_addr, reference.manager.service_addr);
+}
+
+#[test]
+fn our_sample_toml_loads_and_so_does_every_key_it_comments_out() {
+    // A machine with fewer CPUs than the sample's num-proc warns about it; nothing else may.
+    let unexpected = |loaded: &LoadedConfig| -> Vec<String> {
+        warnings(loaded)
+            .into_iter()
+            .filter(|warning| !warning.contains("[manager] num-proc"))
+            .collect()
+    };
+    let loaded = load(OUR_SAMPLE);
+    assert!(unexpected(&loaded).is_empty(), "{:?}", unexpected(&loaded));
+    assert_eq!(
+        loaded.config.logging.drivers,
+        [LogDriver::Console, LogDriver::File]
+    );
+    assert_eq!(
+        loaded.config.manager.pid_file,
+        PathBuf::from("./manager.pid")
+    );
+
+    // `# key = value` lines are the optional keys with their defaults or an example value.
+    let uncommented: String = OUR_SAMPLE
+        .lines()
+        .map(|line| {
+            let key = line.strip_prefix("# ").unwrap_or("");
+            let is_setting = key.split_once(" = ").is_some_and(|(name, _)| {
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '-')
+            });
+            if is_setting { key } else { line }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_ne!(uncommented, OUR_SAMPLE);
+    let loaded = load(&uncommented);
+    assert!(unexpected(&loaded).is_empty(), "{:?}", unexpected(&loaded));
+    assert_eq!(loaded.config.etcd.addrs.len(), 3);
+    assert_eq!(loaded.config.db.lock_conn_timeout, 0.0);
+    assert_eq!(
+        loaded.config.manager.aiomonitor_webui_port,
+        load(MINIMAL).config.manager.aiomonitor_webui_port
+    );
 }
 
 #[test]
@@ -346,7 +390,9 @@ fn a_bad_environment_value_names_the_variable() {
 
 #[test]
 fn the_log_level_option_overrides_the_file_only_when_given() {
-    let text = format!("{MINIMAL}[logging]\nlevel = \"WARNING\"\n");
+    let text = format!(
+        "{MINIMAL}[logging]\nlevel = \"WARNING\"\n[logging.pkg-ns]\n\"\" = \"ERROR\"\n\"ai.backend\" = \"WARNING\"\n"
+    );
     let plain = load_from_str(
         &text,
         Path::new("m.toml"),
@@ -363,6 +409,24 @@ fn the_log_level_option_overrides_the_file_only_when_given() {
     let debug = load_from_str(&text, Path::new("m.toml"), &options, &environment()).expect("loads");
     assert_eq!(debug.config.logging.level, LogLevel::Debug);
     assert!(debug.config.debug.enabled);
+    // Like the reference, the option also sets the levels of `ai.backend` and `aiohttp`, and
+    // leaves the other packages as the file says.
+    let pkg_ns: Vec<(&str, LogLevel)> = debug
+        .config
+        .logging
+        .pkg_ns
+        .iter()
+        .map(|(key, level)| (key.as_str(), *level))
+        .collect();
+    assert_eq!(
+        pkg_ns,
+        [
+            ("", LogLevel::Error),
+            ("ai.backend", LogLevel::Debug),
+            ("aiohttp", LogLevel::Debug)
+        ]
+    );
+    assert_eq!(plain.config.logging.pkg_ns.len(), 2);
 }
 
 #[test]

@@ -11,6 +11,7 @@ pub mod entities;
 mod error;
 pub mod fixtures;
 pub mod migration;
+pub mod password;
 pub mod queries;
 pub mod schema;
 #[cfg(feature = "testing")]

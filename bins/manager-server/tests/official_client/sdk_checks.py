@@ -3,9 +3,10 @@ as one JSON object. The endpoint and the superadmin keypair come from the BACKEN
 
 1. authenticated REST calls the CLI has no command for (presets, check-presets, scaling groups);
 2. a login: POST /auth/authorize with a fixture user's email and password, anonymous;
-3. a signed request with the keypair the login returned.
+3. signed requests with the keypair the login returned, including a password change.
 """
 
+import asyncio
 import json
 import os
 import sys
@@ -13,33 +14,35 @@ import sys
 from ai.backend.client.config import APIConfig
 from ai.backend.client.exceptions import BackendAPIError
 from ai.backend.client.request import Request
-from ai.backend.client.session import Session
+from ai.backend.client.session import AsyncSession
 
 
-def fetch_json(method, path, body=None, params=None):
+async def fetch_json(method, path, body=None, params=None):
     request = Request(method, path, params=params)
     if body is not None:
         request.set_json(body)
     try:
-        with request.fetch() as response:
-            return {"status": response.status, "body": response.json()}
+        async with request.fetch() as response:
+            return {"status": response.status, "body": await response.json()}
     except BackendAPIError as error:
         return {"status": error.status, "body": error.data}
 
 
-def main():
+async def main():
     endpoint = os.environ["BACKEND_ENDPOINT"]
     login = json.loads(sys.argv[1])
     results = {}
 
-    with Session() as session:
-        results["presets"] = session.Resource.list()
-        results["check_presets"] = session.Resource.check_presets()
-        results["scaling_groups"] = fetch_json("GET", "/scaling-groups", params={"group": "default"})
+    async with AsyncSession() as session:
+        results["presets"] = await session.Resource.list()
+        results["check_presets"] = await session.Resource.check_presets()
+        results["scaling_groups"] = await fetch_json(
+            "GET", "/scaling-groups", params={"group": "default"}
+        )
 
     anonymous = APIConfig(endpoint=endpoint, access_key="", secret_key="")
-    with Session(config=anonymous):
-        results["authorize"] = fetch_json(
+    async with AsyncSession(config=anonymous):
+        results["authorize"] = await fetch_json(
             "POST",
             "/auth/authorize",
             {
@@ -49,7 +52,7 @@ def main():
                 "password": login["password"],
             },
         )
-        results["bad_password"] = fetch_json(
+        results["bad_password"] = await fetch_json(
             "POST",
             "/auth/authorize",
             {
@@ -64,12 +67,16 @@ def main():
     as_user = APIConfig(
         endpoint=endpoint, access_key=keys["access_key"], secret_key=keys["secret_key"]
     )
-    with Session(config=as_user):
-        results["as_user_test"] = fetch_json("GET", "/auth/test", params={"echo": "hi there+you"})
-        results["as_user_role"] = fetch_json("GET", "/auth/role")
+    async with AsyncSession(config=as_user) as session:
+        results["as_user_test"] = await fetch_json(
+            "GET", "/auth/test", params={"echo": "hi there+you/가"}
+        )
+        results["as_user_role"] = await fetch_json("GET", "/auth/role")
+        await session.Auth.update_password(login["password"], "N3w-passw0rd", "N3w-passw0rd")
+        results["password_updated"] = True
 
     print(json.dumps(results))
 
 
 if __name__ == "__main__":
-    main()
+    asyncio.run(main())

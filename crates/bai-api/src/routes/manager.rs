@@ -20,14 +20,29 @@ const ANNOUNCEMENT_KEY: &str = "manager/announcement";
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::GET, "/manager/status", "manager.fetch_manager_status", fetch_status)
-            .summary("This node, the cluster-wide manager status and the number of active sessions."),
-        Route::new(Method::PUT, "/manager/status", "manager.update_manager_status", update_status)
-            .access(Access::SuperAdmin)
-            .params::<StatusUpdate>()
-            .summary("Freezes or unfreezes the manager (etcd `manager/status`)."),
-        Route::new(Method::GET, "/manager/announcement", "manager.get_announcement", get_announcement)
-            .summary("The announcement banner, if one is enabled."),
+        Route::new(
+            Method::GET,
+            "/manager/status",
+            "manager.fetch_manager_status",
+            fetch_status,
+        )
+        .summary("This node, the cluster-wide manager status and the number of active sessions."),
+        Route::new(
+            Method::PUT,
+            "/manager/status",
+            "manager.update_manager_status",
+            update_status,
+        )
+        .access(Access::SuperAdmin)
+        .params::<StatusUpdate>()
+        .summary("Freezes or unfreezes the manager (etcd `manager/status`)."),
+        Route::new(
+            Method::GET,
+            "/manager/announcement",
+            "manager.get_announcement",
+            get_announcement,
+        )
+        .summary("The announcement banner, if one is enabled."),
         Route::new(
             Method::POST,
             "/manager/announcement",

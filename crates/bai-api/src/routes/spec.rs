@@ -17,12 +17,17 @@ use crate::version::COMPATIBLE_MANAGER_VERSION;
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
-        Route::new(Method::GET, "/spec/openapi/spec.json", "spec.generate_openapi_spec", serve)
-            .access(Access::User)
-            .summary(
-                "This document. Superadmins may always read it; other users when etcd \
+        Route::new(
+            Method::GET,
+            "/spec/openapi/spec.json",
+            "spec.generate_openapi_spec",
+            serve,
+        )
+        .access(Access::User)
+        .summary(
+            "This document. Superadmins may always read it; other users when etcd \
                  `config/api/allow-openapi-schema-introspection` is true.",
-            ),
+        ),
     ]
 }
 
@@ -36,7 +41,12 @@ async fn serve(State(ctx): State<ApiContext>, caller: Authenticated) -> Result<R
     }
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     let document = DOCUMENT.get_or_init(openapi_document);
-    Ok(json_response(http::StatusCode::OK, document, "application/json; charset=utf-8").into_response())
+    Ok(json_response(
+        http::StatusCode::OK,
+        document,
+        "application/json; charset=utf-8",
+    )
+    .into_response())
 }
 
 /// The OpenAPI 3.1 document of every route in [`routes`].
@@ -97,7 +107,10 @@ pub fn openapi_document() -> Value {
             .entry(route.path.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
         if let Value::Object(item) = item {
-            item.insert(route.method.as_str().to_ascii_lowercase(), Value::Object(operation));
+            item.insert(
+                route.method.as_str().to_ascii_lowercase(),
+                Value::Object(operation),
+            );
         }
     }
     json!({
@@ -193,10 +206,8 @@ mod tests {
             for method in item.as_object().expect("path item").keys() {
                 documented += 1;
                 assert!(
-                    routes()
-                        .iter()
-                        .any(|route| route.path == path
-                            && route.method.as_str().eq_ignore_ascii_case(method)),
+                    routes().iter().any(|route| route.path == path
+                        && route.method.as_str().eq_ignore_ascii_case(method)),
                     "{method} {path} is documented but not served"
                 );
             }
@@ -212,8 +223,8 @@ mod tests {
         assert_eq!(echo["in"], "query");
         assert_eq!(echo["required"], true);
         assert_eq!(echo["schema"]["type"], "string");
-        let body = &document["paths"]["/auth/test"]["post"]["requestBody"]["content"]
-            ["application/json"]["schema"];
+        let body = &document["paths"]["/auth/test"]["post"]["requestBody"]["content"]["application/json"]
+            ["schema"];
         assert_eq!(body["required"][0], "echo");
         assert!(body.get("$schema").is_none(), "{body}");
         assert_eq!(document["paths"]["/"]["get"].get("security"), None);

@@ -4,9 +4,13 @@
 //! Each takes any [`ConnectionTrait`](sea_orm::ConnectionTrait), so it runs on the pool or inside a
 //! transaction alike.
 
+pub mod agent_slots;
+pub mod auth;
 pub mod domains;
 pub mod kernels;
 pub mod keypairs;
+pub mod occupancy;
+pub mod project_membership;
 pub mod resource_presets;
 pub mod scaling_groups;
 pub mod users;

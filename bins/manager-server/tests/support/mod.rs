@@ -1,0 +1,286 @@
+//! What the process tests share: one test's database, etcd namespace and directory ([`Stack`]), a
+//! manager.toml for it ([`Settings`]), and a running `manager-server` ([`Server`]).
+
+// Each test binary uses part of this module.
+#![allow(dead_code)]
+
+use std::fs;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use bai_db_models::fixtures::{self, FixtureFile};
+use bai_db_models::schema;
+use bai_db_models::testing::TestDatabase;
+use bai_etcd_store::testing::TestNamespace;
+use bai_etcd_store::{EtcdStore, Scope};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+pub const SERVER: &str = env!("CARGO_BIN_EXE_manager-server");
+
+/// One test's database, etcd namespace and directory (with the manager's RPC keypair).
+pub struct Stack {
+    pub db: TestDatabase,
+    pub etcd: TestNamespace,
+    pub store: EtcdStore,
+    pub dir: tempfile::TempDir,
+}
+
+impl Stack {
+    pub async fn new(label: &str) -> Stack {
+        let db = TestDatabase::create(&format!("server_{label}")).await;
+        schema::oneshot(&db.connection).await.expect("schema");
+        let etcd = TestNamespace::new(&format!("server-{label}"));
+        let store = etcd.store().await;
+        for (key, value) in [
+            ("config/redis/addr", "127.0.0.1:8110"),
+            ("config/redis/password", "develove"),
+        ] {
+            store.put(key, value, Scope::Global).await.expect("put");
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let keys = dir.path().join("rpc");
+        fs::create_dir(&keys).expect("mkdir");
+        let keypair = bai_rpc_keys::CurveKeypair::generate().expect("keypair");
+        bai_rpc_keys::write_certificates(
+            &keys,
+            "manager",
+            &keypair,
+            bai_rpc_keys::Overwrite::Refuse,
+        )
+        .expect("write the keypair");
+        Stack {
+            db,
+            etcd,
+            store,
+            dir,
+        }
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Users, keypairs and main access keys of the install guide's example fixtures.
+    pub async fn load_install_guide_keypairs(&self) {
+        let root = workspace_file("fixtures/manager");
+        for name in [
+            "example-users.json",
+            "example-keypairs.json",
+            "example-set-user-main-access-keys.json",
+        ] {
+            let text = fs::read_to_string(root.join(name)).expect("fixture");
+            let file = FixtureFile::parse(name, &text).expect("parses");
+            fixtures::populate(&self.db.connection, &file)
+                .await
+                .unwrap_or_else(|error| panic!("{error}"));
+        }
+    }
+
+    /// Writes a manager.toml for this stack and returns its path.
+    pub fn config(&self, name: &str, settings: &Settings) -> PathBuf {
+        let pid_file = if settings.pid_file.as_os_str().is_empty() {
+            self.path("manager.pid")
+        } else {
+            settings.pid_file.clone()
+        };
+        let text = format!(
+            r#"[etcd]
+namespace = "{namespace}"
+addr = {{ host = "127.0.0.1", port = 8120 }}
+
+[db]
+addr = {{ host = "127.0.0.1", port = 8100 }}
+name = "{db}"
+user = "postgres"
+password = "develove"
+
+[manager]
+num-proc = {num_proc}
+service-addr = {{ host = "127.0.0.1", port = {port} }}
+rpc-auth-manager-keypair = {keypair:?}
+pid-file = {pid_file:?}
+ipc-base-path = {ipc:?}
+{manager_extra}
+{logging}
+"#,
+            namespace = self.etcd.name,
+            db = self.db.config.name,
+            num_proc = settings.num_proc,
+            port = settings.port,
+            keypair = self.path("rpc/manager.key_secret"),
+            ipc = self.path("ipc"),
+            manager_extra = settings.manager_extra,
+            logging = settings.logging,
+        );
+        let path = self.path(name);
+        fs::write(&path, text).expect("write the config");
+        path
+    }
+}
+
+pub struct Settings {
+    pub port: u16,
+    pub num_proc: u32,
+    /// Empty: `manager.pid` in the stack's directory.
+    pub pid_file: PathBuf,
+    pub manager_extra: String,
+    pub logging: String,
+}
+
+impl Settings {
+    pub fn new(port: u16) -> Settings {
+        Settings {
+            port,
+            num_proc: 1,
+            pid_file: PathBuf::new(),
+            manager_extra: String::new(),
+            logging: "[logging]\nlevel = \"INFO\"\ndrivers = [\"console\"]\n\n[logging.pkg-ns]\n\"\" = \"WARNING\"\n\"ai.backend\" = \"INFO\"\n".to_owned(),
+        }
+    }
+}
+
+/// A running `manager-server`; killed if a test fails before stopping it.
+pub struct Server {
+    pub child: Child,
+    pub stderr: PathBuf,
+}
+
+impl Server {
+    pub fn start(stack: &Stack, config: &Path, name: &str) -> Server {
+        Server::start_with(stack, config, name, &[])
+    }
+
+    pub fn start_with(stack: &Stack, config: &Path, name: &str, args: &[&str]) -> Server {
+        let stderr = stack.path(&format!("{name}.stderr"));
+        let child = Command::new(SERVER)
+            .arg("-f")
+            .arg(config)
+            .args(args)
+            .current_dir(stack.dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(&stderr).expect("stderr file"))
+            .spawn()
+            .expect("start manager-server");
+        Server { child, stderr }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+
+    pub fn signal(&self, signal: Signal) {
+        let pid = i32::try_from(self.pid()).expect("pid");
+        kill(Pid::from_raw(pid), signal).expect("signal the server");
+    }
+
+    /// Waits for `GET /` to answer 200 and returns its JSON.
+    pub async fn wait_ready(&mut self, port: u16) -> serde_json::Value {
+        let url = format!("http://127.0.0.1:{port}/");
+        self.wait_until(|| {
+            let url = url.clone();
+            async move {
+                let response = http_client()
+                    .get(&url)
+                    .timeout(Duration::from_secs(2))
+                    .send()
+                    .await
+                    .ok()?;
+                if !response.status().is_success() {
+                    return None;
+                }
+                response.json().await.ok()
+            }
+        })
+        .await
+    }
+
+    pub async fn wait_until<F, T>(&mut self, mut probe: impl FnMut() -> F) -> T
+    where
+        F: Future<Output = Option<T>>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "manager-server exited ({status}) before it answered:\n{}",
+                    self.stderr()
+                );
+            }
+            if let Some(answer) = probe().await {
+                return answer;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "manager-server did not answer within 30 s:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "manager-server did not exit within {limit:?}:\n{}",
+                self.stderr()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Sends `signal` and waits (up to 10 s) for the exit; returns the status and how long it took.
+    pub async fn stop(&mut self, signal: Signal) -> (ExitStatus, Duration) {
+        let started = Instant::now();
+        self.signal(signal);
+        let status = self.wait_exit(Duration::from_secs(10)).await;
+        (status, started.elapsed())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+pub fn workspace_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// A port nothing listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// A client that talks to the test's server directly, whatever proxy the environment names.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client")
+}
