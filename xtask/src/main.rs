@@ -7,7 +7,8 @@
 //!   example fixtures).
 //! - `db reset`: the halfstack's database made again from scratch.
 //! - `ci`: run every check and test; this is what `.ci/run` calls.
-//! - `bench`: wall-time benchmarks against the reference implementation, with hyperfine.
+//! - `bench`: benchmarks against the reference implementation in the same run: wall times of CLI
+//!   commands with hyperfine, the HTTP server under load with wrk.
 
 // xtask is an edge tool, not library code: it legitimately reads a few process-level variables
 // (PATH to find programs, CARGO and CARGO_TARGET_DIR to call the same cargo and find its output).
@@ -48,13 +49,15 @@ enum Task {
     Halfstack(halfstack::Args),
     /// Create or update the Python virtualenvs under `.venvs/` (all of them by default).
     Venv(venv::Args),
-    /// Bring it all up: packages, halfstack, RPC keypair, `manager.toml`, config check.
-    Up(halfstack::Dir),
+    /// Bring it all up: packages, halfstack, RPC keypair, `manager.toml`, etcd, schema, fixtures,
+    /// then the manager server in the foreground.
+    Up(up::Args),
     /// The halfstack's database: `reset` drops it and loads schema and example fixtures again.
     Db(db::Args),
     /// Run every check and test (fmt, clippy, tests against the halfstack); used by `.ci/run`.
     Ci(halfstack::Dir),
-    /// Wall-time benchmarks with hyperfine, ours against the reference implementation.
+    /// Benchmarks, ours against the reference implementation: CLI wall times (hyperfine), the
+    /// HTTP server under load (wrk).
     Bench(bench::Args),
 }
 

@@ -120,6 +120,69 @@ pub fn tcp_listener(port: u16) -> Option<Listener> {
     Some(Listener { pid })
 }
 
+/// How many sockets listen on TCP `port` (a server whose workers each bind the port with
+/// `SO_REUSEPORT` has one per worker).
+pub fn tcp_listen_count(port: u16) -> usize {
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .filter_map(|table| std::fs::read_to_string(table).ok())
+        .map(|table| listening_inodes(&table, port).len())
+        .sum()
+}
+
+/// `pid` and all its descendants (children, their children, ...), parents before children, from
+/// the parent pid field of `/proc/*/stat`.
+pub fn process_tree(pid: u32) -> Vec<u32> {
+    let parents: Vec<(u32, u32)> = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|child| {
+            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).ok()?;
+            Some((child, parent_pid(&stat)?))
+        })
+        .collect();
+    let mut tree = vec![pid];
+    let mut next = 0;
+    while next < tree.len() {
+        let parent = tree[next];
+        tree.extend(
+            parents
+                .iter()
+                .filter(|(_, ppid)| *ppid == parent)
+                .map(|(child, _)| *child),
+        );
+        next += 1;
+    }
+    tree
+}
+
+/// Resident memory of `pid` in KiB: `VmRSS` (every page the process maps, shared ones included)
+/// and the proportional set size `Pss` (shared pages divided among the processes sharing them, so
+/// a sum over forked workers does not count inherited pages twice). `None` once it has exited.
+pub fn memory_kib(pid: u32) -> Option<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    Some((kib_field(&status, "VmRSS:")?, kib_field(&rollup, "Pss:")?))
+}
+
+/// The number of a `Name:   1234 kB` line.
+fn kib_field(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
+/// The parent pid in a `/proc/PID/stat` line (`pid (comm) state ppid ...`).
+fn parent_pid(stat: &str) -> Option<u32> {
+    let (_, rest) = stat.rsplit_once(')')?;
+    rest.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Socket inodes in a `/proc/net/tcp` table that listen (state `0A`) on `port`.
 fn listening_inodes(table: &str, port: u16) -> Vec<String> {
     let port_hex = format!("{port:04X}");
@@ -182,6 +245,19 @@ mod tests {
    1: 0100007F:1FA4 0100007F:9C40 01 00000000:00000000 00:00000000 00000000   104        0 424242 1 0000000000000000 20 4 30 10 -1";
         assert_eq!(listening_inodes(table, 8100), vec!["31337".to_owned()]);
         assert!(listening_inodes(table, 8110).is_empty());
+    }
+
+    #[test]
+    fn reads_process_tree_and_memory() {
+        let stat = "4242 (backend.ai: man) S 4200 4242 4242 0 -1 4194560";
+        assert_eq!(parent_pid(stat), Some(4200));
+        let status = "Name:\tpython\nVmHWM:\t  131748 kB\nVmRSS:\t  121120 kB\n";
+        assert_eq!(kib_field(status, "VmRSS:"), Some(121_120));
+        assert_eq!(kib_field(status, "VmSwap:"), None);
+        let me = std::process::id();
+        assert_eq!(process_tree(me).first(), Some(&me));
+        let (rss, pss) = memory_kib(me).expect("our own memory is readable");
+        assert!(rss > 0 && pss > 0 && pss <= rss, "rss {rss} pss {pss}");
     }
 
     #[test]

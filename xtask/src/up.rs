@@ -1,7 +1,8 @@
-//! `cargo xtask up`: bring it all up for a developer, what the reference `install-dev.sh` does
-//! for the parts this project has so far: Debian packages, the halfstack, the manager's RPC
-//! keypair, a local `manager.toml`, a config check, the database schema and the example fixtures,
-//! all with our own manager CLI.
+//! `cargo xtask up`: bring it all up for a developer, what the reference `install-dev.sh` and the
+//! install guide do for the parts this project has so far: Debian packages, the halfstack, the
+//! manager's RPC keypair, a local `manager.toml`, a config check, the shared configuration in
+//! etcd, the database schema and the example fixtures (all with our own manager CLI), and finally
+//! the manager server in the foreground.
 
 use anyhow::{Context, Result, bail};
 
@@ -14,9 +15,32 @@ const KEY_NAME: &str = "manager";
 const CONFIG_TEMPLATE: &str = "configs/manager/halfstack.toml";
 pub const CONFIG: &str = "manager.toml";
 
-pub fn run(dir: halfstack::Dir) -> Result<()> {
+/// The install guide's "Global configuration" for the halfstack: Redis.
+fn etcd_config() -> [(&'static str, String); 2] {
+    [
+        (
+            "config/redis/addr",
+            format!("{}:{}", consts::HOST, consts::REDIS_PORT),
+        ),
+        ("config/redis/password", consts::REDIS_PASSWORD.to_owned()),
+    ]
+}
+
+/// The storage volumes (vfolder types, default host, storage proxy), as `install-dev.sh` loads them.
+const ETCD_VOLUMES: &str = "configs/manager/halfstack.etcd.volumes.json";
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    dir: halfstack::Dir,
+    /// Stop when everything is prepared instead of running the manager server.
+    #[arg(long)]
+    no_server: bool,
+}
+
+pub fn run(args: Args) -> Result<()> {
     let root = workspace_root();
-    let layout = Layout::new(dir)?;
+    let layout = Layout::new(args.dir)?;
 
     println!("==> Debian packages the build needs");
     apt::ensure(consts::BUILD_PACKAGES)?;
@@ -56,6 +80,12 @@ pub fn run(dir: halfstack::Dir) -> Result<()> {
 
     println!("==> manager-cli -f {CONFIG} config check");
     manager_cli(&["-f", CONFIG, "config", "check"])?;
+    for (key, value) in etcd_config() {
+        println!("==> manager-cli -f {CONFIG} etcd put {key} {value:?}");
+        manager_cli(&["-f", CONFIG, "etcd", "put", key, &value])?;
+    }
+    println!("==> manager-cli -f {CONFIG} etcd put-json volumes {ETCD_VOLUMES}");
+    manager_cli(&["-f", CONFIG, "etcd", "put-json", "volumes", ETCD_VOLUMES])?;
     crate::db::schema_and_fixtures()?;
 
     println!();
@@ -88,5 +118,28 @@ pub fn run(dir: halfstack::Dir) -> Result<()> {
         }
     }
     println!("Stop the services with `cargo xtask halfstack down`.");
-    Ok(())
+    if args.no_server {
+        println!("Start the server with `cargo run -p manager-server -- -f {CONFIG}`.");
+        return Ok(());
+    }
+    run_server()
+}
+
+/// Builds the server and replaces this process with it, so that Ctrl-C reaches it directly.
+fn run_server() -> Result<()> {
+    use std::os::unix::process::CommandExt;
+
+    println!();
+    println!("==> building manager-server");
+    crate::cmd::run_inherit(crate::cargo().args(["build", "--quiet", "-p", "manager-server"]))?;
+    let binary = crate::target_dir().join("debug").join("manager-server");
+    println!(
+        "==> {} -f {CONFIG} (http://127.0.0.1:8081; Ctrl-C stops it)",
+        binary.display()
+    );
+    let error = std::process::Command::new(&binary)
+        .args(["-f", CONFIG])
+        .current_dir(workspace_root())
+        .exec();
+    Err(error).with_context(|| format!("cannot run {}", binary.display()))
 }

@@ -4,6 +4,7 @@
 //! A case builds a [`Benchmark`]: a list of [`Contender`]s, ours first, each a command line with
 //! an optional per-run preparation. [`measure`] runs hyperfine on them and prints the table, so a
 //! new case (`bench etcd-put`, ...) is one subcommand variant and one function building commands.
+//! `bench server` is the exception: it load-tests running HTTP servers with wrk ([`server`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,6 +15,9 @@ use serde::Deserialize;
 use crate::cmd::{self, shell_quote};
 use crate::{apt, consts, venv};
 
+mod server;
+mod sign;
+
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
@@ -22,6 +26,17 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum Case {
+    #[command(flatten)]
+    Cli(CliCase),
+    /// Requests per second and p99 latency of `GET /`, `GET /auth/test` and `GET /resource/presets`
+    /// under wrk, of `manager-server` and the reference manager, each on a fresh database and etcd
+    /// namespace of the halfstack; and their memory after the load.
+    Server(server::Args),
+}
+
+/// The cases that time CLI commands with hyperfine.
+#[derive(Debug, clap::Subcommand)]
+enum CliCase {
     /// `manager-cli generate-rpc-keypair` against pyzmq's own `zmq.auth.create_certificates`.
     Keypair {
         #[command(flatten)]
@@ -83,11 +98,18 @@ struct Options {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    match args.case {
+        Case::Cli(case) => cli_case(case),
+        Case::Server(args) => server::run(args),
+    }
+}
+
+fn cli_case(case: CliCase) -> Result<()> {
     apt::ensure(&["hyperfine"])?;
     let scratch = Scratch::new()?;
     let ours = build_manager_cli()?;
-    match args.case {
-        Case::Keypair {
+    match case {
+        CliCase::Keypair {
             options,
             reference_cli,
         } => measure(
@@ -95,7 +117,7 @@ pub fn run(args: Args) -> Result<()> {
             &options,
             &scratch,
         ),
-        Case::EtcdPut {
+        CliCase::EtcdPut {
             options,
             reference_cli,
         } => {
@@ -103,7 +125,7 @@ pub fn run(args: Args) -> Result<()> {
             let benchmark = etcd_put(&ours, &namespace, reference_cli)?;
             measure(&benchmark, &options, &scratch)
         }
-        Case::SchemaOneshot {
+        CliCase::SchemaOneshot {
             options,
             reference_cli,
         } => {
@@ -111,7 +133,7 @@ pub fn run(args: Args) -> Result<()> {
             let benchmark = schema_oneshot(&ours, &database, reference_cli)?;
             measure(&benchmark, &options, &scratch)
         }
-        Case::FixturePopulate {
+        CliCase::FixturePopulate {
             options,
             reference_cli,
             users,
@@ -131,7 +153,7 @@ pub fn run(args: Args) -> Result<()> {
                 fixture_populate(&ours, &database, reference_cli, &[quote_path(&generated)])?;
             measure(&benchmark, &options, &scratch)
         }
-        Case::EtcdPutJson {
+        CliCase::EtcdPutJson {
             options,
             reference_cli,
         } => {
@@ -397,13 +419,31 @@ fn reference_contender(command: &str) -> Contender {
 }
 
 fn build_manager_cli() -> Result<PathBuf> {
-    println!("==> cargo build --release -p manager-cli");
-    cmd::run_inherit(crate::cargo().args(["build", "--release", "-p", "manager-cli"]))?;
-    let ours = crate::target_dir().join("release").join("manager-cli");
-    if !ours.is_file() {
-        bail!("{} is missing after the build", ours.display());
+    let mut binaries = build_release(&["manager-cli"])?;
+    Ok(binaries.remove(0))
+}
+
+/// Builds the binary packages `packages` of this workspace in release mode, in one cargo run,
+/// and returns the path of each binary, in the same order.
+fn build_release(packages: &[&str]) -> Result<Vec<PathBuf>> {
+    println!("==> cargo build --release -p {}", packages.join(" -p "));
+    let mut cargo = crate::cargo();
+    cargo.args(["build", "--release"]);
+    for package in packages {
+        cargo.args(["-p", package]);
     }
-    Ok(ours)
+    cmd::run_inherit(&mut cargo)?;
+    packages
+        .iter()
+        .map(|package| {
+            let binary = crate::target_dir().join("release").join(package);
+            if binary.is_file() {
+                Ok(binary)
+            } else {
+                bail!("{} is missing after the build", binary.display())
+            }
+        })
+        .collect()
 }
 
 fn checked_reference(reference_cli: Option<PathBuf>) -> Result<Option<PathBuf>> {
@@ -415,13 +455,15 @@ fn checked_reference(reference_cli: Option<PathBuf>) -> Result<Option<PathBuf>> 
     }
 }
 
-/// Writes `scratch/file_name`: configs/manager/halfstack.toml with one line replaced and the RPC
-/// keypair pointed at a keypair in `scratch` (generated once), which the reference insists on.
+/// Writes `scratch/file_name`: configs/manager/halfstack.toml with each `(from, to)` of
+/// `replacements` applied and the RPC keypair pointed at a keypair in `scratch` (generated once),
+/// which the reference insists on. A `from` the template does not hold is an error: the benchmark
+/// would otherwise run against the developer's own namespace or database.
 fn bench_config(
     scratch: &Scratch,
     ours: &Path,
     file_name: &str,
-    (from, to): (&str, &str),
+    replacements: &[(&str, &str)],
 ) -> Result<PathBuf> {
     let keypair = scratch.0.join("manager.key_secret");
     if !keypair.exists() {
@@ -433,13 +475,22 @@ fn bench_config(
         )?;
     }
     let template = crate::workspace_root().join("configs/manager/halfstack.toml");
-    let text = std::fs::read_to_string(&template)
-        .with_context(|| format!("cannot read {}", template.display()))?
-        .replace(from, to)
-        .replace(
-            "rpc-auth-manager-keypair = \"fixtures/manager/manager.key_secret\"",
-            &format!("rpc-auth-manager-keypair = \"{}\"", keypair.display()),
-        );
+    let mut text = std::fs::read_to_string(&template)
+        .with_context(|| format!("cannot read {}", template.display()))?;
+    let keypair_line = format!("rpc-auth-manager-keypair = \"{}\"", keypair.display());
+    let keypair_replacement = (
+        "rpc-auth-manager-keypair = \"fixtures/manager/manager.key_secret\"",
+        keypair_line.as_str(),
+    );
+    for (from, to) in replacements.iter().chain([&keypair_replacement]) {
+        if !text.contains(from) {
+            bail!(
+                "{} no longer holds `{from}`; update the benchmark",
+                template.display()
+            );
+        }
+        text = text.replace(from, to);
+    }
     let config = scratch.0.join(file_name);
     std::fs::write(&config, text).with_context(|| format!("cannot write {}", config.display()))?;
     Ok(config)
@@ -460,10 +511,10 @@ impl EtcdNamespace {
             scratch,
             ours,
             "manager.toml",
-            (
+            &[(
                 &format!("namespace = \"{}\"", consts::ETCD_NAMESPACE),
                 &format!("namespace = \"{name}\""),
-            ),
+            )],
         )?;
         cmd::run(
             Command::new("etcdctl")
@@ -502,10 +553,10 @@ impl BenchDatabase {
             scratch,
             ours,
             "bench-db.toml",
-            (
+            &[(
                 &format!("name = \"{}\"", consts::PG_DATABASE),
                 &format!("name = \"{name}\""),
-            ),
+            )],
         )?;
         let alembic_ini = scratch.0.join("alembic.ini");
         let url = consts::pg_url(&name).replace("postgresql://", "postgresql+asyncpg://");
