@@ -7,84 +7,11 @@
 
 mod support;
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
-
 use bai_etcd_store::Scope;
 use serde_json::Value;
-use support::{Server, Settings, Stack, free_port, workspace_file};
-
-/// The superadmin of the install guide's example fixtures.
-const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
-const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-
-/// A client version installed in one of the project's venvs.
-struct Client {
-    venv: &'static str,
-    /// What `backend.ai config` prints after negotiating with a 24.03 server.
-    negotiated: &'static str,
-}
-
-const CLIENT_24_03: Client = Client {
-    venv: "py312",
-    negotiated: "Negotiated API version: (8, '20240315')",
+use support::{
+    CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port, workspace_file,
 };
-const CLIENT_23_09: Client = Client {
-    venv: "py311",
-    negotiated: "Negotiated API version: (7, '20230615')",
-};
-
-impl Client {
-    fn bin(&self, program: &str) -> PathBuf {
-        let path = workspace_file(".venvs")
-            .join(self.venv)
-            .join("bin")
-            .join(program);
-        assert!(
-            path.exists(),
-            "{} is missing: make the venvs with `cargo xtask venv`",
-            path.display()
-        );
-        path
-    }
-
-    /// Runs `program args...` of the venv against the server on `port`, as the superadmin.
-    fn run(&self, stack: &Stack, port: u16, program: &str, args: &[&str]) -> Output {
-        Command::new(self.bin(program))
-            .args(args)
-            // The client reads `.env` files from its working directory upwards: use the test's own.
-            .current_dir(stack.dir.path())
-            .env("BACKEND_ENDPOINT", format!("http://127.0.0.1:{port}"))
-            .env("BACKEND_ACCESS_KEY", ACCESS_KEY)
-            .env("BACKEND_SECRET_KEY", SECRET_KEY)
-            // The 23.09 client warns on stdout that the server's API is newer (spec §7.3).
-            .env("PYTHONWARNINGS", "ignore")
-            .env_remove("http_proxy")
-            .env_remove("HTTP_PROXY")
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run {program}: {error}"))
-    }
-
-    /// [`Client::run`], asserting success; returns what it printed (its "pretty" messages go to
-    /// stderr, tables to stdout).
-    #[track_caller]
-    fn cli(&self, stack: &Stack, port: u16, args: &[&str]) -> String {
-        let output = self.run(stack, port, "backend.ai", args);
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        assert!(
-            output.status.success(),
-            "backend.ai {} ({}) failed: {}\n{printed}",
-            args.join(" "),
-            self.venv,
-            output.status,
-        );
-        printed
-    }
-}
 
 async fn check_client(client: &Client, label: &str) {
     let stack = Stack::new(label).await;

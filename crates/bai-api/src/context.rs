@@ -1,7 +1,7 @@
 //! What a worker's request handlers share: configuration, the etcd, PostgreSQL and Redis
 //! connections, and small per-worker caches.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bai_config::ManagerConfig;
@@ -86,6 +86,7 @@ struct Inner {
     redis: RedisClients,
     rate_limiter: RateLimiter,
     status_cache: Mutex<Option<(Instant, ManagerStatus)>>,
+    gql_schema: OnceLock<crate::gql::GqlSchema>,
 }
 
 impl ApiContext {
@@ -115,6 +116,7 @@ impl ApiContext {
                 redis,
                 rate_limiter: RateLimiter::default(),
                 status_cache: Mutex::new(None),
+                gql_schema: OnceLock::new(),
             }),
         })
     }
@@ -149,6 +151,22 @@ impl ApiContext {
 
     pub fn redis(&self) -> &RedisClients {
         &self.inner.redis
+    }
+
+    /// The GraphQL schema, built on first use (introspection as etcd allows it).
+    pub fn gql_schema(&self) -> &crate::gql::AdminSchema {
+        &self
+            .inner
+            .gql_schema
+            .get_or_init(|| {
+                crate::gql::schema(
+                    self.inner
+                        .shared_config
+                        .api
+                        .allow_graphql_schema_introspection,
+                )
+            })
+            .0
     }
 
     pub fn rate_limiter(&self) -> &RateLimiter {

@@ -25,6 +25,7 @@ pub enum ErrorKind {
     PasswordExpired,
     InvalidApiParameters,
     NotImplemented,
+    GraphQlError,
     RateLimitExceeded,
     ServerFrozen,
 }
@@ -37,7 +38,8 @@ impl ErrorKind {
             | Self::InvalidCredentials
             | Self::InvalidAuthParameters
             | Self::InvalidApiParameters
-            | Self::NotImplemented => StatusCode::BAD_REQUEST,
+            | Self::NotImplemented
+            | Self::GraphQlError => StatusCode::BAD_REQUEST,
             Self::GenericForbidden | Self::InsufficientPrivilege => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::InternalServerError | Self::ServerMisconfigured => {
@@ -67,6 +69,7 @@ impl ErrorKind {
             Self::PasswordExpired => "password-expired",
             Self::InvalidApiParameters => "invalid-api-params",
             Self::NotImplemented => "not-implemented",
+            Self::GraphQlError => "graphql-error",
             Self::RateLimitExceeded => "rate-limit-exceeded",
             Self::ServerFrozen => "server-frozen",
         }
@@ -90,6 +93,7 @@ impl ErrorKind {
             Self::PasswordExpired => "Password has expired.".into(),
             Self::InvalidApiParameters => "Missing or invalid API parameters.".into(),
             Self::NotImplemented => "This API is not implemented.".into(),
+            Self::GraphQlError => "GraphQL-generated error.".into(),
             Self::RateLimitExceeded => "You have reached your API query rate limit.".into(),
             Self::ServerFrozen => {
                 "The server is frozen due to maintenance. Please try again later.".into()

@@ -11,6 +11,7 @@
 pub mod auth;
 pub mod context;
 pub mod error;
+pub mod gql;
 pub mod json;
 pub mod lifecycle;
 pub mod params;

@@ -7,7 +7,7 @@
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use bai_db_models::fixtures::{self, FixtureFile};
@@ -283,4 +283,99 @@ pub fn http_client() -> reqwest::Client {
         .no_proxy()
         .build()
         .expect("client")
+}
+
+/// The superadmin of the install guide's example fixtures.
+pub const ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const SECRET_KEY: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+
+/// A client version installed in one of the project's venvs.
+pub struct Client {
+    pub venv: &'static str,
+    /// What `backend.ai config` prints after negotiating with a 24.03 server.
+    pub negotiated: &'static str,
+}
+
+pub const CLIENT_24_03: Client = Client {
+    venv: "py312",
+    negotiated: "Negotiated API version: (8, '20240315')",
+};
+pub const CLIENT_23_09: Client = Client {
+    venv: "py311",
+    negotiated: "Negotiated API version: (7, '20230615')",
+};
+
+impl Client {
+    /// `backend.ai --output json ARGS` as the superadmin, parsed; asserts success.
+    #[track_caller]
+    pub fn cli_json(&self, stack: &Stack, port: u16, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--output", "json"];
+        full.extend_from_slice(args);
+        let output = self.run(stack, port, "backend.ai", &full);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "backend.ai {} ({}) failed: {}\nstdout: {stdout}\nstderr: {}",
+            full.join(" "),
+            self.venv,
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str(&stdout).unwrap_or_else(|error| {
+            panic!(
+                "backend.ai {} printed no JSON ({error}): {stdout}",
+                full.join(" ")
+            )
+        })
+    }
+
+    pub fn bin(&self, program: &str) -> PathBuf {
+        let path = workspace_file(".venvs")
+            .join(self.venv)
+            .join("bin")
+            .join(program);
+        assert!(
+            path.exists(),
+            "{} is missing: make the venvs with `cargo xtask venv`",
+            path.display()
+        );
+        path
+    }
+
+    /// Runs `program args...` of the venv against the server on `port`, as the superadmin.
+    pub fn run(&self, stack: &Stack, port: u16, program: &str, args: &[&str]) -> Output {
+        Command::new(self.bin(program))
+            .args(args)
+            // The client reads `.env` files from its working directory upwards: use the test's own.
+            .current_dir(stack.dir.path())
+            .env("BACKEND_ENDPOINT", format!("http://127.0.0.1:{port}"))
+            .env("BACKEND_ACCESS_KEY", ACCESS_KEY)
+            .env("BACKEND_SECRET_KEY", SECRET_KEY)
+            // The 23.09 client warns on stdout that the server's API is newer (spec §7.3).
+            .env("PYTHONWARNINGS", "ignore")
+            .env_remove("http_proxy")
+            .env_remove("HTTP_PROXY")
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {program}: {error}"))
+    }
+
+    /// [`Client::run`], asserting success; returns what it printed (its "pretty" messages go to
+    /// stderr, tables to stdout).
+    #[track_caller]
+    pub fn cli(&self, stack: &Stack, port: u16, args: &[&str]) -> String {
+        let output = self.run(stack, port, "backend.ai", args);
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            output.status.success(),
+            "backend.ai {} ({}) failed: {}\n{printed}",
+            args.join(" "),
+            self.venv,
+            output.status,
+        );
+        printed
+    }
 }

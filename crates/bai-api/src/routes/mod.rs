@@ -2,6 +2,7 @@
 //! §1.2): version check, authentication, rate limiting, manager-status gate, privilege check, then
 //! the handler. Unknown paths answer 404 `url-not-found`, known paths with another method 405.
 
+mod admin;
 mod auth;
 mod config;
 mod manager;
@@ -139,6 +140,7 @@ pub fn routes() -> Vec<Route> {
     let mut routes = root::routes();
     routes.extend(config::routes());
     routes.extend(auth::routes());
+    routes.extend(admin::routes());
     routes.extend(spec::routes());
     routes.extend(manager::routes());
     routes.extend(resource::routes());

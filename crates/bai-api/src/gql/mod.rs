@@ -1,0 +1,95 @@
+//! The GraphQL admin API (`POST /admin/gql`, legacy `POST /admin/graphql`): the schema with the
+//! reference's snake_case names, the caller's privileges, and the result shapes the official client
+//! reads (api-auth-client.md §6).
+//!
+//! Each group of objects (users, keypairs, domains, ...) lives in its own module with a query part
+//! (and a mutation part), merged into [`Query`] (and the mutation root).
+
+pub mod common;
+mod keypairs;
+
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, Selection};
+use async_graphql::{
+    EmptyMutation, EmptySubscription, MergedObject, Schema, ServerError, ServerResult, Variables,
+};
+
+use crate::auth::Caller;
+use crate::context::ApiContext;
+
+/// Every query root field.
+#[derive(MergedObject, Default, Debug)]
+pub struct Query(keypairs::KeypairQuery);
+
+pub type AdminSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+
+/// What every resolver can reach: the worker's context and the authenticated caller.
+#[derive(Clone, Debug)]
+pub struct GqlContext {
+    pub api: ApiContext,
+    pub caller: Arc<Caller>,
+}
+
+/// The schema of one worker.
+pub struct GqlSchema(pub AdminSchema);
+
+impl std::fmt::Debug for GqlSchema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GqlSchema")
+    }
+}
+
+/// Introspection is refused unless etcd `config/api/allow-graphql-schema-introspection` is true, as
+/// in the reference.
+pub fn schema(allow_introspection: bool) -> GqlSchema {
+    let builder = Schema::build(Query::default(), EmptyMutation, EmptySubscription);
+    GqlSchema(if allow_introspection {
+        builder.finish()
+    } else {
+        builder.extension(RefuseIntrospection).finish()
+    })
+}
+
+/// Refuses a document that asks for `__schema` or `__type` with an error (as the reference's
+/// validation rule does) instead of answering `null`.
+struct RefuseIntrospection;
+
+impl ExtensionFactory for RefuseIntrospection {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(RefuseIntrospection)
+    }
+}
+
+#[async_trait::async_trait]
+impl Extension for RefuseIntrospection {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        let document = next.run(ctx, query, variables).await?;
+        let asks_for_schema = document.operations.iter().any(|(_, operation)| {
+            operation
+                .node
+                .selection_set
+                .node
+                .items
+                .iter()
+                .any(|selection| {
+                    matches!(&selection.node, Selection::Field(field)
+                    if matches!(field.node.name.node.as_str(), "__schema" | "__type"))
+                })
+        });
+        if asks_for_schema {
+            return Err(ServerError::new(
+                "GraphQL introspection is disabled (etcd config/api/allow-graphql-schema-introspection)",
+                None,
+            ));
+        }
+        Ok(document)
+    }
+}
