@@ -28,6 +28,12 @@ pub const ETCD_NAME: &str = "bai-halfstack";
 /// The etcd namespace of `configs/manager/halfstack.toml`, printed for the developer.
 pub const ETCD_NAMESPACE: &str = "local";
 
+/// The CNCF distribution registry of Debian's `docker-registry`, anonymous, for test images.
+pub const REGISTRY_PORT: u16 = 8130;
+/// The registry's name in etcd (`config/docker/registry/{name}`) and in canonical image names;
+/// host:port, as registries on a port are usually named; etcd keys hold it URL-quoted.
+pub const REGISTRY_NAME: &str = "127.0.0.1:8130";
+
 /// How long each service may take to answer after it was started.
 pub const READY_TIMEOUT_SECS: u64 = 30;
 
@@ -37,9 +43,12 @@ pub const HALFSTACK_PACKAGES: &[&str] = &[
     "redis-server",
     "etcd-server",
     "etcd-client",
+    "docker-registry",
 ];
 /// Debian packages needed to build and test the workspace, besides the halfstack ones.
-pub const BUILD_PACKAGES: &[&str] = &["protobuf-compiler", "pkg-config"];
+/// `libprotobuf-dev` holds the well-known `.proto` files (`google/protobuf/descriptor.proto`) that
+/// etcd-client's protos import; `protobuf-compiler` alone does not bring them.
+pub const BUILD_PACKAGES: &[&str] = &["protobuf-compiler", "libprotobuf-dev", "pkg-config"];
 
 /// Folder of `cargo xtask halfstack` data, relative to the workspace root.
 pub const HALFSTACK_DIR: &str = ".halfstack";
@@ -53,6 +62,11 @@ pub fn pg_url(database: &str) -> String {
 
 pub fn etcd_client_url() -> String {
     format!("http://{HOST}:{ETCD_CLIENT_PORT}")
+}
+
+/// `http://127.0.0.1:8130`, the registry's base URL.
+pub fn registry_url() -> String {
+    format!("http://{HOST}:{REGISTRY_PORT}")
 }
 
 pub fn etcd_peer_url() -> String {

@@ -1,7 +1,9 @@
 //! `cargo xtask`: the developer tasks of this workspace, as subcommands of one binary
 //! (the cargo-xtask convention: no Makefiles, no loose shell scripts).
 //!
-//! - `halfstack up|down|status`: PostgreSQL, Redis and etcd as local processes (no Docker).
+//! - `halfstack up|down|status`: PostgreSQL, Redis, etcd and a container registry as local
+//!   processes (no Docker).
+//! - `registry push-test-images`: Backend.AI test images pushed into the halfstack's registry.
 //! - `venv`: the Python virtualenvs used by compatibility tests and benchmarks.
 //! - `up`: bring everything up for a developer (halfstack, RPC keypair, `manager.toml`, schema,
 //!   example fixtures).
@@ -22,6 +24,7 @@ mod cmd;
 mod consts;
 mod db;
 mod halfstack;
+mod registry;
 mod sys;
 mod up;
 mod venv;
@@ -45,8 +48,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Local PostgreSQL, Redis and etcd for development and tests (no Docker).
+    /// Local PostgreSQL, Redis, etcd and container registry for development and tests (no Docker).
     Halfstack(halfstack::Args),
+    /// The halfstack's container registry: `push-test-images` fills it with labelled test images.
+    Registry(registry::Args),
     /// Create or update the Python virtualenvs under `.venvs/` (all of them by default).
     Venv(venv::Args),
     /// Bring it all up: packages, halfstack, RPC keypair, `manager.toml`, etcd, schema, fixtures,
@@ -65,6 +70,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.task {
         Task::Halfstack(args) => halfstack::run(args),
+        Task::Registry(args) => registry::run(args),
         Task::Venv(args) => venv::run(args).map(|()| ExitCode::SUCCESS),
         Task::Up(args) => up::run(args).map(|()| ExitCode::SUCCESS),
         Task::Db(args) => db::run(args).map(|()| ExitCode::SUCCESS),

@@ -15,14 +15,27 @@ const KEY_NAME: &str = "manager";
 const CONFIG_TEMPLATE: &str = "configs/manager/halfstack.toml";
 pub const CONFIG: &str = "manager.toml";
 
-/// The install guide's "Global configuration" for the halfstack: Redis.
-fn etcd_config() -> [(&'static str, String); 2] {
+/// The install guide's "Global configuration" for the halfstack: Redis, and the halfstack's
+/// registry as a plain Docker registry (the guide configures `cr.backend.ai` the same way, with
+/// type `harbor2`).
+fn etcd_config() -> [(String, String); 4] {
+    // The registry name is one key segment, URL-quoted as the reference quotes it (`:` is the
+    // only character of it that needs quoting).
+    let registry = format!(
+        "config/docker/registry/{}",
+        consts::REGISTRY_NAME.replace(':', "%3A")
+    );
     [
         (
-            "config/redis/addr",
+            "config/redis/addr".to_owned(),
             format!("{}:{}", consts::HOST, consts::REDIS_PORT),
         ),
-        ("config/redis/password", consts::REDIS_PASSWORD.to_owned()),
+        (
+            "config/redis/password".to_owned(),
+            consts::REDIS_PASSWORD.to_owned(),
+        ),
+        (registry.clone(), consts::registry_url()),
+        (format!("{registry}/type"), "docker".to_owned()),
     ]
 }
 
@@ -82,7 +95,7 @@ pub fn run(args: Args) -> Result<()> {
     manager_cli(&["-f", CONFIG, "config", "check"])?;
     for (key, value) in etcd_config() {
         println!("==> manager-cli -f {CONFIG} etcd put {key} {value:?}");
-        manager_cli(&["-f", CONFIG, "etcd", "put", key, &value])?;
+        manager_cli(&["-f", CONFIG, "etcd", "put", &key, &value])?;
     }
     println!("==> manager-cli -f {CONFIG} etcd put-json volumes {ETCD_VOLUMES}");
     manager_cli(&["-f", CONFIG, "etcd", "put-json", "volumes", ETCD_VOLUMES])?;
@@ -104,6 +117,13 @@ pub fn run(args: Args) -> Result<()> {
         "  etcd      {} (no auth; manager namespace `{}`)",
         consts::etcd_client_url(),
         consts::ETCD_NAMESPACE
+    );
+    println!(
+        "  registry  {} (anonymous; registry `{}`: `cargo xtask registry push-test-images`, then \
+         `manager-cli image rescan {}`)",
+        consts::registry_url(),
+        consts::REGISTRY_NAME,
+        consts::REGISTRY_NAME
     );
     println!(
         "Logs of the services this folder runs are in {}.",

@@ -4,6 +4,8 @@
 
 mod db;
 mod etcd;
+mod image;
+mod image_rescan;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -68,6 +70,9 @@ enum Command {
     /// Load and export fixture files (rows of several tables in JSON).
     #[command(subcommand)]
     Fixture(db::FixtureCommand),
+    /// Show and edit the image catalogue (images and their aliases) in the database.
+    #[command(subcommand)]
+    Image(image::ImageCommand),
     /// Open psql on the configured database; ARGS are passed to psql.
     Dbshell {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -128,6 +133,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Etcd(command) => etcd::run(command, &options),
         Command::Schema(command) => db::run_schema(command, &options),
         Command::Fixture(command) => db::run_fixture(command, &options),
+        Command::Image(command) => image::run(command, &options),
         Command::Dbshell { psql_args } => db::dbshell(&options, &psql_args),
     }
 }

@@ -15,6 +15,8 @@ pub enum RedisDb {
     RateLimit = 1,
     /// Agent liveness and scheduler marks.
     Live = 2,
+    /// Which agents hold which image (image canonical name -> set of agent ids).
+    Image = 3,
 }
 
 impl RedisDb {
@@ -23,6 +25,7 @@ impl RedisDb {
             Self::Stat => "stat",
             Self::RateLimit => "ratelimit",
             Self::Live => "live",
+            Self::Image => "image",
         }
     }
 }
@@ -57,6 +60,7 @@ pub struct RedisClients {
     pub stat: Client,
     pub rate_limit: Client,
     pub live: Client,
+    pub image: Client,
 }
 
 impl RedisClients {
@@ -65,11 +69,12 @@ impl RedisClients {
             stat: connect_one(config, RedisDb::Stat).await?,
             rate_limit: connect_one(config, RedisDb::RateLimit).await?,
             live: connect_one(config, RedisDb::Live).await?,
+            image: connect_one(config, RedisDb::Image).await?,
         })
     }
 
     pub async fn close(&self) {
-        for client in [&self.stat, &self.rate_limit, &self.live] {
+        for client in [&self.stat, &self.rate_limit, &self.live, &self.image] {
             // Closing a connection that already broke has nothing left to do.
             let _ = client.quit().await;
         }

@@ -12,6 +12,7 @@ use bai_db_models::fixtures::{self, FixtureFile};
 use chrono::{TimeDelta, Utc};
 use common::Api;
 use http::{Method, Request};
+use sea_orm::ConnectionTrait;
 
 #[tokio::test]
 async fn root_answers_the_version_to_anyone() {
@@ -218,6 +219,27 @@ async fn only_the_users_main_keypair_authenticates() {
     ))
     .await
     .assert_problem(401, "auth-failed", Some("Unauthorized access"));
+}
+
+#[tokio::test]
+async fn an_inactive_users_keypair_does_not_authenticate() {
+    let api = Api::start("api_inactive_user").await;
+    let request = || signed_request(Method::GET, "/auth/test?echo=x", None, &USER);
+    assert_eq!(api.send(request()).await.status, 200);
+    for status in ["inactive", "deleted", "before-verification"] {
+        api.cluster
+            .database
+            .connection
+            .execute_unprepared(&format!(
+                "UPDATE users SET status = '{status}' WHERE email = '{}'",
+                USER.email
+            ))
+            .await
+            .expect("changing the user's status");
+        api.send(request())
+            .await
+            .assert_problem(401, "auth-failed", Some("User is not active"));
+    }
 }
 
 #[tokio::test]

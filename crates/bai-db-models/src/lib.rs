@@ -10,7 +10,9 @@ mod connect;
 pub mod entities;
 mod error;
 pub mod fixtures;
+pub mod image_ref;
 pub mod migration;
+pub mod minilang;
 pub mod password;
 pub mod queries;
 pub mod schema;
@@ -18,4 +20,4 @@ pub mod schema;
 pub mod testing;
 
 pub use connect::{connect, database_url};
-pub use error::DbError;
+pub use error::{ConstraintViolation, DbError, WriteError};

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use crate::cmd::{self, shell_quote};
 use crate::{apt, consts, venv};
 
+mod rescan;
 mod server;
 mod sign;
 
@@ -32,6 +33,9 @@ enum Case {
     /// under wrk, of `manager-server` and the reference manager, each on a fresh database and etcd
     /// namespace of the halfstack; and their memory after the load.
     Server(server::Args),
+    /// `manager-cli image rescan` of a registry of 200 repositories x 3 tags, against the
+    /// reference's `backend.ai mgr image rescan`, each on a fresh database.
+    Rescan(rescan::Args),
 }
 
 /// The cases that time CLI commands with hyperfine.
@@ -101,6 +105,7 @@ pub fn run(args: Args) -> Result<()> {
     match args.case {
         Case::Cli(case) => cli_case(case),
         Case::Server(args) => server::run(args),
+        Case::Rescan(args) => rescan::run(args),
     }
 }
 

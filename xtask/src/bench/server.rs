@@ -6,11 +6,14 @@
 //! then the measured one), read the memory of the process tree, stop it with SIGTERM. One table
 //! compares the two.
 //!
-//! The authenticated routes are signed with the example superadmin keypair ([`sign`]); wrk sends
-//! the same headers on every request, which the server accepts for 15 minutes after signing, so
-//! they are made again before each wrk run. The keypairs' rate limit is raised in the benchmark
-//! database, so that the limiter (30,000 requests per 15 minutes in the fixtures) does not answer
-//! 429 in the middle of a run: the servers still run the limiter, it just never trips.
+//! The routes: `GET /`, `GET /auth/test`, `GET /resource/presets` and the official client's
+//! `keypair_list` query (`POST /admin/gql`) for a page of 50 keypairs, 45 of them added to each
+//! benchmark database for it. The authenticated routes are signed with the example superadmin
+//! keypair ([`sign`]); wrk sends the same headers on every request, which the server accepts for
+//! 15 minutes after signing, so they are made again before each wrk run. The keypairs' rate limit
+//! is raised in the benchmark database, so that the limiter (30,000 requests per 15 minutes in the
+//! fixtures) does not answer 429 in the middle of a run: the servers still run the limiter, it
+//! just never trips.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
@@ -47,24 +50,52 @@ pub struct Args {
 }
 
 /// What wrk requests, in the order of the table.
-const ROUTES: [Route; 3] = [
+const ROUTES: [Route; 4] = [
     Route {
+        name: "GET /",
+        method: "GET",
         path: "/",
+        body: None,
         signed: false,
     },
     Route {
+        name: "GET /auth/test?echo=x",
+        method: "GET",
         path: "/auth/test?echo=x",
+        body: None,
         signed: true,
     },
     Route {
+        name: "GET /resource/presets",
+        method: "GET",
         path: "/resource/presets",
+        body: None,
+        signed: true,
+    },
+    Route {
+        name: "POST /admin/gql keypair_list(50)",
+        method: "POST",
+        path: "/admin/gql",
+        body: Some(KEYPAIR_LIST),
         signed: true,
     },
 ];
 
+/// `backend.ai admin keypair list`'s query (api-auth-client.md §6.3) for a page of 50, which is
+/// every keypair of a benchmark database ([`BENCH_KEYPAIRS`] plus the install guide's 5).
+const KEYPAIR_LIST: &str = r#"{"query": "query($limit: Int!, $offset: Int!, $is_active: Boolean, $domain_name: String, $filter: String, $order: String) { keypair_list(limit: $limit, offset: $offset, is_active: $is_active, domain_name: $domain_name, filter: $filter, order: $order) { items { user_id projects user_info { full_name } access_key secret_key is_active is_admin created_at last_used resource_policy rate_limit concurrency_used } total_count } }", "variables": {"limit": 50, "offset": 0, "is_active": null, "domain_name": null, "filter": null, "order": null}}"#;
+/// Keypairs of the superadmin added to each benchmark database, so that `keypair_list` has 50.
+const BENCH_KEYPAIRS: u32 = 45;
+/// How many items [`KEYPAIR_LIST`] must answer.
+const KEYPAIR_LIST_ITEMS: usize = 50;
+
 /// Ports of the servers under test (the halfstack's manager.toml uses 8081).
 const OURS_PORT: u16 = 8090;
 const REFERENCE_PORT: u16 = 8091;
+/// How long wrk waits for one response before counting a timeout.
+const WRK_TIMEOUT_SECS: u64 = 30;
+/// Width of the table's first column: the longest route name and unit.
+const NAME_WIDTH: usize = 42;
 /// wrk threads; two is what the issue asks for (and this machine class has two cores).
 const WRK_THREADS: u64 = 2;
 /// The worker processes each server runs, at most (the reference rejects more than the cores).
@@ -143,9 +174,25 @@ struct Server {
 
 #[derive(Debug, Clone, Copy)]
 struct Route {
+    /// How the table and the log name it.
+    name: &'static str,
+    method: &'static str,
     /// Path and query, as requested and signed.
     path: &'static str,
+    /// A JSON body (sent as `application/json`).
+    body: Option<&'static str>,
     signed: bool,
+}
+
+impl Route {
+    /// The media type sent and signed: the official client sends `text/plain` without a body.
+    fn content_type(&self) -> &'static str {
+        if self.body.is_some() {
+            "application/json"
+        } else {
+            "text/plain"
+        }
+    }
 }
 
 /// How wrk loads each route.
@@ -215,36 +262,39 @@ fn measure(
     running.check_routes()?;
 
     let mut routes = Vec::new();
-    for route in ROUTES {
+    for (index, route) in ROUTES.into_iter().enumerate() {
+        let script = scratch.0.join(format!("route-{index}.lua"));
+        std::fs::write(&script, wrk_script(route))
+            .with_context(|| format!("cannot write {}", script.display()))?;
         if load.warmup > 0 {
             println!(
-                "==> {}: warm-up, GET {} for {} s",
-                server.label, route.path, load.warmup
+                "==> {}: warm-up, {} for {} s",
+                server.label, route.name, load.warmup
             );
-            wrk(server.port, route, load.warmup, load)?;
+            wrk(server.port, route, &script, load.warmup, load)?;
         }
         println!(
-            "==> {}: GET {} for {} s",
-            server.label, route.path, load.duration
+            "==> {}: {} for {} s",
+            server.label, route.name, load.duration
         );
-        let (report, output) = wrk(server.port, route, load.duration, load)?;
+        let (report, output) = wrk(server.port, route, &script, load.duration, load)?;
         for line in output.lines() {
             println!("    {line}");
         }
         if report.requests == 0 {
             bail!(
-                "{}: wrk completed no request to GET {}",
+                "{}: wrk completed no request to {}",
                 server.label,
-                route.path
+                route.name
             );
         }
         if report.non_2xx > 0 {
             bail!(
-                "{}: {} of {} responses to GET {} were errors (rate limit? expired Date?)\n{}",
+                "{}: {} of {} responses to {} were errors (rate limit? expired Date?)\n{}",
                 server.label,
                 report.non_2xx,
                 report.requests,
-                route.path,
+                route.name,
                 cmd::log_tail(&running.log)
             );
         }
@@ -341,6 +391,17 @@ impl Deployment {
             Command::new("psql")
                 .arg(consts::pg_url(&deployment.database))
                 .args(["-v", "ON_ERROR_STOP=1", "-qc"])
+                .arg(format!(
+                    "INSERT INTO keypairs (user_id, access_key, secret_key, is_active, is_admin, \
+                     rate_limit, num_queries, \"user\", resource_policy, dotfiles, \
+                     bootstrap_script) \
+                     SELECT email, 'AKIABENCH' || lpad(n::text, 11, '0'), \
+                     substr(md5(n::text) || md5(email), 1, 40), true, false, 1000, 0, uuid, \
+                     'default', '\\x90', '' \
+                     FROM users, generate_series(1, {BENCH_KEYPAIRS}) AS n \
+                     WHERE email = 'admin@lablup.com'"
+                ))
+                .arg("-c")
                 .arg(format!("UPDATE keypairs SET rate_limit = {RATE_LIMIT}")),
         )?;
         let tree = scratch.0.join(format!("{}-etcd.json", server.label));
@@ -467,8 +528,8 @@ impl RunningServer {
                     cmd::log_tail(&self.log)
                 );
             }
-            let answers =
-                http_get(self.port, "/", &[]).is_ok_and(|response| response.status == 200);
+            let answers = http_request(self.port, ROUTES[0], &[])
+                .is_ok_and(|response| response.status == 200);
             let sockets = sys::tcp_listen_count(self.port);
             if answers && sockets >= self.listeners {
                 match settled {
@@ -498,16 +559,21 @@ impl RunningServer {
     /// shows up as the server's own answer instead of a count of wrk's non-2xx responses.
     fn check_routes(&self) -> Result<()> {
         for route in ROUTES {
-            let response = http_get(self.port, route.path, &route_headers(route, self.port))?;
+            let response = http_request(self.port, route, &route_headers(route, self.port))?;
             if response.status != 200 {
                 bail!(
-                    "the {} server answered GET {} with {}: {}\n{}",
+                    "the {} server answered {} with {}: {}\n{}",
                     self.label,
-                    route.path,
+                    route.name,
                     response.status,
                     response.body.trim(),
                     cmd::log_tail(&self.log)
                 );
+            }
+            if route.body == Some(KEYPAIR_LIST) {
+                check_keypair_list(&response.body).with_context(|| {
+                    format!("the {} server's answer to {}", self.label, route.name)
+                })?;
             }
         }
         Ok(())
@@ -562,10 +628,10 @@ fn route_headers(route: Route, port: u16) -> Vec<(&'static str, String)> {
     let mut headers = Vec::new();
     if route.signed {
         let request = sign::Request {
-            method: "GET",
+            method: route.method,
             path: route.path,
             host: &host,
-            content_type: "text/plain",
+            content_type: route.content_type(),
             api_version: sign::API_VERSION,
         };
         headers = sign::headers(EXAMPLE_SUPERADMIN, &request, chrono::Utc::now());
@@ -574,21 +640,22 @@ fn route_headers(route: Route, port: u16) -> Vec<(&'static str, String)> {
     headers
 }
 
-/// A response of [`http_get`].
+/// A response of [`http_request`].
 #[derive(Debug)]
 struct Response {
     status: u16,
     body: String,
 }
 
-/// One `GET` over a fresh connection to the halfstack host, enough HTTP/1.1 for a readiness check
-/// and an error message (the body is returned raw, chunked or not).
-fn http_get(port: u16, path: &str, headers: &[(&str, String)]) -> Result<Response> {
+/// One request of `route` over a fresh connection to the halfstack host, enough HTTP/1.1 for a
+/// readiness check and an error message (the body is returned raw, chunked or not).
+fn http_request(port: u16, route: Route, headers: &[(&str, String)]) -> Result<Response> {
+    let path = route.path;
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = format!("GET {path} HTTP/1.1\r\nConnection: close\r\n");
+    let mut request = format!("{} {path} HTTP/1.1\r\nConnection: close\r\n", route.method);
     if !headers
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case("host"))
@@ -598,7 +665,11 @@ fn http_get(port: u16, path: &str, headers: &[(&str, String)]) -> Result<Respons
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
+    if let Some(body) = route.body {
+        request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
     request.push_str("\r\n");
+    request.push_str(route.body.unwrap_or_default());
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
@@ -615,14 +686,50 @@ fn http_get(port: u16, path: &str, headers: &[(&str, String)]) -> Result<Respons
     Ok(Response { status, body })
 }
 
-/// Runs wrk on `route` for `seconds` and returns its report and output.
-fn wrk(port: u16, route: Route, seconds: u64, load: &Load) -> Result<(WrkReport, String)> {
+/// The wrk script that gives `route` its method and body (headers come from the command line).
+fn wrk_script(route: Route) -> String {
+    let mut script = format!("wrk.method = \"{}\"\n", route.method);
+    if let Some(body) = route.body {
+        script.push_str(&format!("wrk.body = [==[{body}]==]\n"));
+    }
+    script
+}
+
+/// That a `keypair_list` answer holds every keypair and no error.
+fn check_keypair_list(body: &str) -> Result<()> {
+    let answer: serde_json::Value =
+        serde_json::from_str(body).with_context(|| format!("not JSON: {body:.300}"))?;
+    if let Some(errors) = answer.get("errors") {
+        bail!("GraphQL errors: {errors}");
+    }
+    let items = answer["data"]["keypair_list"]["items"]
+        .as_array()
+        .map_or(0, Vec::len);
+    if items != KEYPAIR_LIST_ITEMS {
+        bail!("{items} items instead of {KEYPAIR_LIST_ITEMS}: {body:.300}");
+    }
+    Ok(())
+}
+
+/// Runs wrk on `route` (its `script`) for `seconds` and returns its report and output.
+fn wrk(
+    port: u16,
+    route: Route,
+    script: &Path,
+    seconds: u64,
+    load: &Load,
+) -> Result<(WrkReport, String)> {
     let mut command = Command::new("wrk");
     command
+        .arg("--script")
+        .arg(script)
         .args(["--threads", &load.threads.to_string()])
         .args(["--connections", &load.connections.to_string()])
         .args(["--duration", &format!("{seconds}s")])
-        .arg("--latency");
+        .arg("--latency")
+        // wrk's default of 2 s would drop the reference's slow GraphQL answers as socket errors
+        // and leave them out of the latency figures.
+        .args(["--timeout", &format!("{WRK_TIMEOUT_SECS}s")]);
     for (name, value) in route_headers(route, port) {
         command.arg("--header").arg(format!("{name}: {value}"));
     }
@@ -701,7 +808,7 @@ fn wrk_duration_ms(text: &str) -> Result<f64> {
 /// memory).
 fn table(title: &str, results: &[ServerResult]) -> String {
     let compare = results.len() == 2 && results[0].label == "ours";
-    let mut out = format!("{title}\n{:<34}", "");
+    let mut out = format!("{title}\n{:<NAME_WIDTH$}", "");
     for result in results {
         out.push_str(&format!(" {:>12}", result.label));
     }
@@ -710,7 +817,7 @@ fn table(title: &str, results: &[ServerResult]) -> String {
     }
     out.push('\n');
     let mut row = |name: String, values: Vec<f64>, decimals: usize, higher_is_better: bool| {
-        out.push_str(&format!("{name:<34}"));
+        out.push_str(&format!("{name:<NAME_WIDTH$}"));
         for value in &values {
             out.push_str(&format!(" {value:>12.decimals$}"));
         }
@@ -737,13 +844,13 @@ fn table(title: &str, results: &[ServerResult]) -> String {
                 .collect()
         };
         row(
-            format!("GET {} [req/s]", route.path),
+            format!("{} [req/s]", route.name),
             values(|r| r.requests_per_sec),
             1,
             true,
         );
         row(
-            format!("GET {} p99 [ms]", route.path),
+            format!("{} p99 [ms]", route.name),
             values(|r| r.p99_ms),
             2,
             false,
@@ -772,8 +879,8 @@ fn table(title: &str, results: &[ServerResult]) -> String {
         for (route, report) in ROUTES.iter().zip(&result.routes) {
             if report.socket_errors > 0 {
                 out.push_str(&format!(
-                    "note: {} GET {}: {} socket errors (connect, read, write or timeout)\n",
-                    result.label, route.path, report.socket_errors
+                    "note: {} {}: {} socket errors (connect, read, write or timeout)\n",
+                    result.label, route.name, report.socket_errors
                 ));
             }
         }
@@ -837,7 +944,12 @@ Transfer/sec:     98.04KB
         };
         ServerResult {
             label,
-            routes: vec![report(rps), report(rps / 10.0), report(rps / 20.0)],
+            routes: vec![
+                report(rps),
+                report(rps / 10.0),
+                report(rps / 20.0),
+                report(rps / 100.0),
+            ],
             rss_kib: rss_mib * 1024,
             pss_kib: rss_mib * 512,
         }
@@ -865,6 +977,10 @@ Transfer/sec:     98.04KB
         assert_eq!(
             line("GET /resource/presets [req/s]")[3..],
             ["1000.0", "250.0", "4.00"]
+        );
+        assert_eq!(
+            line("POST /admin/gql keypair_list(50) [req/s]")[4..],
+            ["200.0", "50.0", "4.00"]
         );
         assert_eq!(line("RSS after load")[5..], ["20.0", "400.0", "20.00"]);
         assert_eq!(line("PSS after load")[5..], ["10.0", "200.0", "20.00"]);
@@ -899,5 +1015,28 @@ Transfer/sec:     98.04KB
         assert_eq!(headers[0].1, "127.0.0.1:8091");
         let plain = route_headers(ROUTES[0], 8091);
         assert_eq!(plain, [("Host", "127.0.0.1:8091".to_owned())]);
+        let gql = route_headers(ROUTES[3], 8091);
+        assert_eq!(gql[3], ("Content-Type", "application/json".to_owned()));
+    }
+
+    #[test]
+    fn scripts_carry_the_method_and_the_body() {
+        assert_eq!(wrk_script(ROUTES[0]), "wrk.method = \"GET\"\n");
+        let script = wrk_script(ROUTES[3]);
+        assert!(script.starts_with("wrk.method = \"POST\"\nwrk.body = [==[{\"query\""));
+        let body: serde_json::Value = serde_json::from_str(KEYPAIR_LIST).expect("JSON");
+        assert_eq!(body["variables"]["limit"], 50);
+    }
+
+    #[test]
+    fn keypair_list_answers_are_checked() {
+        let items = vec![serde_json::json!({"access_key": "AKIA"}); KEYPAIR_LIST_ITEMS];
+        let good =
+            serde_json::json!({"data": {"keypair_list": {"items": items, "total_count": 50}}});
+        assert!(check_keypair_list(&good.to_string()).is_ok());
+        let short = serde_json::json!({"data": {"keypair_list": {"items": [], "total_count": 0}}});
+        assert!(check_keypair_list(&short.to_string()).is_err());
+        let failed = serde_json::json!({"data": null, "errors": [{"message": "no"}]});
+        assert!(check_keypair_list(&failed.to_string()).is_err());
     }
 }

@@ -1,16 +1,19 @@
 //! `cargo xtask halfstack up|down|status`: the reference project's "halfstack" (PostgreSQL 15,
 //! Redis 7, etcd 3) as local processes from Debian packages instead of Docker containers, on the
-//! ports and credentials of `configs/manager/halfstack.toml` (see [`crate::consts`]).
+//! ports and credentials of `configs/manager/halfstack.toml` (see [`crate::consts`]), plus a
+//! container registry (CNCF distribution) for test images.
 //!
-//! Everything lives in one folder (see [`Layout`]): `postgres/`, `redis/`, `etcd/` hold data,
-//! `logs/` the service logs, `run/` sockets and pid files. A service is ours when the pid in its
-//! pid file is alive and runs the expected program, and running when it answers with real
-//! authentication. One that answers on its port but is not ours, e.g. the halfstack of another
-//! checkout, is used as it is and never stopped. `up` and `down` are idempotent.
+//! Everything lives in one folder (see [`Layout`]): `postgres/`, `redis/`, `etcd/`, `registry/`
+//! hold data, `logs/` the service logs, `run/` sockets and pid files. A service is ours when the
+//! pid in its pid file is alive and runs the expected program, and running when it answers with
+//! real authentication (the registry: anonymously). One that answers on its port but is not
+//! ours, e.g. the halfstack of another checkout, is used as it is and never stopped. `up` and
+//! `down` are idempotent.
 
 mod etcd;
 mod postgres;
 mod redis;
+mod registry;
 
 use std::os::unix::ffi::OsStrExt as _;
 use std::path::PathBuf;
@@ -174,12 +177,13 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// The three halfstack services.
+/// The halfstack services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Service {
     Postgres,
     Redis,
     Etcd,
+    Registry,
 }
 
 /// What a service is doing right now.
@@ -197,13 +201,19 @@ enum State {
 }
 
 impl Service {
-    const ALL: [Service; 3] = [Service::Postgres, Service::Redis, Service::Etcd];
+    const ALL: [Service; 4] = [
+        Service::Postgres,
+        Service::Redis,
+        Service::Etcd,
+        Service::Registry,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Service::Postgres => "postgres",
             Service::Redis => "redis",
             Service::Etcd => "etcd",
+            Service::Registry => "registry",
         }
     }
 
@@ -213,6 +223,7 @@ impl Service {
             Service::Postgres => &[consts::PG_PORT],
             Service::Redis => &[consts::REDIS_PORT],
             Service::Etcd => &[consts::ETCD_CLIENT_PORT, consts::ETCD_PEER_PORT],
+            Service::Registry => &[consts::REGISTRY_PORT],
         }
     }
 
@@ -223,7 +234,9 @@ impl Service {
     fn pid_file(self, layout: &Layout) -> PathBuf {
         match self {
             Service::Postgres => layout.data(self).join("postmaster.pid"),
-            Service::Redis | Service::Etcd => layout.run().join(format!("{}.pid", self.name())),
+            Service::Redis | Service::Etcd | Service::Registry => {
+                layout.run().join(format!("{}.pid", self.name()))
+            }
         }
     }
 
@@ -234,6 +247,8 @@ impl Service {
             Service::Postgres => "postgres",
             Service::Redis => "redis-server",
             Service::Etcd => "etcd",
+            // `/proc/PID/comm` holds at most 15 characters, exactly this name's length.
+            Service::Registry => "docker-registry",
         };
         sys::read_pid_file(&self.pid_file(layout))
             .filter(|&pid| sys::pid_alive(pid) && sys::pid_comm(pid).as_deref() == Some(comm))
@@ -245,6 +260,7 @@ impl Service {
             Service::Postgres => postgres::answers(),
             Service::Redis => redis::answers(),
             Service::Etcd => etcd::answers(),
+            Service::Registry => registry::answers(),
         }
     }
 
@@ -275,6 +291,7 @@ impl Service {
             Service::Postgres => postgres::start(layout),
             Service::Redis => redis::start(layout),
             Service::Etcd => etcd::start(layout),
+            Service::Registry => registry::start(layout),
         }
     }
 
@@ -302,7 +319,7 @@ impl Service {
     fn stop(self, layout: &Layout, pid: u32) -> Result<()> {
         match self {
             Service::Postgres => postgres::stop(layout),
-            Service::Redis | Service::Etcd => sys::terminate(
+            Service::Redis | Service::Etcd | Service::Registry => sys::terminate(
                 pid,
                 self.name(),
                 Duration::from_secs(consts::READY_TIMEOUT_SECS),
@@ -379,6 +396,11 @@ pub fn down(layout: &Layout, services: &[Service]) -> Result<()> {
     } else {
         bail!(failures.join("\n"))
     }
+}
+
+/// Whether the registry on the halfstack's port answers (ours or another folder's).
+pub fn registry_answers() -> bool {
+    Service::Registry.answers()
 }
 
 /// Prints one line per service; true when all of them answer.

@@ -329,6 +329,82 @@ impl Client {
         })
     }
 
+    /// `backend.ai --output json ARGS` as the superadmin when it must fail: asserts exit status 1
+    /// and returns what it printed, parsed (the client prints `{"ok": false, "msg": ...}` for a
+    /// refused mutation).
+    #[track_caller]
+    pub fn cli_json_failure(&self, stack: &Stack, port: u16, args: &[&str]) -> serde_json::Value {
+        let mut full = vec!["--output", "json"];
+        full.extend_from_slice(args);
+        let output = self.run(stack, port, "backend.ai", &full);
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "backend.ai {} ({}) should fail\nstdout: {stdout}\nstderr: {}",
+            full.join(" "),
+            self.venv,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_str(&stdout).unwrap_or_else(|error| {
+            panic!(
+                "backend.ai {} printed no JSON ({error}): {stdout}",
+                full.join(" ")
+            )
+        })
+    }
+
+    /// `backend.ai --output json ARGS` for a command that asks "Are you sure? [Y/n]" first
+    /// (`purge`): answers `y`, asserts that it succeeds (exit 0) or fails (exit 1) as `succeeds`
+    /// says, and returns what it printed after the prompt, parsed.
+    #[track_caller]
+    pub fn cli_json_confirmed(
+        &self,
+        stack: &Stack,
+        port: u16,
+        args: &[&str],
+        succeeds: bool,
+    ) -> serde_json::Value {
+        use std::io::Write;
+
+        let mut full = vec!["--output", "json"];
+        full.extend_from_slice(args);
+        let mut child = self
+            .command(stack, port, "backend.ai", &full)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|error| panic!("cannot run backend.ai: {error}"));
+        child
+            .stdin
+            .take()
+            .expect("piped stdin")
+            .write_all(b"y\n")
+            .expect("answering the prompt");
+        let output = child.wait_with_output().expect("backend.ai output");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert_eq!(
+            output.status.code(),
+            Some(if succeeds { 0 } else { 1 }),
+            "backend.ai {} ({}): {}\nstdout: {stdout}\nstderr: {}",
+            full.join(" "),
+            self.venv,
+            output.status,
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let answer = stdout
+            .find('{')
+            .map(|start| &stdout[start..])
+            .unwrap_or_else(|| panic!("backend.ai {} printed no JSON: {stdout}", full.join(" ")));
+        serde_json::from_str(answer).unwrap_or_else(|error| {
+            panic!(
+                "backend.ai {} printed no JSON ({error}): {stdout}",
+                full.join(" ")
+            )
+        })
+    }
+
     pub fn bin(&self, program: &str) -> PathBuf {
         let path = workspace_file(".venvs")
             .join(self.venv)
@@ -344,7 +420,16 @@ impl Client {
 
     /// Runs `program args...` of the venv against the server on `port`, as the superadmin.
     pub fn run(&self, stack: &Stack, port: u16, program: &str, args: &[&str]) -> Output {
-        Command::new(self.bin(program))
+        self.command(stack, port, program, args)
+            .output()
+            .unwrap_or_else(|error| panic!("cannot run {program}: {error}"))
+    }
+
+    /// The command line of `program args...` of the venv against the server on `port`, as the
+    /// superadmin.
+    pub fn command(&self, stack: &Stack, port: u16, program: &str, args: &[&str]) -> Command {
+        let mut command = Command::new(self.bin(program));
+        command
             .args(args)
             // The client reads `.env` files from its working directory upwards: use the test's own.
             .current_dir(stack.dir.path())
@@ -354,9 +439,8 @@ impl Client {
             // The 23.09 client warns on stdout that the server's API is newer (spec §7.3).
             .env("PYTHONWARNINGS", "ignore")
             .env_remove("http_proxy")
-            .env_remove("HTTP_PROXY")
-            .output()
-            .unwrap_or_else(|error| panic!("cannot run {program}: {error}"))
+            .env_remove("HTTP_PROXY");
+        command
     }
 
     /// [`Client::run`], asserting success; returns what it printed (its "pretty" messages go to

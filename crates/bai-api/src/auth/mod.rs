@@ -6,7 +6,7 @@ pub mod signature;
 use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::ConnectInfo;
-use bai_db_models::entities::enums::UserRole;
+use bai_db_models::entities::enums::{UserRole, UserStatus};
 use bai_db_models::entities::{keypair_resource_policies, keypairs, user_resource_policies, users};
 use bai_db_models::queries;
 use chrono::Utc;
@@ -124,6 +124,11 @@ pub(crate) async fn authenticate(
     let Some(user) = user else {
         return Ok(None);
     };
+    // The reference lets a deactivated or deleted user's still-active keypair sign requests, so
+    // `admin user update --status inactive` would not lock anyone out.
+    if user.user.status != UserStatus::Active {
+        return Err(ApiError::auth_failed("User is not active"));
+    }
     if let Some(allowed) = user
         .user
         .allowed_client_ip

@@ -1,8 +1,12 @@
 //! What every part of the schema shares: errors as the reference words them, privilege checks, the
 //! mutation guard (frozen manager, allowed roles), list pages, and the reference's scalars.
 
-use async_graphql::{Context, InputValueError, InputValueResult, Scalar, ScalarType, Value};
+use async_graphql::{
+    Context, InputValueError, InputValueResult, MaybeUndefined, Scalar, ScalarType, Value,
+};
+use bai_db_models::WriteError;
 use bai_db_models::entities::enums::UserRole;
+use bai_db_models::entities::{ResourceSlot, VFolderHostPermissions};
 
 use super::GqlContext;
 use crate::context::ManagerStatus;
@@ -93,8 +97,10 @@ impl ScalarType for JsonString {
         }
     }
 
+    /// Spelled as graphene's `json.dumps` does (`{"cpu": "2"}`), since clients pass the string
+    /// through to their output.
     fn to_value(&self) -> Value {
-        Value::String(self.0.to_string())
+        Value::String(String::from_utf8_lossy(&crate::json::to_python_json(&self.0)).into_owned())
     }
 }
 
@@ -120,5 +126,97 @@ impl ScalarType for BigInt {
 
     fn to_value(&self) -> Value {
         Value::Number(self.0.into())
+    }
+}
+
+/// What a mutation did, before it becomes its payload (`ok`, `msg` and the object).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome<T> {
+    /// Done; `msg` is "success", as in the reference.
+    Done(T),
+    /// Not done, for the reason given (the caller's request or a missing permission).
+    Refused(String),
+}
+
+impl<T> Outcome<T> {
+    /// A write's result: the caller's mistakes become `ok: false` with the message naming the
+    /// object and field; a database failure is logged and answered as a GraphQL error.
+    pub fn of(result: Result<T, WriteError>, context: &str) -> async_graphql::Result<Outcome<T>> {
+        match result {
+            Ok(done) => Ok(Outcome::Done(done)),
+            Err(WriteError::Rejected(reason)) => Ok(Outcome::Refused(reason)),
+            Err(WriteError::Db(source)) => Err(internal(context, &source)),
+        }
+    }
+
+    pub fn ok(&self) -> bool {
+        matches!(self, Outcome::Done(_))
+    }
+
+    pub fn msg(&self) -> String {
+        match self {
+            Outcome::Done(_) => "success".to_owned(),
+            Outcome::Refused(reason) => reason.clone(),
+        }
+    }
+
+    pub fn into_item(self) -> Option<T> {
+        match self {
+            Outcome::Done(item) => Some(item),
+            Outcome::Refused(_) => None,
+        }
+    }
+}
+
+/// The reference's slug rule for domain and project names: letters and digits, with `.`, `_` and
+/// `-` inside.
+pub fn is_slug(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let inner = |byte: &u8| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-');
+    match (bytes.first(), bytes.last()) {
+        (Some(first), Some(last)) => {
+            first.is_ascii_alphanumeric() && last.is_ascii_alphanumeric() && bytes.iter().all(inner)
+        }
+        _ => false,
+    }
+}
+
+/// A `JSONString` of resource slots (`{"cpu": "4", "mem": "8g"}`), or why it is not one, naming
+/// `field`.
+pub fn resource_slots(field: &str, value: &JsonString) -> Result<ResourceSlot, String> {
+    ResourceSlot::from_json(&value.0).map_err(|error| format!("{field}: {error}"))
+}
+
+/// A `JSONString` of vfolder host permissions (`{"local:volume1": ["create-vfolder"]}`), or why
+/// it is not one, naming `field`.
+pub fn vfolder_host_permissions(
+    field: &str,
+    value: &JsonString,
+) -> Result<VFolderHostPermissions, String> {
+    serde_json::from_value(value.0.clone()).map_err(|error| format!("{field}: {error}"))
+}
+
+/// A modify input's nullable field: absent leaves the column (`None`), `null` clears it
+/// (`Some(None)`), a value sets it.
+pub fn change<T>(field: MaybeUndefined<T>) -> Option<Option<T>> {
+    match field {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(value) => Some(Some(value)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_slug;
+
+    #[test]
+    fn slugs_are_letters_and_digits_with_dots_dashes_and_underscores_inside() {
+        for name in ["default", "a", "lab-1", "a.b_c-d", "9x"] {
+            assert!(is_slug(name), "{name}");
+        }
+        for name in ["", "-a", "a-", ".a", "a b", "한글", "a/b"] {
+            assert!(!is_slug(name), "{name}");
+        }
     }
 }

@@ -3,17 +3,29 @@
 //! reads (api-auth-client.md §6).
 //!
 //! Each group of objects (users, keypairs, domains, ...) lives in its own module with a query part
-//! (and a mutation part), merged into [`Query`] (and the mutation root).
+//! and a mutation part, merged into [`Query`] and [`Mutation`].
 
+mod agents;
 pub mod common;
+mod container_registries;
+mod domains;
+mod groups;
+mod images;
+mod keypair_mutations;
 mod keypairs;
+mod resource_policies;
+mod resource_presets;
+mod scaling_groups;
+mod sessions;
+mod user_mutations;
+mod users;
 
 use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection};
 use async_graphql::{
-    EmptyMutation, EmptySubscription, MergedObject, Schema, ServerError, ServerResult, Variables,
+    EmptySubscription, MergedObject, Schema, ServerError, ServerResult, Variables,
 };
 
 use crate::auth::Caller;
@@ -21,9 +33,33 @@ use crate::context::ApiContext;
 
 /// Every query root field.
 #[derive(MergedObject, Default, Debug)]
-pub struct Query(keypairs::KeypairQuery);
+pub struct Query(
+    keypairs::KeypairQuery,
+    domains::DomainQuery,
+    groups::GroupQuery,
+    users::UserQuery,
+    scaling_groups::ScalingGroupQuery,
+    agents::AgentQuery,
+    images::ImageQuery,
+    sessions::SessionQuery,
+    container_registries::ContainerRegistryQuery,
+    resource_policies::ResourcePolicyQuery,
+    resource_presets::ResourcePresetQuery,
+);
 
-pub type AdminSchema = Schema<Query, EmptyMutation, EmptySubscription>;
+/// Every mutation root field.
+#[derive(MergedObject, Default, Debug)]
+pub struct Mutation(
+    domains::DomainMutation,
+    groups::GroupMutation,
+    user_mutations::UserMutation,
+    keypair_mutations::KeypairMutation,
+    scaling_groups::ScalingGroupMutation,
+    resource_policies::ResourcePolicyMutation,
+    resource_presets::ResourcePresetMutation,
+);
+
+pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// What every resolver can reach: the worker's context and the authenticated caller.
 #[derive(Clone, Debug)]
@@ -44,7 +80,7 @@ impl std::fmt::Debug for GqlSchema {
 /// Introspection is refused unless etcd `config/api/allow-graphql-schema-introspection` is true, as
 /// in the reference.
 pub fn schema(allow_introspection: bool) -> GqlSchema {
-    let builder = Schema::build(Query::default(), EmptyMutation, EmptySubscription);
+    let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
     GqlSchema(if allow_introspection {
         builder.finish()
     } else {

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use async_graphql::PathSegment;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::Method;
@@ -63,7 +64,29 @@ async fn execute(
     if let Some(name) = body.operation_name.or(body.operation_name_camel) {
         request = request.operation_name(name);
     }
-    ctx.gql_schema().execute(request).await
+    let mut response = ctx.gql_schema().execute(request).await;
+    null_failed_root_fields(&mut response);
+    response
+}
+
+/// async-graphql leaves a field whose resolver failed out of `data` (and answers `data: null`
+/// when every root field failed); graphql-core, and so the reference, keeps it as `null`, e.g.
+/// `{"data": {"domains": null}, "errors": [...]}`. Root fields are put back as `null`. An error
+/// without a path (syntax, validation) still answers `data: null`, as the reference does.
+fn null_failed_root_fields(response: &mut async_graphql::Response) {
+    for error in &response.errors {
+        let Some(PathSegment::Field(field)) = error.path.first() else {
+            continue;
+        };
+        if !matches!(response.data, async_graphql::Value::Object(_)) {
+            response.data = async_graphql::Value::Object(Default::default());
+        }
+        if let async_graphql::Value::Object(fields) = &mut response.data {
+            fields
+                .entry(async_graphql::Name::new(field))
+                .or_insert(async_graphql::Value::Null);
+        }
+    }
 }
 
 async fn standard(

@@ -4,16 +4,53 @@
 //! Each takes any [`ConnectionTrait`](sea_orm::ConnectionTrait), so it runs on the pool or inside a
 //! transaction alike.
 
+pub mod agent_listing;
 pub mod agent_slots;
 pub mod auth;
 pub mod domains;
+pub mod groups;
+pub mod image_listing;
+pub mod image_scan;
+pub mod images;
 pub mod kernels;
+pub mod keypair_admin;
+pub mod keypair_listing;
 pub mod keypairs;
 pub mod occupancy;
 pub mod project_membership;
+pub mod resource_policies;
 pub mod resource_presets;
 pub mod scaling_groups;
+pub mod session_listing;
+pub mod user_admin;
+pub mod user_listing;
 pub mod users;
 
 #[cfg(test)]
 mod test_rows;
+
+/// Refuses, as `no such <what> "<name>"`, a row of `E` (keyed by its name) that does not exist:
+/// the check every write makes on the domain or policy it refers to.
+pub(crate) async fn require_named<E>(
+    db: &impl sea_orm::ConnectionTrait,
+    name: &str,
+    what: &str,
+) -> Result<(), crate::WriteError>
+where
+    E: sea_orm::EntityTrait,
+    E::Model: Sync,
+    <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType: From<String>,
+{
+    use sea_orm::PaginatorTrait;
+
+    let found = E::find_by_id(name.to_owned())
+        .count(db)
+        .await
+        .map_err(crate::DbError::query(format!("reading {what} {name:?}")))?;
+    if found == 0 {
+        return Err(crate::WriteError::Rejected(format!(
+            "no such {what} {name:?}"
+        )));
+    }
+    Ok(())
+}

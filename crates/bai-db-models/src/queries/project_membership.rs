@@ -6,6 +6,7 @@ use sea_orm::{
     RelationTrait,
 };
 
+use crate::entities::enums::ProjectType;
 use crate::entities::{association_groups_users, groups};
 use crate::error::DbError;
 
@@ -32,6 +33,28 @@ pub async fn member_project_by_name(
         .await
         .map_err(DbError::query(format!(
             "reading project {name:?} of domain {domain:?} for member {user_uuid}"
+        )))
+}
+
+/// The projects of the given types that the user `user_uuid` is a member of, by domain and name.
+pub async fn member_projects(
+    db: &impl ConnectionTrait,
+    user_uuid: Uuid,
+    types: &[ProjectType],
+) -> Result<Vec<groups::Model>, DbError> {
+    groups::Entity::find()
+        .join(
+            JoinType::InnerJoin,
+            groups::Relation::AssociationGroupsUsers.def(),
+        )
+        .filter(association_groups_users::Column::UserId.eq(user_uuid))
+        .filter(groups::Column::Type.is_in(types.iter().copied()))
+        .order_by_asc(groups::Column::DomainName)
+        .order_by_asc(groups::Column::Name)
+        .all(db)
+        .await
+        .map_err(DbError::query(format!(
+            "reading the projects of member {user_uuid}"
         )))
 }
 

@@ -1,0 +1,342 @@
+//! `manager-cli image ...`: the image catalogue (`images`, `image_aliases`) of the database `[db]`
+//! names, as the reference's `backend.ai mgr image` commands show and edit it.
+//!
+//! Unlike the reference, every failure (unknown image, existing or missing alias, an image that
+//! still has aliases) prints what was wrong, naming the image, alias and architecture, and exits 1;
+//! `set-resource-limit` really stores the limit.
+
+use std::collections::BTreeSet;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use bai_config::LoadOptions;
+use bai_db_models::entities::images;
+use bai_db_models::queries::images::{self as image_queries, LimitRange};
+use bai_etcd_store::shared_config::RedisConfig;
+use bai_etcd_store::{EtcdStore, EtcdTarget, ScopePrefixes, SharedConfig};
+use clap::Subcommand;
+use fred::prelude::{Builder, ClientLike, Config, Server, ServerConfig, SetsInterface};
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+use serde_json::Value;
+
+/// The Redis database where agents report which images they hold (`REDIS_IMAGE_DB`): key =
+/// canonical name, value = set of agent ids.
+const REDIS_IMAGE_DB: u8 = 3;
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List every image of the catalogue as `CANONICAL (ARCHITECTURE)`.
+    List {
+        /// Print a table of canonical names and config digests instead.
+        #[arg(short, long)]
+        short: bool,
+        /// Only images some agent has (Redis database 3), with those agents' ids.
+        #[arg(short, long)]
+        installed: bool,
+    },
+    /// Show the details of an image (a canonical reference or an alias) as JSON.
+    Inspect {
+        canonical_or_alias: String,
+        architecture: String,
+    },
+    /// Forget (delete) an image; refused while aliases point to it.
+    Forget {
+        canonical_or_alias: String,
+        architecture: String,
+    },
+    /// Set the MIN:MAX limits of one resource slot of an image; an empty side keeps that bound.
+    SetResourceLimit {
+        canonical_or_alias: String,
+        slot_type: String,
+        #[arg(value_name = "MIN:MAX", allow_hyphen_values = true)]
+        range: LimitRange,
+        architecture: String,
+    },
+    /// Add ALIAS for the image TARGET (a canonical reference) of ARCHITECTURE.
+    Alias {
+        alias: String,
+        target: String,
+        architecture: String,
+    },
+    /// Remove an alias.
+    Dealias { alias: String },
+    /// Read the registries configured in etcd (or one REGISTRY/IMAGE[:TAG]) into the catalogue.
+    Rescan(crate::image_rescan::RescanArgs),
+}
+
+pub fn run(command: ImageCommand, options: &LoadOptions) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = crate::load_config(options) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let config = loaded.config;
+    crate::block_on(async move {
+        let db = bai_db_models::connect(&config.db).await?;
+        match command {
+            ImageCommand::List { short, installed } => {
+                let rows = image_queries::list_all(&db).await?;
+                let agents = if installed {
+                    let redis = redis_config(&config.etcd).await?;
+                    Some(installed_agents(&redis, &rows).await?)
+                } else {
+                    None
+                };
+                print_list(&rows, agents.as_deref(), short);
+            }
+            ImageCommand::Inspect {
+                canonical_or_alias,
+                architecture,
+            } => {
+                let candidates =
+                    image_queries::canonical_or_alias(&canonical_or_alias, &architecture);
+                let found = image_queries::inspect(&db, &candidates).await?;
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&Inspected::from(&found))?
+                );
+            }
+            ImageCommand::Forget {
+                canonical_or_alias,
+                architecture,
+            } => {
+                let candidates =
+                    image_queries::canonical_or_alias(&canonical_or_alias, &architecture);
+                let forgotten = image_queries::forget(&db, &candidates).await?;
+                println!("Forgot the image {}.", described(&forgotten));
+            }
+            ImageCommand::SetResourceLimit {
+                canonical_or_alias,
+                slot_type,
+                range,
+                architecture,
+            } => {
+                set_resource_limit(&db, &canonical_or_alias, &slot_type, range, &architecture)
+                    .await?;
+            }
+            ImageCommand::Alias {
+                alias,
+                target,
+                architecture,
+            } => {
+                let image =
+                    image_queries::create_alias(&db, &alias, &target, &architecture).await?;
+                println!("Alias {alias:?} now points to {}.", described(&image));
+            }
+            ImageCommand::Dealias { alias } => {
+                let image = image_queries::delete_alias(&db, &alias).await?;
+                println!("Removed the alias {alias:?} of {}.", described(&image));
+            }
+            ImageCommand::Rescan(args) => {
+                return crate::image_rescan::rescan(args, &config.etcd, &db).await;
+            }
+        }
+        db.close()
+            .await
+            .context("closing the database connection")?;
+        Ok(ExitCode::SUCCESS)
+    })?
+}
+
+async fn set_resource_limit(
+    db: &DatabaseConnection,
+    canonical_or_alias: &str,
+    slot: &str,
+    range: LimitRange,
+    architecture: &str,
+) -> anyhow::Result<()> {
+    let candidates = image_queries::canonical_or_alias(canonical_or_alias, architecture);
+    let image = image_queries::set_resource_limit(db, &candidates, slot, range).await?;
+    let bounds = image.resources.get(slot);
+    let bound = |key: &str| match bounds.and_then(|b| b.get(key)) {
+        Some(Value::String(text)) => text.clone(),
+        _ => "none".to_owned(),
+    };
+    println!(
+        "The {slot} limits of {} are now min {}, max {}.",
+        described(&image),
+        bound("min"),
+        bound("max")
+    );
+    Ok(())
+}
+
+/// `CANONICAL (ARCHITECTURE)`, as the reference prints an image row.
+fn described(image: &images::Model) -> String {
+    format!("{} ({})", image.name, image.architecture)
+}
+
+/// Prints `rows` (each with its agents when `agents` is given, skipping rows no agent has):
+/// one `CANONICAL (ARCH)` line per row, or with `short` a table of canonical name and digest.
+fn print_list(rows: &[images::Model], agents: Option<&[BTreeSet<String>]>, short: bool) {
+    let mut table = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        let holders = agents.map(|agents| agents[index].iter().cloned().collect::<Vec<_>>());
+        if holders.as_ref().is_some_and(Vec::is_empty) {
+            continue;
+        }
+        match (short, holders) {
+            (true, holders) => {
+                let mut cells = vec![row.name.clone(), row.config_digest.trim().to_owned()];
+                cells.extend(holders.map(|holders| holders.join(" ")));
+                table.push(cells);
+            }
+            (false, Some(holders)) => println!("{} @ {}", described(row), holders.join(" ")),
+            (false, None) => println!("{}", described(row)),
+        }
+    }
+    print_table(&table);
+}
+
+/// Left-aligned columns two spaces apart, like the reference's `tabulate(tablefmt="plain")`.
+fn print_table(table: &[Vec<String>]) {
+    let columns = table.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            table
+                .iter()
+                .filter_map(|cells| cells.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for cells in table {
+        let line = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        println!("{}", line.trim_end());
+    }
+}
+
+/// `config/redis` of the shared configuration in etcd, where the agents' Redis is described.
+async fn redis_config(etcd: &bai_config::EtcdConfig) -> anyhow::Result<RedisConfig> {
+    let target = EtcdTarget::from_config(etcd);
+    let store = EtcdStore::connect(target, ScopePrefixes::default()).await?;
+    let shared = SharedConfig::load(&store)
+        .await
+        .context("reading config/redis from etcd")?;
+    Ok(shared.redis)
+}
+
+/// For each row, the ids of the agents that reported its canonical name in Redis database 3.
+async fn installed_agents(
+    config: &RedisConfig,
+    rows: &[images::Model],
+) -> anyhow::Result<Vec<BTreeSet<String>>> {
+    let server = match (&config.addr, &config.sentinel) {
+        (_, Some(sentinels)) => ServerConfig::Sentinel {
+            hosts: sentinels
+                .iter()
+                .map(|hp| Server::new(hp.host.as_str(), hp.port))
+                .collect(),
+            service_name: config.service_name.clone().unwrap_or_default(),
+        },
+        (Some(addr), None) => ServerConfig::new_centralized(addr.host.as_str(), addr.port),
+        (None, None) => anyhow::bail!(
+            "etcd config/redis names no Redis server (set config/redis/addr or config/redis/sentinel); --installed needs it"
+        ),
+    };
+    let where_ = match &config.addr {
+        Some(addr) if config.sentinel.is_none() => format!("Redis at {addr}"),
+        _ => "Redis (through Sentinel)".to_owned(),
+    };
+    let client = Builder::from_config(Config {
+        server,
+        password: config.password.clone().filter(|p| !p.is_empty()),
+        database: Some(REDIS_IMAGE_DB),
+        ..Config::default()
+    })
+    .with_connection_config(|connection| {
+        connection.connection_timeout =
+            Duration::from_secs_f64(config.helper.socket_connect_timeout.max(0.1));
+    })
+    .build()
+    .with_context(|| format!("configuring the client of {where_}"))?;
+    client
+        .init()
+        .await
+        .with_context(|| format!("connecting to {where_}, database {REDIS_IMAGE_DB}"))?;
+    let mut agents = Vec::with_capacity(rows.len());
+    for row in rows {
+        let members: Vec<String> = client.smembers(row.name.as_str()).await.with_context(|| {
+            format!(
+                "reading the agents of image {} from {where_}, database {REDIS_IMAGE_DB}",
+                row.name
+            )
+        })?;
+        agents.push(members.into_iter().collect());
+    }
+    // The answers are in; a failing QUIT changes nothing about them.
+    let _ = client.quit().await;
+    Ok(agents)
+}
+
+/// What `image inspect` prints: the reference's fields, in its order.
+#[derive(Serialize)]
+struct Inspected<'a> {
+    canonical_ref: &'a str,
+    name: &'a str,
+    humanized_name: &'a str,
+    tag: Option<&'a str>,
+    architecture: &'a str,
+    registry: &'a str,
+    digest: &'a str,
+    labels: &'a Value,
+    size_bytes: i64,
+    resource_limits: Vec<ResourceLimit>,
+    supported_accelerators: Vec<&'a str>,
+    reverse_aliases: &'a [String],
+}
+
+/// One slot of `resources`: a missing MIN reads as `0` and a missing MAX as `Infinity`, as the
+/// reference prints them.
+#[derive(Serialize)]
+struct ResourceLimit {
+    key: String,
+    min: String,
+    max: String,
+}
+
+impl<'a> From<&'a image_queries::ImageWithAliases> for Inspected<'a> {
+    fn from(found: &'a image_queries::ImageWithAliases) -> Inspected<'a> {
+        let image = &found.image;
+        let bound = |limits: &Value, key: &str, default: &str| match limits.get(key) {
+            Some(Value::String(text)) => text.clone(),
+            Some(Value::Null) | None => default.to_owned(),
+            Some(other) => other.to_string(),
+        };
+        let resource_limits = image
+            .resources
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(key, limits)| ResourceLimit {
+                key: key.clone(),
+                min: bound(limits, "min", "0"),
+                max: bound(limits, "max", "Infinity"),
+            })
+            .collect();
+        Inspected {
+            canonical_ref: &image.name,
+            name: &image.image,
+            humanized_name: &image.image,
+            tag: image.tag.as_deref(),
+            architecture: &image.architecture,
+            registry: &image.registry,
+            digest: image.config_digest.trim(),
+            labels: &image.labels,
+            size_bytes: image.size_bytes,
+            resource_limits,
+            supported_accelerators: image
+                .accelerators
+                .as_deref()
+                .map(|accelerators| accelerators.split(',').collect())
+                .unwrap_or_default(),
+            reverse_aliases: &found.aliases,
+        }
+    }
+}

@@ -1,0 +1,173 @@
+//! `manager-cli image rescan [REGISTRY[/IMAGE[:TAG]]]`: reads the registries configured in etcd into
+//! the image catalogue, with a progress bar on a terminal and a summary at the end.
+//!
+//! Unlike the reference, which logs `An error occurred.` and exits 0, every image that could not be
+//! read is listed with its reason and the exit code is 1; the images that were read are saved
+//! all the same. Without an argument every configured registry is scanned.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bai_config::EtcdConfig;
+use bai_etcd_store::{EtcdStore, EtcdTarget, ScopePrefixes, SharedConfig, SharedConfigError};
+use bai_registry_scanner::{Outcome, Reporter, ScanOptions, ScanSummary, ScanTarget};
+use clap::Args;
+use sea_orm::DatabaseConnection;
+
+/// The arguments of `image rescan`.
+#[derive(Debug, Args)]
+pub struct RescanArgs {
+    /// A registry's name (its key under etcd config/docker/registry), or one image of it as
+    /// REGISTRY/IMAGE[:TAG]; every registry when omitted.
+    #[arg(value_name = "REGISTRY[/IMAGE[:TAG]]")]
+    target: Option<String>,
+    /// Requests to the registries in flight at once.
+    #[arg(long, default_value_t = ScanOptions::default().concurrency)]
+    concurrency: usize,
+    /// Seconds one request to a registry may take.
+    #[arg(long, value_name = "SECONDS", default_value_t = ScanOptions::default().request_timeout.as_secs())]
+    timeout: u64,
+}
+
+/// Runs the scan against `db` with the registries of the etcd `etcd` names; exit code 1 when
+/// anything could not be read or the scan could not start.
+pub async fn rescan(
+    args: RescanArgs,
+    etcd: &EtcdConfig,
+    db: &DatabaseConnection,
+) -> anyhow::Result<ExitCode> {
+    let store = EtcdStore::connect(EtcdTarget::from_config(etcd), ScopePrefixes::default()).await?;
+    let shared = match SharedConfig::load(&store).await {
+        Ok(shared) => shared,
+        Err(SharedConfigError::Invalid(problems)) => {
+            for problem in &problems {
+                eprintln!("{problem}");
+            }
+            return Ok(ExitCode::FAILURE);
+        }
+        Err(SharedConfigError::Etcd(error)) => return Err(anyhow::anyhow!("{error}")),
+    };
+    let registries = &shared.docker.registries;
+    let target = ScanTarget::parse(args.target.as_deref(), registries)?;
+    let options = ScanOptions {
+        concurrency: args.concurrency,
+        request_timeout: Duration::from_secs(args.timeout),
+        ..ScanOptions::default()
+    };
+    let progress = ProgressBar::on_terminal();
+    let summary = bai_registry_scanner::scan(db, registries, &target, &options, &progress).await;
+    progress.clear();
+    let summary = summary?;
+    print_summary(&summary)?;
+    Ok(if summary.failed() > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Added and updated images one per line, skipped and failed ones with their reasons, then the
+/// counts.
+fn print_summary(summary: &ScanSummary) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    for item in &summary.items {
+        match &item.outcome {
+            Outcome::Added => writeln!(out, "added     {item}")?,
+            Outcome::Updated => writeln!(out, "updated   {item}")?,
+            Outcome::Unchanged => {}
+            Outcome::Skipped(reason) => writeln!(out, "skipped   {item}: {reason}")?,
+            Outcome::Failed(reason) => writeln!(out, "failed    {item}: {reason}")?,
+        }
+    }
+    writeln!(
+        out,
+        "{} added, {} updated, {} unchanged, {} skipped, {} failed",
+        summary.added(),
+        summary.updated(),
+        summary.unchanged(),
+        summary.skipped(),
+        summary.failed()
+    )
+}
+
+/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
+#[derive(Debug)]
+struct ProgressBar {
+    state: Option<Mutex<Progress>>,
+}
+
+#[derive(Debug)]
+struct Progress {
+    total: usize,
+    done: usize,
+    drawn_at: Option<Instant>,
+}
+
+/// The bar is redrawn at most this often.
+const REDRAW_EVERY: Duration = Duration::from_millis(100);
+const BAR_WIDTH: usize = 30;
+
+impl ProgressBar {
+    fn on_terminal() -> ProgressBar {
+        let state = std::io::stderr().is_terminal().then(|| {
+            Mutex::new(Progress {
+                total: 0,
+                done: 0,
+                drawn_at: None,
+            })
+        });
+        ProgressBar { state }
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Progress), label: &str) {
+        let Some(state) = &self.state else {
+            return;
+        };
+        let mut progress = state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        change(&mut progress);
+        let now = Instant::now();
+        if progress
+            .drawn_at
+            .is_some_and(|drawn| now.duration_since(drawn) < REDRAW_EVERY)
+        {
+            return;
+        }
+        progress.drawn_at = Some(now);
+        let filled = (progress.done * BAR_WIDTH)
+            .checked_div(progress.total)
+            .unwrap_or(0)
+            .min(BAR_WIDTH);
+        let label: String = label.chars().take(60).collect();
+        eprint!(
+            "\r\x1b[2K[{}{}] {}/{} {label}",
+            "#".repeat(filled),
+            "-".repeat(BAR_WIDTH - filled),
+            progress.done,
+            progress.total
+        );
+    }
+
+    /// Removes the bar before the summary is printed.
+    fn clear(&self) {
+        if self.state.is_some() {
+            eprint!("\r\x1b[2K");
+        }
+    }
+}
+
+impl Reporter for ProgressBar {
+    fn found(&self, count: usize) {
+        self.update(|progress| progress.total += count, "");
+    }
+
+    fn scanned(&self, registry: &str, image: &str, tag: &str) {
+        self.update(
+            |progress| progress.done += 1,
+            &format!("{registry}/{image}:{tag}"),
+        );
+    }
+}

@@ -1,0 +1,276 @@
+//! Agents as the GraphQL admin API lists them (`agent`, `agents`, `agent_list`, `agent_summary`,
+//! `agent_summary_list`, and a resource group's agent count and slot totals): narrowed by resource
+//! group and status, the `filter`/`order` mini-language, pages and counts.
+
+use sea_orm::sea_query::{Expr, SimpleExpr};
+use sea_orm::{
+    ColumnTrait, Condition, ConnectionTrait, EntityTrait, Order, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
+};
+
+use super::user_listing::ListError;
+use crate::entities::enums::AgentStatus;
+use crate::entities::{ResourceSlot, SlotAmount, agents};
+use crate::error::DbError;
+use crate::minilang::{Field, FieldMap, Kind};
+
+/// `AgentStatus` member names, which are also the stored values.
+pub const AGENT_STATUSES: &[(&str, &str)] = &[
+    ("ALIVE", "ALIVE"),
+    ("LOST", "LOST"),
+    ("RESTARTING", "RESTARTING"),
+    ("TERMINATED", "TERMINATED"),
+];
+
+/// The `AgentStatus` member called `name` (`ALIVE`).
+pub fn status_by_name(name: &str) -> Option<AgentStatus> {
+    Some(match name {
+        "ALIVE" => AgentStatus::Alive,
+        "LOST" => AgentStatus::Lost,
+        "RESTARTING" => AgentStatus::Restarting,
+        "TERMINATED" => AgentStatus::Terminated,
+        _ => return None,
+    })
+}
+
+/// Which type the list is for: the superadmin's `Agent` or everyone's `AgentSummary`, whose
+/// `filter` and `order` know fewer fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AgentView {
+    Full,
+    Summary,
+}
+
+/// The arguments that narrow an agent list.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AgentScope {
+    pub scaling_group: Option<String>,
+    /// Any of these statuses; all statuses when `None`.
+    pub statuses: Option<Vec<AgentStatus>>,
+    /// Only agents of these resource groups (those the caller may use); any when `None`.
+    pub allowed_scaling_groups: Option<Vec<String>>,
+}
+
+fn column(column: agents::Column) -> SimpleExpr {
+    Expr::col((agents::Entity, column)).into()
+}
+
+/// The fields `filter` may name (the reference's `_queryfilter_fieldspec` of `Agent` or
+/// `AgentSummary`).
+pub fn filter_fields(view: AgentView) -> FieldMap {
+    let field = |name, col, kind| Field {
+        name,
+        column: column(col),
+        kind,
+        orderable: false,
+    };
+    let mut fields = vec![
+        field("id", agents::Column::Id, Kind::Text),
+        field("status", agents::Column::Status, Kind::Enum(AGENT_STATUSES)),
+        field("scaling_group", agents::Column::ScalingGroup, Kind::Text),
+        field("schedulable", agents::Column::Schedulable, Kind::Bool),
+    ];
+    if view == AgentView::Full {
+        fields.extend([
+            field(
+                "status_changed",
+                agents::Column::StatusChanged,
+                Kind::Timestamp,
+            ),
+            field("region", agents::Column::Region, Kind::Text),
+            field("addr", agents::Column::Addr, Kind::Text),
+            field(
+                "first_contact",
+                agents::Column::FirstContact,
+                Kind::Timestamp,
+            ),
+            field("lost_at", agents::Column::LostAt, Kind::Timestamp),
+            field("version", agents::Column::Version, Kind::Text),
+        ]);
+    }
+    FieldMap(fields)
+}
+
+/// The fields `order` may name (the reference's `_queryorder_colmap`; the slot maps order as
+/// JSONB does).
+pub fn order_fields(view: AgentView) -> FieldMap {
+    let field = |name, col| Field {
+        name,
+        column: column(col),
+        kind: Kind::Text,
+        orderable: true,
+    };
+    let mut fields = vec![
+        field("id", agents::Column::Id),
+        field("status", agents::Column::Status),
+        field("scaling_group", agents::Column::ScalingGroup),
+        field("schedulable", agents::Column::Schedulable),
+        field("available_slots", agents::Column::AvailableSlots),
+        field("occupied_slots", agents::Column::OccupiedSlots),
+    ];
+    if view == AgentView::Full {
+        fields.extend([
+            field("status_changed", agents::Column::StatusChanged),
+            field("region", agents::Column::Region),
+            field("first_contact", agents::Column::FirstContact),
+            field("lost_at", agents::Column::LostAt),
+            field("version", agents::Column::Version),
+        ]);
+    }
+    FieldMap(fields)
+}
+
+fn scope_condition(scope: &AgentScope) -> Condition {
+    let mut condition = Condition::all();
+    if let Some(scaling_group) = &scope.scaling_group {
+        condition = condition.add(agents::Column::ScalingGroup.eq(scaling_group.as_str()));
+    }
+    if let Some(statuses) = &scope.statuses {
+        condition = condition.add(agents::Column::Status.is_in(statuses.iter().copied()));
+    }
+    if let Some(allowed) = &scope.allowed_scaling_groups {
+        condition =
+            condition.add(agents::Column::ScalingGroup.is_in(allowed.iter().map(String::as_str)));
+    }
+    condition
+}
+
+/// The agent `id`, if it is in `scope`.
+pub async fn by_id(
+    db: &impl ConnectionTrait,
+    id: &str,
+    scope: &AgentScope,
+) -> Result<Option<agents::Model>, DbError> {
+    agents::Entity::find_by_id(id)
+        .filter(scope_condition(scope))
+        .one(db)
+        .await
+        .map_err(DbError::query(format!("reading agent {id:?}")))
+}
+
+/// The agents in `scope` matching `filter`, ordered by `order` (default: by status, resource
+/// group and id; ties by id), the page `limit`/`offset` when given.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    view: AgentView,
+    scope: &AgentScope,
+    filter: Option<&str>,
+    order: Option<&str>,
+    page: Option<(u64, u64)>,
+) -> Result<Vec<agents::Model>, ListError> {
+    let mut query = agents::Entity::find().filter(scope_condition(scope));
+    if let Some(filter) = filter {
+        query = query.filter(filter_fields(view).filter(filter)?);
+    }
+    let order = match order {
+        Some(order) => order_fields(view).order(order)?,
+        None => Vec::new(),
+    };
+    if order.is_empty() {
+        query = query
+            .order_by_asc(agents::Column::Status)
+            .order_by_asc(agents::Column::ScalingGroup);
+    }
+    for (expr, direction) in order {
+        query = query.order_by(expr, direction);
+    }
+    query = query.order_by(agents::Column::Id, Order::Asc);
+    if let Some((limit, offset)) = page {
+        query = query.limit(limit).offset(offset);
+    }
+    Ok(query
+        .all(db)
+        .await
+        .map_err(DbError::query("listing agents".to_owned()))?)
+}
+
+/// How many agents `list` would find without a page.
+pub async fn count(
+    db: &impl ConnectionTrait,
+    view: AgentView,
+    scope: &AgentScope,
+    filter: Option<&str>,
+) -> Result<u64, ListError> {
+    let mut query = agents::Entity::find().filter(scope_condition(scope));
+    if let Some(filter) = filter {
+        query = query.filter(filter_fields(view).filter(filter)?);
+    }
+    Ok(query
+        .count(db)
+        .await
+        .map_err(DbError::query("counting agents".to_owned()))?)
+}
+
+/// The sums of what the agents in `scope` hold and have.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SlotTotals {
+    pub occupied_slots: ResourceSlot,
+    pub available_slots: ResourceSlot,
+}
+
+/// The occupied and available slots of the agents in `scope`, added up slot by slot.
+pub async fn slot_totals(
+    db: &impl ConnectionTrait,
+    scope: &AgentScope,
+) -> Result<SlotTotals, DbError> {
+    let rows = agents::Entity::find()
+        .select_only()
+        .columns([
+            agents::Column::OccupiedSlots,
+            agents::Column::AvailableSlots,
+        ])
+        .filter(scope_condition(scope))
+        .into_tuple::<(ResourceSlot, ResourceSlot)>()
+        .all(db)
+        .await
+        .map_err(DbError::query("adding up the slots of agents".to_owned()))?;
+    let mut totals = SlotTotals::default();
+    for (occupied, available) in rows {
+        add_slots(&mut totals.occupied_slots, &occupied);
+        add_slots(&mut totals.available_slots, &available);
+    }
+    Ok(totals)
+}
+
+/// `total += more`, slot by slot; a slot missing on one side counts as zero, and an infinity
+/// stays one.
+fn add_slots(total: &mut ResourceSlot, more: &ResourceSlot) {
+    for (slot, amount) in more.iter() {
+        let sum = match (total.get(slot), amount) {
+            (None, amount) => amount,
+            (Some(SlotAmount::Finite(left)), SlotAmount::Finite(right)) => {
+                SlotAmount::Finite(left + right)
+            }
+            (Some(SlotAmount::Infinity), _) | (_, SlotAmount::Infinity) => SlotAmount::Infinity,
+            (Some(SlotAmount::NegInfinity), _) | (_, SlotAmount::NegInfinity) => {
+                SlotAmount::NegInfinity
+            }
+        };
+        total.insert(slot, sum);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal::Decimal;
+
+    use super::add_slots;
+    use crate::entities::{ResourceSlot, SlotAmount};
+
+    #[test]
+    fn slots_add_up_by_name_with_missing_ones_as_zero() {
+        let mut total = ResourceSlot::new();
+        let mut first = ResourceSlot::new();
+        first.insert("cpu", 4);
+        first.insert("mem", 1024);
+        let mut second = ResourceSlot::new();
+        second.insert("cpu", Decimal::new(5, 1));
+        second.insert("cuda.device", SlotAmount::Infinity);
+        add_slots(&mut total, &first);
+        add_slots(&mut total, &second);
+        assert_eq!(
+            total.to_json(),
+            serde_json::json!({"cpu": "4.5", "mem": "1024", "cuda.device": "Infinity"})
+        );
+    }
+}
