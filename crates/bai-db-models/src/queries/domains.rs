@@ -10,7 +10,6 @@ use crate::entities::{
     ResourceSlot, VFolderHostPermissions, domains, groups, kernels, sessions, users,
 };
 use crate::error::{ConstraintViolation, DbError, WriteError};
-use crate::queries::occupancy::AGENT_OCCUPYING_STATUSES;
 
 /// The domain called `name`, active or not.
 pub async fn by_name(
@@ -164,14 +163,12 @@ pub async fn purge(db: &impl TransactionTrait, name: &str) -> Result<bool, Write
         .begin()
         .await
         .map_err(DbError::query(format!("purging domain {name:?}")))?;
-    let active_kernels = kernels::Entity::find()
-        .filter(kernels::Column::DomainName.eq(name))
-        .filter(kernels::Column::Status.is_in(AGENT_OCCUPYING_STATUSES))
-        .count(&txn)
-        .await
-        .map_err(DbError::query(format!(
-            "counting active kernels of domain {name:?}"
-        )))?;
+    let active_kernels = crate::queries::kernels::count_agent_occupying(
+        &txn,
+        sea_orm::Condition::all().add(kernels::Column::DomainName.eq(name)),
+        &format!("domain {name:?}"),
+    )
+    .await?;
     if active_kernels > 0 {
         return Err(WriteError::Rejected(format!(
             "domain {name:?} has {active_kernels} active kernels; terminate them first"

@@ -17,7 +17,6 @@ use crate::entities::{
     groups, kernels, project_resource_policies, sessions, sgroups_for_groups, users, vfolders,
 };
 use crate::error::{ConstraintViolation, DbError, WriteError};
-use crate::queries::occupancy::AGENT_OCCUPYING_STATUSES;
 use crate::queries::require_named;
 
 /// What a refused write says of a group id that matches nothing.
@@ -300,14 +299,12 @@ pub async fn purge(db: &impl TransactionTrait, id: Uuid) -> Result<bool, WriteEr
     else {
         return Ok(false);
     };
-    let active_kernels = kernels::Entity::find()
-        .filter(kernels::Column::GroupId.eq(id))
-        .filter(kernels::Column::Status.is_in(AGENT_OCCUPYING_STATUSES))
-        .count(&txn)
-        .await
-        .map_err(DbError::query(format!(
-            "counting the active kernels of group {id}"
-        )))?;
+    let active_kernels = crate::queries::kernels::count_agent_occupying(
+        &txn,
+        sea_orm::Condition::all().add(kernels::Column::GroupId.eq(id)),
+        &format!("group {id}"),
+    )
+    .await?;
     if active_kernels > 0 {
         return Err(WriteError::Rejected(format!(
             "group {id} has {active_kernels} active kernel(s); terminate its sessions first"

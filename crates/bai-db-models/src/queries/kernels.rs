@@ -2,6 +2,8 @@
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
 
+use crate::queries::occupancy::AGENT_OCCUPYING_STATUSES;
+
 use crate::entities::enums::KernelStatus;
 use crate::entities::kernels;
 use crate::error::DbError;
@@ -19,6 +21,23 @@ pub async fn count_active_sessions(db: &impl ConnectionTrait) -> Result<u64, DbE
         .count(db)
         .await
         .map_err(DbError::query("counting active sessions"))
+}
+
+/// How many kernels matching `owner` (a domain, project or user) still hold agent resources:
+/// what a purge must wait for. `what` names the owner in the error.
+pub async fn count_agent_occupying(
+    db: &impl ConnectionTrait,
+    owner: sea_orm::Condition,
+    what: &str,
+) -> Result<u64, DbError> {
+    kernels::Entity::find()
+        .filter(owner)
+        .filter(kernels::Column::Status.is_in(AGENT_OCCUPYING_STATUSES))
+        .count(db)
+        .await
+        .map_err(DbError::query(format!(
+            "counting the active kernels of {what}"
+        )))
 }
 
 #[cfg(test)]

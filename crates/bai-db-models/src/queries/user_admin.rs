@@ -13,7 +13,6 @@ use super::keypair_admin::{
     self, DEFAULT_KEYPAIR_RATE_LIMIT, DEFAULT_KEYPAIR_RESOURCE_POLICY, KeypairSecrets, NewKeypair,
     no_such_user,
 };
-use super::occupancy::AGENT_OCCUPYING_STATUSES;
 use crate::entities::enums::{ProjectType, UserRole, UserStatus};
 use crate::entities::{
     association_groups_users, domains, endpoint_tokens, endpoints, error_logs, groups, kernels,
@@ -353,14 +352,12 @@ pub async fn purge(db: &impl TransactionTrait, email: &str) -> Result<Vec<String
     let txn = db.begin().await.map_err(DbError::query(context.clone()))?;
     let user = lock_by_email(&txn, email).await?;
     let uuid = user.uuid;
-    let active_kernels = kernels::Entity::find()
-        .filter(kernels::Column::UserUuid.eq(uuid))
-        .filter(kernels::Column::Status.is_in(AGENT_OCCUPYING_STATUSES))
-        .count(&txn)
-        .await
-        .map_err(DbError::query(format!(
-            "counting the active kernels of user {email:?}"
-        )))?;
+    let active_kernels = crate::queries::kernels::count_agent_occupying(
+        &txn,
+        sea_orm::Condition::all().add(kernels::Column::UserUuid.eq(uuid)),
+        &format!("user {email:?}"),
+    )
+    .await?;
     if active_kernels > 0 {
         return Err(WriteError::Rejected(format!(
             "user {email:?} has {active_kernels} active kernel(s); terminate them first"
