@@ -129,3 +129,21 @@ fn libraries_use_typed_errors_and_leave_anyhow_to_the_edges() {
         );
     }
 }
+
+/// Each store has one crate that talks to it; the Redis client belongs to `bai-redis` alone.
+#[test]
+fn only_bai_redis_depends_on_the_redis_client() {
+    for member in members() {
+        if member.name == "bai-redis" {
+            continue;
+        }
+        for section in ["dependencies", "dev-dependencies", "build-dependencies"] {
+            let deps = member.manifest.get(section).and_then(toml::Value::as_table);
+            assert!(
+                !deps.is_some_and(|deps| deps.contains_key("fred")),
+                "{}: [{section}] names fred; talk to Redis through bai-redis",
+                member.name
+            );
+        }
+    }
+}

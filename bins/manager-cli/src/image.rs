@@ -5,9 +5,7 @@
 //! still has aliases) prints what was wrong, naming the image, alias and architecture, and exits 1;
 //! `set-resource-limit` really stores the limit.
 
-use std::collections::BTreeSet;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use bai_config::LoadOptions;
@@ -15,15 +13,11 @@ use bai_db_models::entities::images;
 use bai_db_models::queries::images::{self as image_queries, LimitRange};
 use bai_etcd_store::shared_config::RedisConfig;
 use bai_etcd_store::{EtcdStore, EtcdTarget, ScopePrefixes, SharedConfig};
+use bai_redis::ImageDb;
 use clap::Subcommand;
-use fred::prelude::{Builder, ClientLike, Config, Server, ServerConfig, SetsInterface};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde_json::Value;
-
-/// The Redis database where agents report which images they hold (`REDIS_IMAGE_DB`): key =
-/// canonical name, value = set of agent ids.
-const REDIS_IMAGE_DB: u8 = 3;
 
 #[derive(Debug, Subcommand)]
 pub enum ImageCommand {
@@ -168,10 +162,10 @@ fn described(image: &images::Model) -> String {
 
 /// Prints `rows` (each with its agents when `agents` is given, skipping rows no agent has):
 /// one `CANONICAL (ARCH)` line per row, or with `short` a table of canonical name and digest.
-fn print_list(rows: &[images::Model], agents: Option<&[BTreeSet<String>]>, short: bool) {
+fn print_list(rows: &[images::Model], agents: Option<&[Vec<String>]>, short: bool) {
     let mut table = Vec::new();
     for (index, row) in rows.iter().enumerate() {
-        let holders = agents.map(|agents| agents[index].iter().cloned().collect::<Vec<_>>());
+        let holders = agents.map(|agents| agents[index].clone());
         if holders.as_ref().is_some_and(Vec::is_empty) {
             continue;
         }
@@ -226,53 +220,14 @@ async fn redis_config(etcd: &bai_config::EtcdConfig) -> anyhow::Result<RedisConf
 async fn installed_agents(
     config: &RedisConfig,
     rows: &[images::Model],
-) -> anyhow::Result<Vec<BTreeSet<String>>> {
-    let server = match (&config.addr, &config.sentinel) {
-        (_, Some(sentinels)) => ServerConfig::Sentinel {
-            hosts: sentinels
-                .iter()
-                .map(|hp| Server::new(hp.host.as_str(), hp.port))
-                .collect(),
-            service_name: config.service_name.clone().unwrap_or_default(),
-        },
-        (Some(addr), None) => ServerConfig::new_centralized(addr.host.as_str(), addr.port),
-        (None, None) => anyhow::bail!(
-            "etcd config/redis names no Redis server (set config/redis/addr or config/redis/sentinel); --installed needs it"
-        ),
-    };
-    let where_ = match &config.addr {
-        Some(addr) if config.sentinel.is_none() => format!("Redis at {addr}"),
-        _ => "Redis (through Sentinel)".to_owned(),
-    };
-    let client = Builder::from_config(Config {
-        server,
-        password: config.password.clone().filter(|p| !p.is_empty()),
-        database: Some(REDIS_IMAGE_DB),
-        ..Config::default()
-    })
-    .with_connection_config(|connection| {
-        connection.connection_timeout =
-            Duration::from_secs_f64(config.helper.socket_connect_timeout.max(0.1));
-    })
-    .build()
-    .with_context(|| format!("configuring the client of {where_}"))?;
-    client
-        .init()
+) -> anyhow::Result<Vec<Vec<String>>> {
+    let redis = ImageDb::connect(config)
         .await
-        .with_context(|| format!("connecting to {where_}, database {REDIS_IMAGE_DB}"))?;
-    let mut agents = Vec::with_capacity(rows.len());
-    for row in rows {
-        let members: Vec<String> = client.smembers(row.name.as_str()).await.with_context(|| {
-            format!(
-                "reading the agents of image {} from {where_}, database {REDIS_IMAGE_DB}",
-                row.name
-            )
-        })?;
-        agents.push(members.into_iter().collect());
-    }
-    // The answers are in; a failing QUIT changes nothing about them.
-    let _ = client.quit().await;
-    Ok(agents)
+        .context("connecting to Redis for --installed")?;
+    let names: Vec<&str> = rows.iter().map(|row| row.name.as_str()).collect();
+    let agents = redis.agents_holding(&names).await;
+    redis.close().await;
+    agents.context("reading which agents hold the images")
 }
 
 /// What `image inspect` prints: the reference's fields, in its order.

@@ -11,7 +11,7 @@ use bai_db_models::entities::{image_aliases, images};
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::Scope;
 use bai_etcd_store::testing::TestNamespace;
-use fred::prelude::{Builder, ClientLike, Config, KeysInterface, ServerConfig, SetsInterface};
+use bai_redis::ImageDb;
 use sea_orm::prelude::Uuid;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{Value, json};
@@ -197,27 +197,22 @@ async fn list_installed_shows_only_images_agents_hold() {
         .insert(&registry, "stable/unused", "1.0", "x86_64")
         .await;
 
-    let redis = Builder::from_config(Config {
-        server: ServerConfig::new_centralized("127.0.0.1", 8110),
-        password: Some("develove".to_owned()),
-        database: Some(3),
-        ..Config::default()
-    })
-    .build()
-    .expect("redis client");
-    redis
-        .init()
+    let shared = bai_etcd_store::SharedConfig::load(&store)
+        .await
+        .expect("reading the shared config");
+    let redis = ImageDb::connect(&shared.redis)
         .await
         .expect("Redis at 127.0.0.1:8110; start it with: cargo xtask halfstack up");
-    let _: i64 = redis
-        .sadd(held.name.as_str(), vec!["i-agent2", "i-agent1"])
+    redis
+        .raw()
+        .sadd(held.name.as_str(), &["i-agent2", "i-agent1"])
         .await
         .expect("sadd");
 
     let listed = catalogue.ok(&["list", "--installed"]);
     let short = catalogue.ok(&["list", "--installed", "--short"]);
-    let _: i64 = redis.del(held.name.as_str()).await.expect("del");
-    let _ = redis.quit().await;
+    redis.raw().del(&[held.name.as_str()]).await.expect("del");
+    redis.close().await;
 
     assert_eq!(
         listed,

@@ -1,6 +1,6 @@
-//! What each worker of the server is: one `bai_api::ApiContext` (its own etcd, PostgreSQL and
-//! Redis connections, like one worker process of the reference) and the router over it. Worker 0
-//! also registers the node in etcd and removes the registration when it stops.
+//! What each worker of the server is: its own connected `bai_stores::Stores` (etcd, PostgreSQL,
+//! Redis, like one worker process of the reference) and the API router over them. Worker 0 also
+//! registers the node in etcd and removes the registration when it stops.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,8 +8,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::middleware::AddExtension;
-use bai_api::{ApiContext, StartupError, WorkerIndex, lifecycle};
+use bai_api::ApiContext;
 use bai_config::ManagerConfig;
+use bai_stores::{Stores, StoresError};
 use tower::Layer;
 
 /// The manager as the runtime sees it.
@@ -24,7 +25,7 @@ impl Manager {
     pub fn new(config: Arc<ManagerConfig>) -> Manager {
         Manager {
             config,
-            instance_id: lifecycle::instance_id(),
+            instance_id: bai_stores::instance_id(),
         }
     }
 }
@@ -33,7 +34,7 @@ impl Manager {
 #[derive(Debug)]
 pub struct Worker {
     index: usize,
-    ctx: ApiContext,
+    stores: Stores,
     router: Router,
 }
 
@@ -41,21 +42,25 @@ impl bai_server::App for Manager {
     type Worker = Worker;
     type Body = axum::body::Body;
     type Service = AddExtension<Router, ConnectInfo<SocketAddr>>;
-    type Error = StartupError;
+    type Error = StoresError;
 
-    async fn start(&self, index: usize) -> Result<Worker, StartupError> {
-        let ctx = ApiContext::connect(Arc::clone(&self.config), WorkerIndex(index)).await?;
+    async fn start(&self, index: usize) -> Result<Worker, StoresError> {
+        let stores = Stores::connect(&self.config).await?;
         if index == 0 {
-            match lifecycle::start_node(&ctx, &self.instance_id).await {
+            match bai_stores::register_node(&stores.etcd, &self.instance_id).await {
                 Ok(status) => tracing::info!("Manager status: {}", status.as_str()),
                 Err(error) => {
-                    ctx.close().await;
-                    return Err(StartupError::Etcd(error));
+                    stores.close().await;
+                    return Err(StoresError::Etcd(error));
                 }
             }
         }
-        let router = bai_api::router(ctx.clone());
-        Ok(Worker { index, ctx, router })
+        let router = bai_api::router(ApiContext::new(Arc::clone(&self.config), stores.clone()));
+        Ok(Worker {
+            index,
+            stores,
+            router,
+        })
     }
 
     fn service(&self, worker: &Worker, peer: SocketAddr) -> Self::Service {
@@ -66,13 +71,15 @@ impl bai_server::App for Manager {
 
     async fn stop(&self, worker: Worker) {
         if worker.index == 0 {
-            if let Err(error) = lifecycle::stop_node(&worker.ctx, &self.instance_id).await {
+            if let Err(error) =
+                bai_stores::unregister_node(&worker.stores.etcd, &self.instance_id).await
+            {
                 tracing::warn!(
                     "cannot remove nodes/manager/{} from etcd: {error}",
                     self.instance_id
                 );
             }
         }
-        worker.ctx.close().await;
+        worker.stores.close().await;
     }
 }

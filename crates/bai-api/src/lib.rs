@@ -13,16 +13,14 @@ pub mod context;
 pub mod error;
 pub mod gql;
 pub mod json;
-pub mod lifecycle;
 pub mod params;
-pub mod ratelimit;
-pub mod redis;
 pub mod routes;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod version;
 
-pub use context::{ApiContext, ManagerStatus, StartupError, WorkerIndex};
+pub use bai_stores::ManagerStatus;
+pub use context::ApiContext;
 pub use error::{ApiError, ErrorKind};
 pub use routes::spec::openapi_document;
 pub use routes::{Access, Route, StatusGate, router, routes};

@@ -12,11 +12,12 @@ use bai_db_models::fixtures::{self, FixtureFile};
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::Scope;
 use bai_etcd_store::testing::TestNamespace;
+use bai_stores::Stores;
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::{Method, Request};
 
 use crate::auth::signature::{SignatureHash, SignedParts, parse_date};
-use crate::context::{ApiContext, WorkerIndex};
+use crate::context::ApiContext;
 
 /// The install guide's fixture files, in the order it loads them.
 pub const INSTALL_GUIDE_FIXTURES: [(&str, &str); 4] = [
@@ -128,11 +129,16 @@ impl TestCluster {
         manager_toml(&self.database, &self.namespace, service_addr)
     }
 
+    /// The stores of this cluster, connected.
+    pub async fn stores(&self) -> Stores {
+        Stores::connect(&self.config)
+            .await
+            .unwrap_or_else(|error| panic!("connecting the stores: {error}"))
+    }
+
     /// A worker context on this cluster.
     pub async fn context(&self) -> ApiContext {
-        ApiContext::connect(self.config.clone(), WorkerIndex(0))
-            .await
-            .unwrap_or_else(|error| panic!("connecting the API context: {error}"))
+        ApiContext::new(self.config.clone(), self.stores().await)
     }
 }
 

@@ -58,7 +58,7 @@ async fn api_with_etcd(label: &str, entries: &[(&str, &str)]) -> Api {
             .unwrap_or_else(|error| panic!("etcd put {key}: {error}"));
     }
     let ctx = cluster.context().await;
-    bai_api::lifecycle::start_node(&ctx, "i-test")
+    bai_stores::register_node(ctx.etcd(), "i-test")
         .await
         .expect("registering the test node");
     let router = bai_api::router(ctx.clone());

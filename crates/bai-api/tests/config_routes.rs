@@ -8,8 +8,6 @@ use bai_api::testing::{DOMAIN_ADMIN, SUPERADMIN, USER, anonymous_request, signed
 use bai_db_models::fixtures::{self, FixtureFile};
 use bai_etcd_store::Scope;
 use common::Api;
-use fred::interfaces::ClientLike;
-use fred::types::{ClusterHash, CustomCommand};
 use http::Method;
 use serde_json::{Value, json};
 
@@ -85,18 +83,14 @@ async fn slot_details_list_the_known_slots_metadata() {
         "human_readable_name": "TPU", "display_unit": "TPU",
         "number_format": {"binary": false, "round_length": 0}, "display_icon": "tpu"});
     let reported_test = json!({"slot_name": "bai-test.device", "description": "test accelerator"});
-    let redis = &api.ctx.redis().stat;
-    let _: i64 = redis
-        .custom(
-            CustomCommand::new_static("HSET", ClusterHash::FirstKey, false),
-            vec![
-                "computer.metadata".to_owned(),
-                "tpu.device".to_owned(),
-                reported_tpu.to_string(),
-                "bai-test.device".to_owned(),
-                reported_test.to_string(),
-                "bai-unknown.device".to_owned(),
-                "{}".to_owned(),
+    let redis = api.ctx.redis().stat.raw();
+    redis
+        .hset(
+            "computer.metadata",
+            &[
+                ("tpu.device", &reported_tpu.to_string()),
+                ("bai-test.device", &reported_test.to_string()),
+                ("bai-unknown.device", "{}"),
             ],
         )
         .await
@@ -107,15 +101,10 @@ async fn slot_details_list_the_known_slots_metadata() {
             "/config/resource-slots/details",
         ))
         .await;
-    let _: i64 = redis
-        .custom(
-            CustomCommand::new_static("HDEL", ClusterHash::FirstKey, false),
-            vec![
-                "computer.metadata",
-                "tpu.device",
-                "bai-test.device",
-                "bai-unknown.device",
-            ],
+    redis
+        .hdel(
+            "computer.metadata",
+            &["tpu.device", "bai-test.device", "bai-unknown.device"],
         )
         .await
         .expect("HDEL");

@@ -9,7 +9,6 @@ use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::entities::{ResourceSlot, agents};
 use bai_db_models::queries::scaling_groups::{self as sgroups, NewScalingGroup};
 use common::{Answer, Api};
-use fred::prelude::KeysInterface;
 use http::Method;
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{Value, json};
@@ -290,14 +289,14 @@ async fn live_statistics_come_from_redis() {
         },
         "devices": {},
     });
-    let redis = &api.ctx.redis().stat;
+    let redis = api.ctx.redis().stat.raw();
     let packed = rmp_serde::to_vec_named(&stats).expect("msgpack");
-    let _: () = redis
-        .set(a.as_str(), packed, None, None, false)
+    redis
+        .set(a.as_str(), packed)
         .await
         .expect("writing the statistics");
-    let _: () = redis
-        .set(format!("container_count.{a}"), 3, None, None, false)
+    redis
+        .set(&format!("container_count.{a}"), "3")
         .await
         .expect("writing the container count");
 
@@ -320,8 +319,8 @@ async fn live_statistics_come_from_redis() {
         json!({"id": b, "cpu_cur_pct": 0.0, "mem_cur_bytes": 0.0, "live_stat": null, "container_count": 0})
     );
 
-    let _: i64 = redis
-        .del(vec![a.clone(), format!("container_count.{a}")])
+    redis
+        .del(&[a.as_str(), &format!("container_count.{a}")])
         .await
         .expect("cleaning up");
 }

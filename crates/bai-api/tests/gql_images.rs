@@ -9,7 +9,6 @@ use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, sig
 use bai_db_models::entities::enums::ImageType;
 use bai_db_models::entities::{image_aliases, images};
 use common::{Answer, Api};
-use fred::interfaces::{KeysInterface, SetsInterface};
 use http::Method;
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{Value, json};
@@ -174,9 +173,9 @@ async fn images_by_role_filter_and_installation() {
     )
     .await;
     let python_name = rows.canonical("cr.backend.ai", "stable/python", "3.9");
-    let redis = &api.ctx.redis().image;
-    let _: () = redis
-        .sadd(python_name.as_str(), vec!["i-b", "i-a"])
+    let redis = api.ctx.redis().image.raw();
+    redis
+        .sadd(python_name.as_str(), &["i-b", "i-a"])
         .await
         .expect("SADD");
 
@@ -359,5 +358,5 @@ async fn images_by_role_filter_and_installation() {
     ] {
         assert_eq!(error_message(&api, who, detail, variables).await, message);
     }
-    let _: i64 = redis.del(python_name.as_str()).await.expect("DEL");
+    redis.del(&[python_name.as_str()]).await.expect("DEL");
 }

@@ -12,7 +12,6 @@ use bai_api::testing::{
 };
 use bai_db_models::fixtures::{self, FixtureFile};
 use common::{Answer, Api};
-use fred::interfaces::KeysInterface;
 use http::{Method, Request, StatusCode};
 use serde_json::{Value, json};
 
@@ -720,14 +719,22 @@ async fn keypairs_are_created_modified_deactivated_and_deleted() {
     api.ctx
         .redis()
         .stat
-        .set::<(), _, _>(&counter, "2", None, None, false)
+        .raw()
+        .set(&counter, "2")
         .await
         .expect("redis set");
     assert_eq!(
         delete(access_key.clone()).await,
         json!({"ok": true, "msg": "success"})
     );
-    let left: Option<String> = api.ctx.redis().stat.get(&counter).await.expect("redis get");
+    let left = api
+        .ctx
+        .redis()
+        .stat
+        .raw()
+        .get(&counter)
+        .await
+        .expect("redis get");
     assert_eq!(
         left, None,
         "the deleted keypair's session count is forgotten"

@@ -116,8 +116,9 @@ pub(crate) async fn authenticate(
         return Err(ApiError::auth_failed("Signature mismatch"));
     }
 
-    ctx.rate_limiter()
-        .record_call(&ctx.redis().stat, &authorization.access_key)
+    ctx.redis()
+        .stat
+        .record_call(&authorization.access_key)
         .await
         .map_err(|error| ApiError::internal("recording the keypair's API call", &error))?;
 

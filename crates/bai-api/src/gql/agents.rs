@@ -9,7 +9,6 @@ use bai_db_models::entities::{ResourceSlot, agents};
 use bai_db_models::queries::agent_listing::{self, AGENT_STATUSES, AgentScope, AgentView};
 use bai_db_models::queries::scaling_groups;
 use chrono::{DateTime, FixedOffset};
-use fred::prelude::KeysInterface;
 use sea_orm::ActiveEnum;
 
 use super::common::{JsonString, error, gql, internal, require_superadmin};
@@ -149,23 +148,13 @@ impl Agent {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<serde_json::Value>> {
-        let id = self.agent_id();
-        let packed: Option<Vec<u8>> = gql(ctx)
+        gql(ctx)
             .api
             .redis()
             .stat
-            .get(id)
+            .live_stat(self.agent_id())
             .await
-            .map_err(|source| internal("reading the live statistics of an agent", &source))?;
-        Ok(
-            packed.and_then(|bytes| match rmp_serde::from_slice(&bytes) {
-                Ok(stats) => Some(stats),
-                Err(error) => {
-                    tracing::warn!(agent.id = id, %error, "unreadable live statistics of an agent");
-                    None
-                }
-            }),
-        )
+            .map_err(|source| internal("reading the live statistics of an agent", &source))
     }
 
     /// `node.<metric>.<key>` of the live statistics as a float, where the agent writes decimals
@@ -214,18 +203,16 @@ impl Agent {
         ))
     }
 
-    /// The agent's containers (Redis stat `container_count.{id}`); 0 when unset.
+    /// The agent's containers (from the agents' Redis statistics); 0 when unset.
     async fn container_count(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i32>> {
-        let count: Option<String> = gql(ctx)
+        let count = gql(ctx)
             .api
             .redis()
             .stat
-            .get(format!("container_count.{}", self.agent_id()))
+            .container_count(self.agent_id())
             .await
             .map_err(|source| internal("reading the container count of an agent", &source))?;
-        Ok(Some(
-            count.and_then(|count| count.parse().ok()).unwrap_or(0),
-        ))
+        Ok(Some(i32::try_from(count).unwrap_or(i32::MAX)))
     }
 }
 

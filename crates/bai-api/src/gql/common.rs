@@ -9,8 +9,8 @@ use bai_db_models::entities::enums::UserRole;
 use bai_db_models::entities::{ResourceSlot, VFolderHostPermissions};
 
 use super::GqlContext;
-use crate::context::ManagerStatus;
 use crate::error::{ApiError, ErrorKind};
+use bai_stores::ManagerStatus;
 
 /// The resolver context's caller and API context.
 pub fn gql<'a>(ctx: &Context<'a>) -> &'a GqlContext {

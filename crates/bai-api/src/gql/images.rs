@@ -16,8 +16,6 @@ use bai_db_models::entities::enums::UserRole;
 use bai_db_models::entities::images;
 use bai_db_models::queries::image_listing::{self, ImageListing};
 use bai_db_models::queries::images::{self as image_queries, ImageError};
-use fred::interfaces::SetsInterface;
-use fred::prelude::Client;
 use serde_json::Value as Json;
 use uuid::Uuid;
 
@@ -347,25 +345,17 @@ async fn installed_agents(
     ctx: &Context<'_>,
     listings: &[ImageListing],
 ) -> async_graphql::Result<Vec<Vec<String>>> {
-    if listings.is_empty() {
-        return Ok(Vec::new());
-    }
-    let failed = |source| internal("reading the agents holding images", &source);
-    let client: &Client = &gql(ctx).api.redis().image;
-    let pipeline = client.pipeline();
-    for listing in listings {
-        let _: () = pipeline
-            .smembers(listing.image.name.as_str())
-            .await
-            .map_err(failed)?;
-    }
-    let mut found = Vec::with_capacity(listings.len());
-    for members in pipeline.try_all::<Vec<String>>().await {
-        let mut agents = members.map_err(failed)?;
-        agents.sort();
-        found.push(agents);
-    }
-    Ok(found)
+    let names: Vec<&str> = listings
+        .iter()
+        .map(|listing| listing.image.name.as_str())
+        .collect();
+    gql(ctx)
+        .api
+        .redis()
+        .image
+        .agents_holding(&names)
+        .await
+        .map_err(|source| internal("reading the agents holding images", &source))
 }
 
 async fn images_of(

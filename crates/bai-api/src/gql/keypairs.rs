@@ -9,7 +9,6 @@ use async_graphql::{ComplexObject, Context, Object, SimpleObject};
 use bai_db_models::entities::enums::UserRole;
 use bai_db_models::queries::keypair_listing::{self, KeypairRow, KeypairScope};
 use chrono::{DateTime, FixedOffset, Utc};
-use fred::interfaces::KeysInterface;
 use uuid::Uuid;
 
 use super::common::{forbidden, gql, internal};
@@ -82,43 +81,38 @@ impl KeyPair {
         }
     }
 
-    async fn stat(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<Option<String>> {
-        gql(ctx)
-            .api
-            .redis()
-            .stat
-            .get::<Option<String>, _>(key)
-            .await
-            .map_err(|source| internal("reading keypair statistics", &source))
+    fn access_key_text(&self) -> &str {
+        self.access_key.as_deref().unwrap_or("")
     }
 }
 
 #[ComplexObject(rename_fields = "snake_case")]
 impl KeyPair {
-    /// Successful requests signed with this keypair in the last 30 days (Redis `kp:{AK}:num_queries`).
+    /// Successful requests signed with this keypair in the last 30 days (Redis call statistics).
     async fn num_queries(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
-        let key = format!(
-            "kp:{}:num_queries",
-            self.access_key.as_deref().unwrap_or("")
-        );
-        let count = self.stat(ctx, key).await?;
-        Ok(Some(
-            count.and_then(|count| count.parse().ok()).unwrap_or(0),
-        ))
+        let count = gql(ctx)
+            .api
+            .redis()
+            .stat
+            .keypair_num_queries(self.access_key_text())
+            .await
+            .map_err(|source| internal("reading keypair statistics", &source))?;
+        Ok(Some(count))
     }
 
-    /// The last successful request (Redis `kp:{AK}:last_call_time`); null when none is recorded.
+    /// The last successful request (Redis call statistics); null when none is recorded.
     async fn last_used(
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<DateTime<FixedOffset>>> {
-        let key = format!(
-            "kp:{}:last_call_time",
-            self.access_key.as_deref().unwrap_or("")
-        );
-        let seconds = self.stat(ctx, key).await?;
+        let seconds = gql(ctx)
+            .api
+            .redis()
+            .stat
+            .keypair_last_call_time(self.access_key_text())
+            .await
+            .map_err(|source| internal("reading keypair statistics", &source))?;
         Ok(seconds
-            .and_then(|seconds| seconds.parse::<f64>().ok())
             .and_then(|seconds| {
                 let micros = (seconds * 1_000_000.0).round() as i64;
                 DateTime::<Utc>::from_timestamp_micros(micros)
@@ -126,14 +120,16 @@ impl KeyPair {
             .map(|at| at.fixed_offset()))
     }
 
-    /// The keypair's running sessions (Redis `keypair.concurrency_used.{AK}`); 0 when unset.
+    /// The keypair's running sessions (Redis); 0 when unset.
     async fn concurrency_used(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
-        let key = format!(
-            "keypair.concurrency_used.{}",
-            self.access_key.as_deref().unwrap_or("")
-        );
-        let used = self.stat(ctx, key).await?;
-        Ok(Some(used.and_then(|used| used.parse().ok()).unwrap_or(0)))
+        let used = gql(ctx)
+            .api
+            .redis()
+            .stat
+            .keypair_concurrency_used(self.access_key_text())
+            .await
+            .map_err(|source| internal("reading keypair statistics", &source))?;
+        Ok(Some(used))
     }
 }
 

@@ -68,24 +68,15 @@ pub struct GqlContext {
     pub caller: Arc<Caller>,
 }
 
-/// The schema of one worker.
-pub struct GqlSchema(pub AdminSchema);
-
-impl std::fmt::Debug for GqlSchema {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("GqlSchema")
-    }
-}
-
 /// Introspection is refused unless etcd `config/api/allow-graphql-schema-introspection` is true, as
 /// in the reference.
-pub fn schema(allow_introspection: bool) -> GqlSchema {
+pub fn schema(allow_introspection: bool) -> AdminSchema {
     let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
-    GqlSchema(if allow_introspection {
+    if allow_introspection {
         builder.finish()
     } else {
         builder.extension(RefuseIntrospection).finish()
-    })
+    }
 }
 
 /// Refuses a document that asks for `__schema` or `__type` with an error (as the reference's

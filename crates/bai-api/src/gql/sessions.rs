@@ -16,7 +16,6 @@ use bai_db_models::minilang::parse_timestamp;
 use bai_db_models::queries::image_listing;
 use bai_db_models::queries::session_listing::{self, SessionRow, SessionScope};
 use chrono::{DateTime, FixedOffset};
-use fred::interfaces::{HashesInterface, KeysInterface};
 use sea_orm::ActiveEnum;
 use serde_json::{Map, Value as Json, json};
 use uuid::Uuid;
@@ -27,9 +26,6 @@ use super::users::{invalid, list_error, page, scoped};
 
 #[derive(Debug, Default)]
 pub struct SessionQuery;
-
-/// The Redis hash of the agents' abuse reports (kernel id -> report).
-const ABUSE_REPORTS_KEY: &str = "abuse_report";
 
 /// A session as the reference's `ComputeSession` type shows it.
 #[derive(Clone, Debug)]
@@ -401,32 +397,16 @@ impl ComputeSession {
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<JsonString>> {
-        let id = self.row.session.id;
-        let keys = vec![
-            format!("session.{id}.requests"),
-            format!("session.{id}.last_response_time"),
-        ];
-        let values: Vec<Option<String>> = gql(ctx)
+        let metrics = gql(ctx)
             .api
             .redis()
             .live
-            .mget(keys)
+            .inference_metrics(self.row.session.id)
             .await
             .map_err(|source| internal("reading the inference metrics of a session", &source))?;
-        let number = |index: usize| {
-            values
-                .get(index)
-                .cloned()
-                .flatten()
-                .and_then(|value| value.parse::<i64>().ok())
-        };
-        let (requests, last_response_ms) = match (number(0), number(1)) {
-            (Some(requests), Some(last)) => (requests, last),
-            _ => (0, 0),
-        };
         Ok(Some(JsonString(json!({
-            "requests": requests,
-            "last_response_ms": last_response_ms,
+            "requests": metrics.requests,
+            "last_response_ms": metrics.last_response_ms,
         }))))
     }
 }
@@ -435,11 +415,11 @@ impl ComputeContainer {
     /// The kernel's abuse report (Redis stat hash `abuse_report`), as the reference shapes it.
     async fn abuse_report(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<JsonString>> {
         let kernel_id = self.kernel.id.to_string();
-        let report: Option<String> = gql(ctx)
+        let report = gql(ctx)
             .api
             .redis()
             .stat
-            .hget(ABUSE_REPORTS_KEY, kernel_id.as_str())
+            .abuse_report(&kernel_id)
             .await
             .map_err(|source| internal("reading the abuse report of a kernel", &source))?;
         Ok(report.map(|report| JsonString(json!({"kernel": kernel_id, "abuse_report": report}))))
@@ -588,21 +568,14 @@ impl ComputeContainer {
     /// The agent's live statistics of the kernel (Redis stat, key = kernel id, msgpack); null
     /// when there are none.
     async fn live_stat(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<JsonString>> {
-        let id = self.kernel.id.to_string();
-        let packed: Option<Vec<u8>> = gql(ctx)
+        let stats = gql(ctx)
             .api
             .redis()
             .stat
-            .get(id.as_str())
+            .live_stat(&self.kernel.id.to_string())
             .await
             .map_err(|source| internal("reading the live statistics of a kernel", &source))?;
-        Ok(packed.and_then(|bytes| match rmp_serde::from_slice::<Json>(&bytes) {
-            Ok(stats) => Some(JsonString(stats)),
-            Err(error) => {
-                tracing::warn!(kernel.id = id, %error, "unreadable live statistics of a kernel");
-                None
-            }
-        }))
+        Ok(stats.map(JsonString))
     }
 
     /// The same as `live_stat`, as in the reference.

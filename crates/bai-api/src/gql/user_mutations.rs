@@ -13,7 +13,6 @@ use bai_db_models::password;
 use bai_db_models::queries::keypair_admin::KeypairSecrets;
 use bai_db_models::queries::user_admin::{self, NewUser, UserChanges};
 use bai_db_models::queries::user_listing::{self, status_from_value};
-use fred::interfaces::KeysInterface;
 use sea_orm::prelude::IpNetwork;
 use uuid::Uuid;
 
@@ -210,19 +209,13 @@ async fn with_groups(ctx: &Context<'_>, row: users::Model) -> async_graphql::Res
 /// Forgets what Redis counts for `access_keys` (running sessions, SFTP sessions). The keypairs
 /// are already gone; a failure here only leaves stale counters, so it is logged, not answered.
 pub(super) async fn forget_counters(ctx: &Context<'_>, access_keys: &[String]) {
-    if access_keys.is_empty() {
-        return;
-    }
-    let keys: Vec<String> = access_keys
-        .iter()
-        .flat_map(|key| {
-            [
-                format!("keypair.concurrency_used.{key}"),
-                format!("keypair.sftp_concurrency_used.{key}"),
-            ]
-        })
-        .collect();
-    if let Err(error) = gql(ctx).api.redis().stat.del::<i64, _>(keys).await {
+    let forgotten = gql(ctx)
+        .api
+        .redis()
+        .stat
+        .forget_keypair_counters(access_keys)
+        .await;
+    if let Err(error) = forgotten {
         tracing::warn!(%error, "could not delete the Redis counters of deleted keypairs");
     }
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use async_graphql::PathSegment;
+use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::Method;
@@ -13,7 +14,7 @@ use serde::Deserialize;
 use super::{Access, Authenticated, Route};
 use crate::context::ApiContext;
 use crate::error::{ApiError, ErrorKind};
-use crate::gql::GqlContext;
+use crate::gql::{AdminSchema, GqlContext};
 use crate::json::PyJson;
 use crate::params::Params;
 
@@ -50,6 +51,7 @@ struct GqlBody {
 }
 
 async fn execute(
+    schema: &AdminSchema,
     ctx: &ApiContext,
     caller: Arc<crate::auth::Caller>,
     body: GqlBody,
@@ -64,7 +66,7 @@ async fn execute(
     if let Some(name) = body.operation_name.or(body.operation_name_camel) {
         request = request.operation_name(name);
     }
-    let mut response = ctx.gql_schema().execute(request).await;
+    let mut response = schema.execute(request).await;
     null_failed_root_fields(&mut response);
     response
 }
@@ -91,18 +93,20 @@ fn null_failed_root_fields(response: &mut async_graphql::Response) {
 
 async fn standard(
     State(ctx): State<ApiContext>,
+    Extension(schema): Extension<AdminSchema>,
     Authenticated(caller): Authenticated,
     Params(body): Params<GqlBody>,
 ) -> Response {
-    PyJson(execute(&ctx, caller, body).await).into_response()
+    PyJson(execute(&schema, &ctx, caller, body).await).into_response()
 }
 
 async fn legacy(
     State(ctx): State<ApiContext>,
+    Extension(schema): Extension<AdminSchema>,
     Authenticated(caller): Authenticated,
     Params(body): Params<GqlBody>,
 ) -> Result<Response, ApiError> {
-    let response = execute(&ctx, caller, body).await;
+    let response = execute(&schema, &ctx, caller, body).await;
     if response.errors.is_empty() {
         return Ok(PyJson(response.data).into_response());
     }

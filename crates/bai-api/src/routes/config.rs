@@ -2,14 +2,12 @@
 //! accelerator metadata, the container registries, and raw reads and writes of etcd keys for
 //! superadmins.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bai_db_models::queries::agent_slots::{self, Schedulable};
 use bai_etcd_store::{ConfigNode, ConfigTree, EtcdError, Scope, tree::python_str, unquote};
-use fred::interfaces::ClientLike;
-use fred::types::{ClusterHash, CustomCommand};
 use http::Method;
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
@@ -26,8 +24,6 @@ use crate::params::{Params, lenient};
 const VFOLDER_TYPES_PREFIX: &str = "volumes/_types";
 /// etcd prefix of the container registries, one subtree per (quoted) registry name.
 const REGISTRIES_PREFIX: &str = "config/docker/registry/";
-/// The Redis hash (statistics database) where agents report their accelerators' metadata.
-const REPORTED_METADATA_KEY: &str = "computer.metadata";
 /// The most keys one `POST /config/set` may write.
 const MAX_SET_KEYS: usize = 16;
 
@@ -341,13 +337,10 @@ async fn get_resource_metadata(
     let known = KnownSlots::load(ctx.etcd())
         .await
         .map_err(etcd_failure("reading etcd config/resource_slots"))?;
-    let reported: HashMap<String, String> = ctx
+    let reported = ctx
         .redis()
         .stat
-        .custom(
-            CustomCommand::new_static("HGETALL", ClusterHash::FirstKey, false),
-            vec![REPORTED_METADATA_KEY],
-        )
+        .reported_slot_metadata()
         .await
         .map_err(|error| ApiError::internal("reading the reported accelerator metadata", &error))?;
     let mut reported: IndexMap<String, Value> = {
@@ -358,7 +351,7 @@ async fn get_resource_metadata(
             .filter_map(|(slot, text)| match serde_json::from_str(&text) {
                 Ok(metadata) => Some((slot, metadata)),
                 Err(error) => {
-                    tracing::warn!(target: "bai_api", "Redis {REPORTED_METADATA_KEY} {slot}: not JSON: {error}");
+                    tracing::warn!(target: "bai_api", "Redis computer.metadata {slot}: not JSON: {error}");
                     None
                 }
             })

@@ -9,7 +9,9 @@ use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
 use super::{Access, Authenticated, Route};
-use crate::context::{ApiContext, ManagerStatus};
+use bai_stores::ManagerStatus;
+
+use crate::context::ApiContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::json::PyJson;
 use crate::params::{Params, lenient};
@@ -107,10 +109,31 @@ async fn fetch_status(
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct StatusUpdate {
-    status: ManagerStatus,
+    status: StatusName,
     #[serde(default, deserialize_with = "lenient::bool")]
     #[schemars(with = "bool")]
     force_kill: bool,
+}
+
+/// A manager status as `PUT /manager/status` names it.
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+enum StatusName {
+    Terminated,
+    Preparing,
+    Running,
+    Frozen,
+}
+
+impl From<StatusName> for ManagerStatus {
+    fn from(name: StatusName) -> ManagerStatus {
+        match name {
+            StatusName::Terminated => ManagerStatus::Terminated,
+            StatusName::Preparing => ManagerStatus::Preparing,
+            StatusName::Running => ManagerStatus::Running,
+            StatusName::Frozen => ManagerStatus::Frozen,
+        }
+    }
 }
 
 async fn update_status(
@@ -134,10 +157,11 @@ async fn update_status(
             ));
         }
     }
-    ctx.set_manager_status(update.status)
+    let status = ManagerStatus::from(update.status);
+    ctx.set_manager_status(status)
         .await
         .map_err(|error| ApiError::internal("writing the manager status", &error))?;
-    tracing::info!(target: "bai_api", "manager status set to {}", update.status.as_str());
+    tracing::info!(target: "bai_api", "manager status set to {}", status.as_str());
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -26,10 +26,12 @@ use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, Expos
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::{Caller, authenticate};
-use crate::context::{ApiContext, ManagerStatus};
+use bai_stores::ManagerStatus;
+
+use crate::context::ApiContext;
 use crate::error::{ApiError, ErrorKind, ProblemResponse};
-use crate::ratelimit::{ANONYMOUS_LIMIT, WINDOW_SECONDS};
 use crate::version::ApiVersion;
+use bai_redis::{ANONYMOUS_LIMIT, WINDOW_SECONDS};
 
 /// Who may call a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -172,7 +174,10 @@ pub fn router(ctx: ApiContext) -> Router {
     for (path, methods) in by_path {
         router = router.route(path, methods);
     }
+    // One schema per router: the admin routes execute their requests on it.
+    let schema = crate::gql::schema(ctx.shared_config().api.allow_graphql_schema_introspection);
     router
+        .layer(axum::Extension(schema))
         .fallback(url_not_found)
         .layer(middleware::map_response(router_errors_as_problems))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
@@ -246,8 +251,9 @@ async fn admit(
         Some(caller) => {
             let limit = i64::from(caller.keypair.rate_limit.unwrap_or(0));
             let verdict = ctx
-                .rate_limiter()
-                .hit(&ctx.redis().rate_limit, caller.access_key(), limit)
+                .redis()
+                .rate_limit
+                .hit(caller.access_key(), limit)
                 .await
                 .map_err(|error| ApiError::internal("counting the request's rate limit", &error))?;
             if verdict.exceeded() {

@@ -21,7 +21,7 @@ impl Api {
     pub async fn start(label: &str) -> Api {
         let cluster = TestCluster::start(label).await;
         let ctx = cluster.context().await;
-        bai_api::lifecycle::start_node(&ctx, "i-test")
+        bai_stores::register_node(ctx.etcd(), "i-test")
             .await
             .expect("registering the test node");
         let router = bai_api::router(ctx.clone());

@@ -1,34 +1,12 @@
-//! The Redis connections of a worker, from etcd `config/redis` (single server or Sentinel), one per
-//! logical database the reference uses.
+//! Connections from etcd `config/redis`: a single server (`addr`) or Sentinel (`sentinel`,
+//! `service_name`), with the password and the connect timeout of `redis_helper_config`.
 
 use std::time::Duration;
 
 use bai_etcd_store::shared_config::RedisConfig;
 use fred::prelude::{Builder, Client, ClientLike, Config, ReconnectPolicy, Server, ServerConfig};
 
-/// The logical databases (`common/defs.py` of the reference).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum RedisDb {
-    /// Per-keypair call statistics (`kp:{AK}:num_queries`, `kp:{AK}:last_call_time`).
-    Stat = 0,
-    /// Rate-limit windows, one sorted set per access key.
-    RateLimit = 1,
-    /// Agent liveness and scheduler marks.
-    Live = 2,
-    /// Which agents hold which image (image canonical name -> set of agent ids).
-    Image = 3,
-}
-
-impl RedisDb {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Stat => "stat",
-            Self::RateLimit => "ratelimit",
-            Self::Live => "live",
-            Self::Image => "image",
-        }
-    }
-}
+use crate::{ImageDb, LiveDb, RateLimitDb, RedisDb, StatDb};
 
 /// Why Redis could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -37,50 +15,61 @@ pub enum RedisConnectError {
         "etcd config/redis names no Redis server (set config/redis/addr or config/redis/sentinel)"
     )]
     NotConfigured,
-    #[error("Redis {target} (database {db}, {name}): {source}")]
+    #[error("Redis {target} (database {db}): {source}")]
     Connect {
         target: String,
-        db: u8,
-        name: &'static str,
+        db: RedisDb,
         #[source]
         source: fred::error::Error,
     },
-    #[error("Redis {target} (database {db}, {name}) did not answer within {seconds} s")]
+    #[error("Redis {target} (database {db}) did not answer within {seconds} s")]
     Timeout {
         target: String,
-        db: u8,
-        name: &'static str,
+        db: RedisDb,
         seconds: f64,
     },
 }
 
-/// The connections one worker holds.
+/// The databases a manager worker uses, one connection each. Cheap to clone (the clones share the
+/// connections).
 #[derive(Clone, Debug)]
-pub struct RedisClients {
-    pub stat: Client,
-    pub rate_limit: Client,
-    pub live: Client,
-    pub image: Client,
+pub struct Redis {
+    pub stat: StatDb,
+    pub rate_limit: RateLimitDb,
+    pub live: LiveDb,
+    pub image: ImageDb,
 }
 
-impl RedisClients {
-    pub async fn connect(config: &RedisConfig) -> Result<RedisClients, RedisConnectError> {
-        Ok(RedisClients {
-            stat: connect_one(config, RedisDb::Stat).await?,
-            rate_limit: connect_one(config, RedisDb::RateLimit).await?,
-            live: connect_one(config, RedisDb::Live).await?,
-            image: connect_one(config, RedisDb::Image).await?,
+impl Redis {
+    /// Connects to every database the manager uses; fails on the first that does not answer.
+    pub async fn connect(config: &RedisConfig) -> Result<Redis, RedisConnectError> {
+        Ok(Redis {
+            stat: StatDb::connect(config).await?,
+            rate_limit: RateLimitDb::connect(config).await?,
+            live: LiveDb::connect(config).await?,
+            image: ImageDb::connect(config).await?,
         })
     }
 
+    /// Closes the connections (those that broke already have nothing left to close).
     pub async fn close(&self) {
-        for client in [&self.stat, &self.rate_limit, &self.live, &self.image] {
-            // Closing a connection that already broke has nothing left to do.
-            let _ = client.quit().await;
+        for client in [
+            self.stat.client(),
+            self.rate_limit.client(),
+            self.live.client(),
+            self.image.client(),
+        ] {
+            quit(client).await;
         }
     }
 }
 
+pub(crate) async fn quit(client: &Client) {
+    // QUIT on a connection that already broke has nothing left to do.
+    let _ = client.quit().await;
+}
+
+/// Where `config` points, for messages (never the password).
 fn describe(config: &RedisConfig) -> String {
     match (&config.addr, &config.sentinel) {
         (_, Some(sentinels)) => format!(
@@ -97,7 +86,11 @@ fn describe(config: &RedisConfig) -> String {
     }
 }
 
-async fn connect_one(config: &RedisConfig, db: RedisDb) -> Result<Client, RedisConnectError> {
+/// One connection to database `db`, reconnecting with backoff when it breaks later.
+pub(crate) async fn connect_db(
+    config: &RedisConfig,
+    db: RedisDb,
+) -> Result<Client, RedisConnectError> {
     let server = match (&config.addr, &config.sentinel) {
         (_, Some(sentinels)) => ServerConfig::Sentinel {
             hosts: sentinels
@@ -112,7 +105,7 @@ async fn connect_one(config: &RedisConfig, db: RedisDb) -> Result<Client, RedisC
     let fred_config = Config {
         server,
         password: config.password.clone().filter(|p| !p.is_empty()),
-        database: Some(db as u8),
+        database: Some(db.index()),
         ..Config::default()
     };
     let connect_timeout = Duration::from_secs_f64(config.helper.socket_connect_timeout.max(0.1));
@@ -124,8 +117,7 @@ async fn connect_one(config: &RedisConfig, db: RedisDb) -> Result<Client, RedisC
         .build()
         .map_err(|source| RedisConnectError::Connect {
             target: describe(config),
-            db: db as u8,
-            name: db.name(),
+            db,
             source,
         })?;
     let seconds = connect_timeout.as_secs_f64() + 1.0;
@@ -133,16 +125,14 @@ async fn connect_one(config: &RedisConfig, db: RedisDb) -> Result<Client, RedisC
         Ok(Ok(_)) => Ok(client),
         Ok(Err(source)) => Err(RedisConnectError::Connect {
             target: describe(config),
-            db: db as u8,
-            name: db.name(),
+            db,
             source,
         }),
         Err(_) => {
-            let _ = client.quit().await;
+            quit(&client).await;
             Err(RedisConnectError::Timeout {
                 target: describe(config),
-                db: db as u8,
-                name: db.name(),
+                db,
                 seconds,
             })
         }

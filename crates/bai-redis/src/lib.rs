@@ -1,0 +1,42 @@
+//! The manager's Redis. It connects to the server etcd `config/redis` describes (a single server, or
+//! a master found through Sentinel), one connection per logical database of the reference
+//! ([`RedisDb`]), and gives typed access to every key the manager reads or writes there, in the
+//! reference's layout, so that our nodes, the reference's nodes and the agents share one Redis:
+//! rate-limit windows and call statistics of keypairs, the statistics agents report, which agents
+//! hold which image.
+//!
+//! It is the only crate that talks to Redis (a tidy test keeps `fred` out of every other crate):
+//! callers see typed methods per database, never key strings or Redis commands. It must not know
+//! HTTP, SQL or manager.toml (it is handed the `config/redis` section), and it never logs the
+//! Redis password.
+
+mod connect;
+mod db;
+mod image;
+mod live;
+mod rate_limit;
+mod stat;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use connect::{Redis, RedisConnectError};
+pub use db::RedisDb;
+pub use image::ImageDb;
+pub use live::{InferenceMetrics, LiveDb};
+pub use rate_limit::{ANONYMOUS_LIMIT, RateLimitDb, RateLimitVerdict, WINDOW_SECONDS};
+pub use stat::StatDb;
+
+/// A Redis command that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("Redis database {db}: {source}")]
+pub struct RedisError {
+    pub db: RedisDb,
+    #[source]
+    pub source: fred::error::Error,
+}
+
+impl RedisError {
+    pub(crate) fn in_db(db: RedisDb) -> impl FnOnce(fred::error::Error) -> RedisError {
+        move |source| RedisError { db, source }
+    }
+}

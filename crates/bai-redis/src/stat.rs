@@ -1,0 +1,165 @@
+//! Database 0, statistics: what keypairs did (call counts, running sessions), what agents report
+//! about themselves and their kernels (live statistics, container counts, accelerator metadata),
+//! and abuse reports.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bai_etcd_store::shared_config::RedisConfig;
+use fred::prelude::{Client, HashesInterface, KeysInterface};
+use fred::types::scripts::Script;
+
+use crate::connect::connect_db;
+use crate::{RedisConnectError, RedisDb, RedisError};
+
+const DB: RedisDb = RedisDb::Stat;
+
+/// How long the per-keypair call statistics live (30 days).
+const CALL_STATS_TTL_SECONDS: u64 = 2_592_000;
+/// The hash of accelerator metadata agents report, slot name -> JSON.
+const REPORTED_SLOT_METADATA_KEY: &str = "computer.metadata";
+/// The hash of abuse reports, kernel id -> report.
+const ABUSE_REPORTS_KEY: &str = "abuse_report";
+
+/// KEYS[1] = `kp:{AK}:num_queries`, KEYS[2] = `kp:{AK}:last_call_time`, ARGV[1] = TTL. The time is
+/// the Redis server's, as seconds with a fraction, like the reference writes it.
+const CALL_STATS_LUA: &str = r"
+redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+local now = redis.call('TIME')
+redis.call('SET', KEYS[2], string.format('%d.%06d', tonumber(now[1]), tonumber(now[2])), 'EX', ARGV[1])
+return 1
+";
+
+fn num_queries_key(access_key: &str) -> String {
+    format!("kp:{access_key}:num_queries")
+}
+
+fn last_call_time_key(access_key: &str) -> String {
+    format!("kp:{access_key}:last_call_time")
+}
+
+fn concurrency_used_key(access_key: &str) -> String {
+    format!("keypair.concurrency_used.{access_key}")
+}
+
+fn sftp_concurrency_used_key(access_key: &str) -> String {
+    format!("keypair.sftp_concurrency_used.{access_key}")
+}
+
+fn container_count_key(agent_id: &str) -> String {
+    format!("container_count.{agent_id}")
+}
+
+/// Database 0.
+#[derive(Clone, Debug)]
+pub struct StatDb {
+    client: Client,
+    call_stats: Arc<Script>,
+}
+
+impl StatDb {
+    pub async fn connect(config: &RedisConfig) -> Result<StatDb, RedisConnectError> {
+        Ok(StatDb {
+            client: connect_db(config, DB).await?,
+            call_stats: Arc::new(Script::from_lua(CALL_STATS_LUA)),
+        })
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Records a successful authentication of `access_key`: one more call, and its time.
+    pub async fn record_call(&self, access_key: &str) -> Result<(), RedisError> {
+        let _: i64 = self
+            .call_stats
+            .evalsha_with_reload(
+                &self.client,
+                vec![num_queries_key(access_key), last_call_time_key(access_key)],
+                vec![CALL_STATS_TTL_SECONDS.to_string()],
+            )
+            .await
+            .map_err(RedisError::in_db(DB))?;
+        Ok(())
+    }
+
+    /// Successful requests signed with `access_key` in the last 30 days; 0 when unrecorded.
+    pub async fn keypair_num_queries(&self, access_key: &str) -> Result<i64, RedisError> {
+        Ok(self.number(num_queries_key(access_key)).await?.unwrap_or(0))
+    }
+
+    /// When `access_key` last signed a successful request, in seconds since the epoch.
+    pub async fn keypair_last_call_time(
+        &self,
+        access_key: &str,
+    ) -> Result<Option<f64>, RedisError> {
+        self.number(last_call_time_key(access_key)).await
+    }
+
+    /// How many sessions of `access_key` run; 0 when unrecorded.
+    pub async fn keypair_concurrency_used(&self, access_key: &str) -> Result<i64, RedisError> {
+        Ok(self
+            .number(concurrency_used_key(access_key))
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// Forgets the session counters of keypairs that are gone.
+    pub async fn forget_keypair_counters(&self, access_keys: &[String]) -> Result<(), RedisError> {
+        if access_keys.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = access_keys
+            .iter()
+            .flat_map(|key| [concurrency_used_key(key), sftp_concurrency_used_key(key)])
+            .collect();
+        let _: i64 = self.client.del(keys).await.map_err(RedisError::in_db(DB))?;
+        Ok(())
+    }
+
+    /// The live statistics an agent last wrote for itself or one of its kernels (key = the agent
+    /// or kernel id, msgpack). `None` when there are none, or when they cannot be decoded (logged).
+    pub async fn live_stat(&self, id: &str) -> Result<Option<serde_json::Value>, RedisError> {
+        let packed: Option<Vec<u8>> = self.client.get(id).await.map_err(RedisError::in_db(DB))?;
+        Ok(
+            packed.and_then(|bytes| match rmp_serde::from_slice(&bytes) {
+                Ok(stats) => Some(stats),
+                Err(error) => {
+                    tracing::warn!(key = id, %error, "unreadable live statistics in Redis");
+                    None
+                }
+            }),
+        )
+    }
+
+    /// How many containers an agent runs (`container_count.{agent}`); 0 when unset.
+    pub async fn container_count(&self, agent_id: &str) -> Result<i64, RedisError> {
+        Ok(self
+            .number(container_count_key(agent_id))
+            .await?
+            .unwrap_or(0))
+    }
+
+    /// The abuse report of a kernel, if any.
+    pub async fn abuse_report(&self, kernel_id: &str) -> Result<Option<String>, RedisError> {
+        self.client
+            .hget(ABUSE_REPORTS_KEY, kernel_id)
+            .await
+            .map_err(RedisError::in_db(DB))
+    }
+
+    /// The accelerator metadata agents reported (`computer.metadata`): slot name -> JSON text.
+    pub async fn reported_slot_metadata(&self) -> Result<HashMap<String, String>, RedisError> {
+        self.client
+            .hgetall(REPORTED_SLOT_METADATA_KEY)
+            .await
+            .map_err(RedisError::in_db(DB))
+    }
+
+    /// A number stored as text; `None` when the key is missing or does not hold a number.
+    async fn number<T: std::str::FromStr>(&self, key: String) -> Result<Option<T>, RedisError> {
+        let text: Option<String> = self.client.get(key).await.map_err(RedisError::in_db(DB))?;
+        Ok(text.and_then(|text| text.parse().ok()))
+    }
+}

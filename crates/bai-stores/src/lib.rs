@@ -1,0 +1,18 @@
+//! The manager's stores, connected: etcd (with the shared configuration read from it), the
+//! PostgreSQL pool and the Redis connections, as one [`Stores`] value that every long-lived part of
+//! a manager node (the HTTP API, event consumers, the scheduler) is built from. It also owns what a
+//! node writes about itself in etcd: the cluster-wide manager status (`manager/status`) and the
+//! node's registration (`nodes/manager/{instance_id}`).
+//!
+//! It must not know HTTP or the API's wire formats, must not read manager.toml or the environment
+//! (it is handed a `ManagerConfig`), and talks to each store only through that store's crate
+//! (`bai-etcd-store`, `bai-db-models`, `bai-redis`). It never logs connection strings or passwords.
+
+mod node;
+mod stores;
+
+pub use node::{
+    MANAGER_STATUS_KEY, ManagerStatus, instance_id, node_key, read_manager_status, register_node,
+    unregister_node, write_manager_status,
+};
+pub use stores::{Stores, StoresError};
