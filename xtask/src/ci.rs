@@ -31,7 +31,9 @@ pub fn run(dir: halfstack::Dir) -> Result<ExitCode> {
         ];
         for args in checks {
             step(&format!("cargo {}", args.join(" ")), &mut failed, || {
-                cmd::run_inherit(crate::cargo().args(args))
+                // A CI run compiles every workspace crate afresh: incremental caches would only
+                // cost time and gigabytes of disk.
+                cmd::run_inherit(crate::cargo().args(args).env("CARGO_INCREMENTAL", "0"))
             });
         }
     }

@@ -5,14 +5,20 @@
 //! This crate must not connect to anything, create files or directories, or print: it turns text and
 //! an [`Environment`] into a [`LoadedConfig`] or a [`ConfigError`]. It is also the only crate that reads
 //! the process environment ([`Environment::capture`]); everything above it gets typed values.
+//!
+//! Being the lowest crate, it also holds the readers of the reference's number spellings that every
+//! crate shares: [`parse_binary_size`] (the workspace's one size parser, Python's `BinarySize`) and
+//! [`parse_python_decimal`] (Python's `Decimal(str)`).
 
 mod load;
+mod numbers;
 mod problem;
 mod schema;
 mod validate;
 mod values;
 
 pub use load::{Environment, LoadOptions, LoadedConfig, discover, load, load_from_str};
+pub use numbers::{BinarySizeError, BinarySizeValue, parse_binary_size, parse_python_decimal};
 pub use problem::{ConfigError, KeyPath, Origin, Problem};
 pub use schema::{
     ConsoleLogConfig, ConsoleLogFormat, DbConfig, DbKind, DebugConfig, DistributedLock,

@@ -9,6 +9,8 @@ use std::str::FromStr;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
+use crate::numbers::{BinarySizeValue, parse_binary_size};
+
 /// A `host:port` pair, written in manager.toml as `"host:port"`, `["host", port]` or
 /// `{ host = "...", port = N }`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -121,8 +123,11 @@ impl<'de> Deserialize<'de> for HostPort {
     }
 }
 
-/// A byte count written as an integer or with binary units: `"10M"` is 10 MiB, `"1.5g"`,
-/// `"512KiB"`, `"64mb"`; `_` separators are ignored. Fractions must come out as whole bytes.
+/// A byte count written as an integer or with binary units, read by the workspace's one size
+/// parser ([`parse_binary_size`]): `"10M"` is 10 MiB, `"1.5g"`, `"512KiB"`, `"64mb"`; `_`
+/// separators are ignored and fractions of a byte truncated. Unlike the reference, which would take
+/// them, infinite and negative sizes are refused: no size in manager.toml means "never" or less than
+/// nothing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BinarySize(pub u64);
 
@@ -138,56 +143,15 @@ impl FromStr for BinarySize {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let cleaned: String = text
-            .chars()
-            .filter(|c| *c != '_' && !c.is_whitespace())
-            .collect::<String>()
-            .to_ascii_lowercase();
-        let number_end = cleaned
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(cleaned.len());
-        let (number, suffix) = cleaned.split_at(number_end);
-        let invalid =
-            || format!("{text:?} is not a size (examples: 1048576, \"512K\", \"10M\", \"1.5G\")");
-        let unit_suffix = suffix
-            .strip_suffix("ibytes")
-            .or_else(|| suffix.strip_suffix("ibyte"))
-            .or_else(|| suffix.strip_suffix("bytes"))
-            .or_else(|| suffix.strip_suffix("byte"))
-            .or_else(|| suffix.strip_suffix("ib"))
-            .or_else(|| suffix.strip_suffix('b'))
-            .unwrap_or(suffix);
-        let exponent = match unit_suffix {
-            "" => 0,
-            unit => {
-                let mut chars = unit.chars();
-                let (Some(letter), None) = (chars.next(), chars.next()) else {
-                    return Err(invalid());
-                };
-                let index = BINARY_UNITS
-                    .iter()
-                    .position(|u| *u == letter)
-                    .ok_or_else(invalid)?;
-                u32::try_from(index + 1).map_err(|_| invalid())?
+        match parse_binary_size(text).map_err(|error| error.to_string())? {
+            BinarySizeValue::Bytes(bytes) if bytes < 0 => {
+                Err(format!("{text:?} is negative; a size cannot be"))
             }
-        };
-        let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
-        if whole.is_empty() && fraction.is_empty() || fraction.contains('.') {
-            return Err(invalid());
+            BinarySizeValue::Bytes(bytes) => u64::try_from(bytes)
+                .map(BinarySize)
+                .map_err(|_| format!("{text:?} is too large (the limit is 16 EiB)")),
+            BinarySizeValue::Infinite => Err(format!("{text:?} is not a finite size")),
         }
-        let digits = format!("{whole}{fraction}");
-        let mantissa: u128 = digits.parse().map_err(|_| invalid())?;
-        let scale = 10u128.pow(u32::try_from(fraction.len()).map_err(|_| invalid())?);
-        let too_large = || format!("{text:?} is too large (the limit is 16 EiB)");
-        let scaled = mantissa
-            .checked_mul(1024u128.pow(exponent))
-            .ok_or_else(too_large)?;
-        if scaled % scale != 0 {
-            return Err(format!("{text:?} is not a whole number of bytes"));
-        }
-        u64::try_from(scaled / scale)
-            .map(BinarySize)
-            .map_err(|_| too_large())
     }
 }
 
@@ -462,24 +426,21 @@ mod tests {
         check("1_000", 1000);
         check("4096", 4096);
         check("1 GiB", 1 << 30);
-        assert!(
-            "0.5"
-                .parse::<BinarySize>()
-                .unwrap_err()
-                .contains("whole number of bytes")
+        // Truncated to whole bytes, as the reference does.
+        check("1.0000001k", 1024);
+        let refusal = |text: &str| text.parse::<BinarySize>().unwrap_err();
+        assert_eq!(
+            refusal("0.5"),
+            r#""0.5" is a fractional number of bytes (without a unit a size must be an integer)"#
         );
-        assert!(
-            "10Q"
-                .parse::<BinarySize>()
-                .unwrap_err()
-                .contains("is not a size")
+        assert!(refusal("10Q").contains("is not a size"));
+        assert_eq!(
+            refusal("20E"),
+            r#""20E" is too large (the limit is 16 EiB)"#
         );
-        assert!(
-            "20E"
-                .parse::<BinarySize>()
-                .unwrap_err()
-                .contains("too large")
-        );
+        // The reference would take these; the manager's sizes are finite and not negative.
+        assert_eq!(refusal("inf"), r#""inf" is not a finite size"#);
+        assert_eq!(refusal("-1k"), r#""-1k" is negative; a size cannot be"#);
         assert!("".parse::<BinarySize>().is_err());
     }
 

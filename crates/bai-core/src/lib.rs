@@ -30,5 +30,6 @@ pub use bai_etcd_store as etcd;
 pub use bai_redis as redis;
 pub use bai_registry_scanner as registry;
 pub use bai_rpc_keys as rpc_keys;
+pub use bai_scheduler as scheduler;
 pub use bai_server as server;
 pub use bai_stores as stores;

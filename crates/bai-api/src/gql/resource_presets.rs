@@ -5,8 +5,9 @@
 //! and shown as bytes.
 
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject};
+use bai_config::BinarySizeValue;
 use bai_db_models::WriteError;
-use bai_db_models::entities::{SlotAmount, parse_binary_size, resource_presets};
+use bai_db_models::entities::resource_presets;
 use bai_db_models::queries;
 use bai_db_models::queries::resource_presets::{NewPreset, PresetChanges};
 
@@ -112,15 +113,16 @@ pub struct DeleteResourcePreset {
     pub msg: Option<String>,
 }
 
-/// A shared memory size as bytes; `None` for an empty string.
+/// A shared memory size as bytes; `None` for an empty string. The column is a `bigint`: an
+/// infinite size, or one beyond it, is refused here (the reference fails on the insert).
 fn shared_memory(text: &str) -> Result<Option<i64>, String> {
     if text.is_empty() {
         return Ok(None);
     }
     let not_a_size = || format!("shared_memory: {text:?} is not a binary size");
-    match parse_binary_size(text).map_err(|_| not_a_size())? {
-        SlotAmount::Finite(bytes) => i64::try_from(bytes).map(Some).map_err(|_| not_a_size()),
-        SlotAmount::Infinity | SlotAmount::NegInfinity => Err(not_a_size()),
+    match bai_config::parse_binary_size(text).map_err(|_| not_a_size())? {
+        BinarySizeValue::Bytes(bytes) => i64::try_from(bytes).map(Some).map_err(|_| not_a_size()),
+        BinarySizeValue::Infinite => Err(not_a_size()),
     }
 }
 

@@ -5,7 +5,7 @@
 
 use async_graphql::{ComplexObject, Context, InputObject, MaybeUndefined, Object, SimpleObject};
 use bai_db_models::WriteError;
-use bai_db_models::entities::scaling_groups;
+use bai_db_models::entities::{ResourceSlot, scaling_groups};
 use bai_db_models::queries::agent_listing::{self, AgentScope, AgentView};
 use bai_db_models::queries::scaling_groups::{
     self as sgroups, Associate, NewScalingGroup, ScalingGroupChanges,
@@ -97,12 +97,12 @@ impl ScalingGroup {
         #[graphql(default_with = "Some(String::from(\"ALIVE\"))")] status: Option<String>,
     ) -> async_graphql::Result<Option<JsonString>> {
         let scope = self.scope(status.as_deref(), false)?;
-        let totals = agent_listing::slot_totals(gql(ctx).api.db(), &scope)
+        let totals = bai_scheduler::agent_slot_totals(gql(ctx).api.db(), &scope)
             .await
             .map_err(|source| internal("adding up the slots of a scaling group", &source))?;
         Ok(Some(JsonString(serde_json::json!({
-            "occupied_slots": totals.occupied_slots.to_json(),
-            "available_slots": totals.available_slots.to_json(),
+            "occupied_slots": ResourceSlot::from(&totals.occupied_slots).to_json(),
+            "available_slots": ResourceSlot::from(&totals.available_slots).to_json(),
         }))))
     }
 }

@@ -8,12 +8,12 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bai_db_models::queries::agent_slots::{self, Schedulable};
 use bai_etcd_store::{ConfigNode, ConfigTree, EtcdError, Scope, tree::python_str, unquote};
+use bai_scheduler::KnownSlots;
 use http::Method;
 use indexmap::IndexMap;
 use serde::{Deserialize, Deserializer, Serialize, de::Error as _};
 use serde_json::Value;
 
-use super::resource::slots::KnownSlots;
 use super::{Access, Authenticated, Route};
 use crate::context::ApiContext;
 use crate::error::ApiError;

@@ -1,30 +1,18 @@
 //! `/resource/*`: the resource presets, and which of them the caller could start now
-//! (`check-presets`), with the caller's keypair, project and resource-group headroom.
-
-pub(super) mod slots;
+//! (`check-presets`), with the caller's keypair, project and resource-group headroom. The numbers
+//! come from `bai-scheduler`; this module reads the request and writes them in the wire form.
 
 use axum::extract::State;
-use bai_db_models::DbError;
-use bai_db_models::entities::ResourceSlot;
-use bai_db_models::entities::enums::DefaultForUnspecified;
-use bai_db_models::queries::{
-    self, agent_slots::Schedulable, occupancy::Occupant, project_membership,
-};
-use bai_etcd_store::Scope;
+use bai_scheduler::{Headroom, KnownSlots, Requester, SchedulerError, Slots};
 use http::Method;
-use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 
-use self::slots::{KnownSlots, SlotStrings, Slots, min_first};
 use super::config::{Ordered, non_blank, optional_non_blank};
 use super::{Access, Authenticated, Route, StatusGate};
 use crate::context::ApiContext;
 use crate::error::ApiError;
 use crate::json::PyJson;
 use crate::params::Params;
-
-/// etcd switch: show a project's limits and usage in `check-presets` (else `NaN`).
-const GROUP_RESOURCE_VISIBILITY_KEY: &str = "config/api/resources/group_resource_visibility";
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
@@ -51,12 +39,39 @@ pub(super) fn routes() -> Vec<Route> {
     ]
 }
 
-fn db_failure(what: &'static str) -> impl FnOnce(DbError) -> ApiError {
-    move |error| ApiError::internal(what, &error)
+/// A slot map as the client sees it (`{"cpu": "1", "mem": "1073741824"}`), in order: every amount
+/// as Python's `"{:f}"` of a `Decimal`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct SlotStrings(Vec<(String, String)>);
+
+impl From<&Slots> for SlotStrings {
+    fn from(slots: &Slots) -> SlotStrings {
+        SlotStrings(
+            slots
+                .iter()
+                .map(|(slot, amount)| (slot.to_owned(), amount.to_string()))
+                .collect(),
+        )
+    }
 }
 
-fn etcd_failure(what: &'static str) -> impl FnOnce(bai_etcd_store::EtcdError) -> ApiError {
-    move |error| ApiError::internal(what, &error)
+impl SlotStrings {
+    /// `NaN` for every known slot: what `check-presets` shows of a project's resources when etcd
+    /// `config/api/resources/group_resource_visibility` is off.
+    fn not_a_number(known: &KnownSlots) -> SlotStrings {
+        SlotStrings(
+            known
+                .names()
+                .map(|slot| (slot.to_owned(), "NaN".to_owned()))
+                .collect(),
+        )
+    }
+}
+
+impl Serialize for SlotStrings {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0.iter().map(|(slot, amount)| (slot, amount)))
+    }
 }
 
 // ----- GET /resource/presets -----
@@ -79,14 +94,14 @@ async fn list_presets(
 ) -> Result<PyJson<PresetList>, ApiError> {
     let known = KnownSlots::load(ctx.etcd())
         .await
-        .map_err(etcd_failure("reading etcd config/resource_slots"))?;
-    let presets = queries::resource_presets::all(ctx.db())
+        .map_err(|error| ApiError::internal("reading etcd config/resource_slots", &error))?;
+    let presets = bai_db_models::queries::resource_presets::all(ctx.db())
         .await
-        .map_err(db_failure("reading the resource presets"))?;
+        .map_err(|error| ApiError::internal("reading the resource presets", &error))?;
     let presets = presets
         .into_iter()
         .map(|preset| Preset {
-            resource_slots: known.normalize(&preset.resource_slots).to_strings(),
+            resource_slots: SlotStrings::from(&known.normalize(&preset.resource_slots)),
             // The reference tests truthiness here: a shared memory of 0 is listed as null.
             shared_memory: preset
                 .shared_memory
@@ -142,48 +157,60 @@ struct PresetAvailability {
     allocatable: bool,
 }
 
-/// The sum of the slots quota-occupying kernels of `occupant` hold, unknown slots dropped (the
-/// registry's `get_*_occupancy`).
-async fn occupancy(
-    ctx: &ApiContext,
-    known: &KnownSlots,
-    occupant: Occupant<'_>,
-) -> Result<Slots, ApiError> {
-    let rows = queries::occupancy::quota_occupying_slots(ctx.db(), occupant)
-        .await
-        .map_err(db_failure("reading the slots kernels occupy"))?;
-    let mut total = Slots::default();
-    for row in &rows {
-        total = total.add(&mut Slots::from(row));
+impl From<Headroom> for PresetCheck {
+    fn from(headroom: Headroom) -> PresetCheck {
+        let (group_limits, group_using, group_remaining) = match &headroom.project {
+            Some(project) => (
+                SlotStrings::from(&project.limits),
+                SlotStrings::from(&project.occupied),
+                SlotStrings::from(&project.remaining),
+            ),
+            None => (
+                SlotStrings::not_a_number(&headroom.known),
+                SlotStrings::not_a_number(&headroom.known),
+                SlotStrings::not_a_number(&headroom.known),
+            ),
+        };
+        PresetCheck {
+            keypair_limits: SlotStrings::from(&headroom.keypair.limits),
+            keypair_using: SlotStrings::from(&headroom.keypair.occupied),
+            keypair_remaining: SlotStrings::from(&headroom.keypair.remaining),
+            group_limits,
+            group_using,
+            group_remaining,
+            scaling_group_remaining: SlotStrings::from(&headroom.scaling_group_remaining),
+            scaling_groups: Ordered(
+                headroom
+                    .scaling_groups
+                    .iter()
+                    .map(|sgroup| {
+                        let wire = ScalingGroupHeadroom {
+                            using: SlotStrings::from(&sgroup.using),
+                            remaining: SlotStrings::from(&sgroup.remaining),
+                        };
+                        (sgroup.name.clone(), wire)
+                    })
+                    .collect(),
+            ),
+            presets: headroom
+                .presets
+                .into_iter()
+                .map(|preset| PresetAvailability {
+                    resource_slots: SlotStrings::from(&preset.resource_slots),
+                    shared_memory: preset.shared_memory.map(|bytes| bytes.to_string()),
+                    allocatable: preset.allocatable,
+                    name: preset.name,
+                })
+                .collect(),
+        }
     }
-    known.retain_known(&mut total);
-    Ok(total)
 }
 
-/// `t.ToBool()` of an etcd value: missing, or anything but a true spelling, is false.
-fn etcd_flag(value: Option<&str>) -> bool {
-    value.is_some_and(|text| {
-        matches!(
-            text.to_lowercase().as_str(),
-            "t" | "true" | "y" | "yes" | "on" | "1" | "1.0"
-        )
-    })
-}
-
-/// A slot's amount in a map that has every known slot.
-fn at(slots: &Slots, slot: &str) -> bai_db_models::entities::SlotAmount {
-    slots
-        .get(slot)
-        .unwrap_or(bai_db_models::entities::SlotAmount::Infinity)
-}
-
-/// The reference's `check_presets`, step for step (including the zeros its operators insert).
 async fn check_presets(
     Authenticated(caller): Authenticated,
     State(ctx): State<ApiContext>,
     Params(params): Params<CheckPresetsParams>,
 ) -> Result<PyJson<PresetCheck>, ApiError> {
-    let db = ctx.db();
     let access_key = caller.access_key();
     tracing::info!(
         target: "bai_api",
@@ -191,189 +218,28 @@ async fn check_presets(
         params.group,
         params.scaling_group
     );
-    let known = KnownSlots::load(ctx.etcd())
-        .await
-        .map_err(etcd_failure("reading etcd config/resource_slots"))?;
-
-    // The keypair's limits.
-    let policy = &caller.keypair_policy;
-    let mut keypair_limits =
-        known.limits(&policy.total_resource_slots, policy.default_for_unspecified);
-    let mut keypair_occupied = occupancy(&ctx, &known, Occupant::AccessKey(access_key)).await?;
-    let mut keypair_remaining = keypair_limits.sub(&mut keypair_occupied);
-
-    // The project's.
-    let unknown_project =
-        || ApiError::invalid_params(format!("Unknown project (name: {})", params.group));
-    let domain = caller
-        .user
-        .domain_name
-        .as_deref()
-        .ok_or_else(unknown_project)?;
-    let project =
-        project_membership::member_project_by_name(db, caller.user.uuid, domain, &params.group)
-            .await
-            .map_err(db_failure("reading the caller's project"))?
-            .ok_or_else(unknown_project)?;
-    let empty = ResourceSlot::new();
-    let mut group_limits = known.limits(
-        project.total_resource_slots.as_ref().unwrap_or(&empty),
-        DefaultForUnspecified::Unlimited,
-    );
-    let mut group_occupied = occupancy(&ctx, &known, Occupant::Project(project.id)).await?;
-    let group_remaining = group_limits.sub(&mut group_occupied);
-
-    // The domain's.
-    let domain_total = queries::domains::by_name(db, domain)
-        .await
-        .map_err(db_failure("reading the caller's domain"))?
-        .and_then(|domain| domain.total_resource_slots)
-        .unwrap_or_default();
-    let mut domain_limits = known.limits(&domain_total, DefaultForUnspecified::Unlimited);
-    let mut domain_occupied = occupancy(&ctx, &known, Occupant::Domain(domain)).await?;
-    let domain_remaining = domain_limits.sub(&mut domain_occupied);
-
-    // What the caller may still use: the least of the three, reported as the keypair's.
-    for slot in known.names() {
-        let least = min_first(
-            min_first(at(&keypair_remaining, slot), at(&group_remaining, slot)),
-            at(&domain_remaining, slot),
-        );
-        keypair_remaining.set(slot, least);
-    }
-
-    // Per resource group: the caller's kernels there, and what the live agents have left.
-    let allowed = queries::scaling_groups::allowed_for(db, domain, project.id, access_key)
-        .await
-        .map_err(db_failure("reading the caller's resource groups"))?;
-    let mut names: Vec<String> = allowed.into_iter().map(|sgroup| sgroup.name).collect();
-    if let Some(chosen) = &params.scaling_group {
-        if !names.contains(chosen) {
-            return Err(ApiError::invalid_params("Unknown scaling group"));
-        }
-        names = vec![chosen.clone()];
-    }
-    let mut per_sgroup: IndexMap<String, (Slots, Slots)> = names
-        .iter()
-        .map(|name| (name.clone(), (known.zeros(), known.zeros())))
-        .collect();
-    let used = queries::occupancy::user_slots_on_agents(db, caller.user.uuid, &names)
-        .await
-        .map_err(db_failure(
-            "reading the caller's kernels per resource group",
-        ))?;
-    for (sgroup, slots) in &used {
-        if let Some((using, _)) = per_sgroup.get_mut(sgroup) {
-            using.add_assign(&mut Slots::from(slots));
-        }
-    }
-    let agents = queries::agent_slots::alive_in(db, &names, Schedulable::Only)
-        .await
-        .map_err(db_failure("reading the live agents"))?;
-    let mut sgroup_remaining = known.zeros();
-    let mut agent_slots: Vec<Slots> = Vec::with_capacity(agents.len());
-    for agent in &agents {
-        let mut remaining = Slots::from(&agent.available_slots)
-            .sub(&mut Slots::from(&agent.occupied_slots))
-            .add(&mut known.zeros());
-        sgroup_remaining.add_assign(&mut remaining);
-        if let Some((_, headroom)) = per_sgroup.get_mut(&agent.scaling_group) {
-            headroom.add_assign(&mut remaining);
-        }
-        agent_slots.push(remaining);
-    }
-    for (_, headroom) in per_sgroup.values_mut() {
-        for slot in known.names() {
-            if headroom.contains(slot) {
-                let capped = min_first(at(&keypair_remaining, slot), at(headroom, slot));
-                headroom.set(slot, capped);
-            }
-        }
-    }
-    for slot in known.names() {
-        let capped = min_first(at(&keypair_remaining, slot), at(&sgroup_remaining, slot));
-        sgroup_remaining.set(slot, capped);
-    }
-    let scaling_groups = Ordered(
-        per_sgroup
-            .into_iter()
-            .map(|(name, (using, remaining))| {
-                let headroom = ScalingGroupHeadroom {
-                    using: using.to_strings(),
-                    remaining: remaining.to_strings(),
-                };
-                (name, headroom)
-            })
-            .collect(),
-    );
-
-    // Which presets some agent could take now, within the caller's remaining slots.
-    let presets = queries::resource_presets::all(db)
-        .await
-        .map_err(db_failure("reading the resource presets"))?;
-    let mut checked = Vec::with_capacity(presets.len());
-    for preset in presets {
-        let mut preset_slots = known.normalize(&preset.resource_slots);
-        let mut allocatable = false;
-        for agent in &mut agent_slots {
-            if agent.covers(&mut preset_slots) && keypair_remaining.covers(&mut preset_slots) {
-                allocatable = true;
-                break;
-            }
-        }
-        checked.push(PresetAvailability {
-            name: preset.name,
-            resource_slots: preset_slots.to_strings(),
-            shared_memory: preset.shared_memory.map(|bytes| bytes.to_string()),
-            allocatable,
-        });
-    }
-
-    let visibility = ctx
-        .etcd()
-        .get(GROUP_RESOURCE_VISIBILITY_KEY, Scope::Global)
-        .await
-        .map_err(etcd_failure("reading etcd config/api/resources"))?;
-    let (group_limits, group_using, group_remaining) = if etcd_flag(visibility.as_deref()) {
-        (
-            group_limits.to_strings(),
-            group_occupied.to_strings(),
-            group_remaining.to_strings(),
-        )
-    } else {
-        (
-            known.not_a_number(),
-            known.not_a_number(),
-            known.not_a_number(),
-        )
+    let requester = Requester {
+        access_key,
+        keypair_policy: &caller.keypair_policy,
+        user_uuid: caller.user.uuid,
+        domain_name: caller.user.domain_name.as_deref(),
     };
-    Ok(PyJson(PresetCheck {
-        keypair_limits: keypair_limits.to_strings(),
-        keypair_using: keypair_occupied.to_strings(),
-        keypair_remaining: keypair_remaining.to_strings(),
-        group_limits,
-        group_using,
-        group_remaining,
-        scaling_group_remaining: sgroup_remaining.to_strings(),
-        scaling_groups,
-        presets: checked,
-    }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::etcd_flag;
-
-    #[test]
-    fn the_visibility_flag_is_trafaret_to_bool() {
-        for text in ["true", "True", "1", "yes", "Y", "on", "t", "1.0"] {
-            assert!(etcd_flag(Some(text)), "{text}");
+    let headroom = bai_scheduler::check_presets(
+        ctx.db(),
+        ctx.etcd(),
+        requester,
+        &params.group,
+        params.scaling_group.as_deref(),
+    )
+    .await
+    .map_err(|error| match &error {
+        SchedulerError::UnknownProject(name) => {
+            ApiError::invalid_params(format!("Unknown project (name: {name})"))
         }
-        for text in [
-            "false", "0", "no", "none", "None", "off", "", "maybe", " true",
-        ] {
-            assert!(!etcd_flag(Some(text)), "{text}");
+        SchedulerError::UnknownScalingGroup(_) => ApiError::invalid_params("Unknown scaling group"),
+        SchedulerError::Db(_) | SchedulerError::Etcd { .. } => {
+            ApiError::internal("computing the caller's headroom", &error)
         }
-        assert!(!etcd_flag(None));
-    }
+    })?;
+    Ok(PyJson(PresetCheck::from(headroom)))
 }

@@ -46,7 +46,7 @@ pub mod vfolder_invitations;
 pub mod vfolder_permissions;
 pub mod vfolders;
 
-pub use resource_slot::{ResourceSlot, ResourceSlotError, SlotAmount, parse_binary_size};
+pub use resource_slot::{ResourceSlot, ResourceSlotError, SlotAmount};
 pub use vfolder_host_permissions::{
     UnknownVFolderHostPermission, VFolderHostPermission, VFolderHostPermissions,
 };

@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
+use bai_config::BinarySizeValue;
 use rust_decimal::{Decimal, RoundingStrategy};
 use sea_orm::FromJsonQueryResult;
 use serde::de::Error as _;
@@ -41,8 +42,13 @@ pub enum ResourceSlotError {
     FractionalBytes { slot: String, value: String },
     #[error("{0:?} is not a decimal")]
     InvalidDecimal(String),
-    #[error("invalid binary size {0:?}")]
-    InvalidBinarySize(String),
+    #[error("the slot '{slot}' holds bytes: {source}")]
+    InvalidBinarySize {
+        slot: String,
+        source: bai_config::BinarySizeError,
+    },
+    #[error("the slot '{slot}' holds bytes and {value:?} is beyond what a decimal holds")]
+    TooManyBytes { slot: String, value: String },
 }
 
 impl ResourceSlot {
@@ -191,8 +197,8 @@ impl fmt::Display for SlotAmount {
     }
 }
 
-/// What Python's `Decimal(str)` accepts, except NaN: surrounding whitespace, a sign, `_` between
-/// digits, an exponent (`1e3`), and `inf` / `Infinity` in any case.
+/// What Python's `Decimal(str)` accepts, except NaN: surrounding whitespace, a sign, `_` anywhere
+/// (Python drops them all), an exponent (`1e3`), and `inf` / `Infinity` in any case.
 impl FromStr for SlotAmount {
     type Err = ResourceSlotError;
 
@@ -201,58 +207,24 @@ impl FromStr for SlotAmount {
     }
 }
 
-/// Parses a binary size string as the reference's `BinarySize.from_str` does (db-fixtures.md §6.4):
-/// a plain integer is bytes; otherwise a decimal followed by a unit letter (`k`, `m`, `g`, `t`,
-/// `p`, `e`, `z`, `y`, each a power of 1024, or a space for bytes) and an optional `b`, `ib`,
-/// `byte(s)` or `ibyte(s)`, case-insensitive. The result is truncated to whole bytes;
-/// `inf`/`infinite`/`infinity` give [`SlotAmount::Infinity`].
-pub fn parse_binary_size(text: &str) -> Result<SlotAmount, ResourceSlotError> {
-    let invalid = || ResourceSlotError::InvalidBinarySize(text.to_owned());
-    // The reference compares the infinity spellings before stripping whitespace.
-    if matches!(
-        text.to_lowercase().as_str(),
-        "inf" | "infinite" | "infinity"
-    ) {
-        return Ok(SlotAmount::Infinity);
-    }
-    let compact: String = text.trim().chars().filter(|&c| c != '_').collect();
-    if let Some(bytes) = parse_python_int(&compact) {
-        return Decimal::try_from_i128_with_scale(bytes, 0)
+/// The amount of the `mem`-like `slot` from a binary size string (`"4g"`), read by the
+/// workspace's size parser; `inf` is [`SlotAmount::Infinity`].
+fn binary_size_amount(slot: &str, text: &str) -> Result<SlotAmount, ResourceSlotError> {
+    let parsed = bai_config::parse_binary_size(text).map_err(|source| {
+        ResourceSlotError::InvalidBinarySize {
+            slot: slot.to_owned(),
+            source,
+        }
+    })?;
+    match parsed {
+        BinarySizeValue::Bytes(bytes) => Decimal::try_from_i128_with_scale(bytes, 0)
             .map(SlotAmount::Finite)
-            .map_err(|_| invalid());
+            .map_err(|_| ResourceSlotError::TooManyBytes {
+                slot: slot.to_owned(),
+                value: text.to_owned(),
+            }),
+        BinarySizeValue::Infinite => Ok(SlotAmount::Infinity),
     }
-    let lower = compact.to_lowercase();
-    const ENDINGS: [&str; 6] = ["ibytes", "ibyte", "ib", "bytes", "byte", "b"];
-    let without_ending = match ENDINGS.iter().find(|ending| lower.ends_with(*ending)) {
-        Some(ending) => &lower[..lower.len() - ending.len()],
-        // Without an ending the last character must be the unit letter: "1.5" has none, so it
-        // would be a fractional number of bytes.
-        None if lower.chars().next_back().is_some_and(|c| !c.is_numeric()) => lower.as_str(),
-        None => return Err(invalid()),
-    };
-    let unit = without_ending.chars().next_back().ok_or_else(invalid)?;
-    let number = &without_ending[..without_ending.len() - unit.len_utf8()];
-    let exponent = match unit {
-        ' ' => 0,
-        'k' => 1,
-        'm' => 2,
-        'g' => 3,
-        't' => 4,
-        'p' => 5,
-        'e' => 6,
-        'z' => 7,
-        'y' => 8,
-        _ => return Err(invalid()),
-    };
-    let SlotAmount::Finite(number) = parse_decimal(number).ok_or_else(invalid)? else {
-        return Err(invalid());
-    };
-    let multiplier =
-        Decimal::try_from_i128_with_scale(1i128 << (10 * exponent), 0).map_err(|_| invalid())?;
-    number
-        .checked_mul(multiplier)
-        .map(|bytes| SlotAmount::Finite(bytes.trunc()))
-        .ok_or_else(invalid)
 }
 
 /// Why the plain reading of a map failed.
@@ -291,7 +263,7 @@ fn read_as_user_input(
         let amount = if slot.contains("mem") {
             match value {
                 serde_json::Value::Null => continue,
-                serde_json::Value::String(text) => parse_binary_size(text)?,
+                serde_json::Value::String(text) => binary_size_amount(slot, text)?,
                 serde_json::Value::Number(number) if number.is_f64() => {
                     return Err(ResourceSlotError::FractionalBytes {
                         slot: slot.clone(),
@@ -330,6 +302,7 @@ fn normalize_count(amount: SlotAmount) -> SlotAmount {
     }
 }
 
+/// Python's `Decimal(text)`, with `inf`/`Infinity` (any case, signed) as the infinities.
 fn parse_decimal(text: &str) -> Option<SlotAmount> {
     let trimmed = text.trim();
     let (negative, unsigned) = match trimmed.as_bytes().first() {
@@ -344,29 +317,7 @@ fn parse_decimal(text: &str) -> Option<SlotAmount> {
             SlotAmount::Infinity
         });
     }
-    // rust_decimal takes a leading sign itself but also things Python refuses (an empty string,
-    // a second sign), so only digits, '.', '_' and an exponent get through to it.
-    let well_formed = !unsigned.is_empty()
-        && unsigned.bytes().any(|b| b.is_ascii_digit())
-        && unsigned
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'e' | b'E' | b'-' | b'+'))
-        && !unsigned.starts_with(['_', 'e', 'E', '-', '+']);
-    if !well_formed {
-        return None;
-    }
-    let decimal = if unsigned.contains(['e', 'E']) {
-        Decimal::from_scientific(&unsigned.replace('_', "")).ok()?
-    } else if unsigned.contains(['-', '+']) {
-        return None;
-    } else {
-        Decimal::from_str(unsigned).ok()?
-    };
-    Some(SlotAmount::Finite(if negative {
-        -decimal
-    } else {
-        decimal
-    }))
+    bai_config::parse_python_decimal(text).map(SlotAmount::Finite)
 }
 
 fn number_to_decimal(number: &serde_json::Number) -> Option<SlotAmount> {
@@ -381,15 +332,6 @@ fn number_to_decimal(number: &serde_json::Number) -> Option<SlotAmount> {
     Decimal::from_str(&float.to_string())
         .ok()
         .map(SlotAmount::Finite)
-}
-
-/// Python's `int(str)` on a string already stripped of whitespace and underscores.
-fn parse_python_int(text: &str) -> Option<i128> {
-    let digits = text.strip_prefix(['+', '-']).unwrap_or(text);
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse().ok()
 }
 
 fn not_a_decimal(slot: &str, value: &serde_json::Value) -> ResourceSlotError {
@@ -533,28 +475,30 @@ mod tests {
     }
 
     #[test]
-    fn binary_sizes_follow_the_reference() {
-        let gib = dec("1073741824");
-        for text in ["1g", "1G", "1GiB", "1gib", "1 GB", "1gb", "1073741824"] {
-            assert_eq!(parse_binary_size(text), Ok(gib), "{text:?}");
-        }
+    fn mem_slots_read_binary_sizes_with_the_shared_parser() {
         for (text, bytes) in [
+            ("1g", "1073741824"),
+            ("1 GiB", "1073741824"),
             ("2K", "2048"),
-            ("1_000", "1000"),
-            ("4g ", "4294967296"),
-            ("1 bytes", "1"),
-            ("1 b", "1"),
-            ("0.5m", "524288"),
-            ("1.5g", "1610612736"),
             ("1.0000001k", "1024"),
             ("-1g", "-1073741824"),
             ("1y", "1208925819614629174706176"),
+            ("Infinity", "Infinity"),
         ] {
-            assert_eq!(parse_binary_size(text), Ok(dec(bytes)), "{text:?}");
+            assert_eq!(
+                read(json!({"mem": text})),
+                json!({"mem": bytes}),
+                "{text:?}"
+            );
         }
-        assert_eq!(parse_binary_size("Infinity"), Ok(SlotAmount::Infinity));
-        for text in ["1.5", "1e3", "0x10", "1b", " inf", "1q", "g", "", "b"] {
-            assert!(parse_binary_size(text).is_err(), "{text:?} parsed");
-        }
+        // Once the map is user input, a bare fraction is no size (the reference's "Fractional
+        // bytes are not allowed").
+        let error = ResourceSlot::from_json(&json!({"mem": "1.5", "cuda.mem": "1g"}))
+            .expect_err("fractional bytes");
+        assert_eq!(
+            error.to_string(),
+            "the slot 'mem' holds bytes: \"1.5\" is a fractional number of bytes (without a unit \
+             a size must be an integer)"
+        );
     }
 }

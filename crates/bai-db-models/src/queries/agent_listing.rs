@@ -1,5 +1,5 @@
 //! Agents as the GraphQL admin API lists them (`agent`, `agents`, `agent_list`, `agent_summary`,
-//! `agent_summary_list`, and a resource group's agent count and slot totals): narrowed by resource
+//! `agent_summary_list`, and a resource group's agent count and agents' slots): narrowed by resource
 //! group and status, the `filter`/`order` mini-language, pages and counts.
 
 use sea_orm::sea_query::{Expr, SimpleExpr};
@@ -10,7 +10,7 @@ use sea_orm::{
 
 use super::user_listing::ListError;
 use crate::entities::enums::AgentStatus;
-use crate::entities::{ResourceSlot, SlotAmount, agents};
+use crate::entities::{ResourceSlot, agents};
 use crate::error::DbError;
 use crate::minilang::{Field, FieldMap, Kind};
 
@@ -201,18 +201,19 @@ pub async fn count(
         .map_err(DbError::query("counting agents".to_owned()))?)
 }
 
-/// The sums of what the agents in `scope` hold and have.
+/// What one agent holds and has.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SlotTotals {
+pub struct AgentCapacity {
     pub occupied_slots: ResourceSlot,
     pub available_slots: ResourceSlot,
 }
 
-/// The occupied and available slots of the agents in `scope`, added up slot by slot.
-pub async fn slot_totals(
+/// The occupied and available slots of every agent in `scope`, in no particular order (adding them
+/// up is `bai-scheduler`'s job).
+pub async fn capacities(
     db: &impl ConnectionTrait,
     scope: &AgentScope,
-) -> Result<SlotTotals, DbError> {
+) -> Result<Vec<AgentCapacity>, DbError> {
     let rows = agents::Entity::find()
         .select_only()
         .columns([
@@ -223,54 +224,12 @@ pub async fn slot_totals(
         .into_tuple::<(ResourceSlot, ResourceSlot)>()
         .all(db)
         .await
-        .map_err(DbError::query("adding up the slots of agents".to_owned()))?;
-    let mut totals = SlotTotals::default();
-    for (occupied, available) in rows {
-        add_slots(&mut totals.occupied_slots, &occupied);
-        add_slots(&mut totals.available_slots, &available);
-    }
-    Ok(totals)
-}
-
-/// `total += more`, slot by slot; a slot missing on one side counts as zero, and an infinity
-/// stays one.
-fn add_slots(total: &mut ResourceSlot, more: &ResourceSlot) {
-    for (slot, amount) in more.iter() {
-        let sum = match (total.get(slot), amount) {
-            (None, amount) => amount,
-            (Some(SlotAmount::Finite(left)), SlotAmount::Finite(right)) => {
-                SlotAmount::Finite(left + right)
-            }
-            (Some(SlotAmount::Infinity), _) | (_, SlotAmount::Infinity) => SlotAmount::Infinity,
-            (Some(SlotAmount::NegInfinity), _) | (_, SlotAmount::NegInfinity) => {
-                SlotAmount::NegInfinity
-            }
-        };
-        total.insert(slot, sum);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use rust_decimal::Decimal;
-
-    use super::add_slots;
-    use crate::entities::{ResourceSlot, SlotAmount};
-
-    #[test]
-    fn slots_add_up_by_name_with_missing_ones_as_zero() {
-        let mut total = ResourceSlot::new();
-        let mut first = ResourceSlot::new();
-        first.insert("cpu", 4);
-        first.insert("mem", 1024);
-        let mut second = ResourceSlot::new();
-        second.insert("cpu", Decimal::new(5, 1));
-        second.insert("cuda.device", SlotAmount::Infinity);
-        add_slots(&mut total, &first);
-        add_slots(&mut total, &second);
-        assert_eq!(
-            total.to_json(),
-            serde_json::json!({"cpu": "4.5", "mem": "1024", "cuda.device": "Infinity"})
-        );
-    }
+        .map_err(DbError::query("reading the slots of agents".to_owned()))?;
+    Ok(rows
+        .into_iter()
+        .map(|(occupied_slots, available_slots)| AgentCapacity {
+            occupied_slots,
+            available_slots,
+        })
+        .collect())
 }

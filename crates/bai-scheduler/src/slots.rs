@@ -1,17 +1,20 @@
-//! Resource-slot arithmetic as the reference's `ResourceSlot` does it, for `check-presets`: the
-//! known slot types (`cpu`, `mem` and etcd `config/resource_slots`), limits from a policy, sums,
-//! differences and "fits" comparisons.
+//! Resource slots as the reference's `ResourceSlot` computes with them: the known slot types
+//! (`cpu`, `mem` and etcd `config/resource_slots`), limits from a policy, normalisation to the
+//! known slots, sums, differences, "fits" comparisons and minimums, with the reference's units
+//! (`count` slots rounded to three places, `bytes` slots whole) and infinities.
 //!
 //! The reference's operators *mutate their operands*: `a + b`, `a - b` and `a >= b` first insert a
 //! zero into each side for every slot only the other side has (`sync_keys`), and those zeros then
 //! show up when either side is serialized later. The responses of `check-presets` depend on that,
 //! so the operations here take `&mut` operands and do the same.
 
+use bai_db_models::entities::ResourceSlot;
 use bai_db_models::entities::enums::DefaultForUnspecified;
-use bai_db_models::entities::{ResourceSlot, SlotAmount};
 use bai_etcd_store::{ConfigNode, ConfigTree, EtcdError, EtcdStore, Scope};
 use indexmap::IndexMap;
-use serde::Serialize;
+
+/// The amount of one slot: a decimal or an infinity ("unlimited").
+pub use bai_db_models::entities::SlotAmount;
 
 /// The etcd prefix of the slot types the manager learned from agents.
 const RESOURCE_SLOTS_PREFIX: &str = "config/resource_slots";
@@ -19,18 +22,19 @@ const RESOURCE_SLOTS_PREFIX: &str = "config/resource_slots";
 /// The slot types the cluster knows, in the reference's order: the intrinsic `cpu` (`count`) and
 /// `mem` (`bytes`), then etcd `config/resource_slots/*` (which may redefine the intrinsic ones).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct KnownSlots(IndexMap<String, ConfigNode>);
+pub struct KnownSlots(IndexMap<String, ConfigNode>);
 
 impl KnownSlots {
     /// Reads etcd `config/resource_slots` (the reference's `get_resource_slots`).
-    pub(crate) async fn load(etcd: &EtcdStore) -> Result<KnownSlots, EtcdError> {
+    pub async fn load(etcd: &EtcdStore) -> Result<KnownSlots, EtcdError> {
         let configured = etcd
             .get_prefix(RESOURCE_SLOTS_PREFIX, Scope::Global)
             .await?;
         Ok(KnownSlots::from_configured(configured))
     }
 
-    pub(crate) fn from_configured(configured: ConfigTree) -> KnownSlots {
+    /// The intrinsic slots merged with `configured`, the tree below `config/resource_slots`.
+    pub fn from_configured(configured: ConfigTree) -> KnownSlots {
         let mut slots = IndexMap::new();
         slots.insert("cpu".to_owned(), ConfigNode::Value("count".to_owned()));
         slots.insert("mem".to_owned(), ConfigNode::Value("bytes".to_owned()));
@@ -39,16 +43,16 @@ impl KnownSlots {
         KnownSlots(slots)
     }
 
-    pub(crate) fn contains(&self, slot: &str) -> bool {
+    pub fn contains(&self, slot: &str) -> bool {
         self.0.contains_key(slot)
     }
 
-    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+    pub fn names(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
     }
 
     /// Slot name and unit (`count`, `bytes`, `unique`; a subtree if etcd holds one).
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (&str, &ConfigNode)> {
+    pub fn entries(&self) -> impl Iterator<Item = (&str, &ConfigNode)> {
         self.0.iter().map(|(slot, unit)| (slot.as_str(), unit))
     }
 
@@ -57,24 +61,13 @@ impl KnownSlots {
     }
 
     /// A zero for every known slot.
-    pub(crate) fn zeros(&self) -> Slots {
+    pub fn zeros(&self) -> Slots {
         Slots(self.0.keys().map(|slot| (slot.clone(), zero())).collect())
-    }
-
-    /// `NaN` for every known slot: what `check-presets` shows of a project's resources when etcd
-    /// `config/api/resources/group_resource_visibility` is off.
-    pub(crate) fn not_a_number(&self) -> SlotStrings {
-        SlotStrings(
-            self.0
-                .keys()
-                .map(|slot| (slot.clone(), "NaN".to_owned()))
-                .collect(),
-        )
     }
 
     /// `ResourceSlot.from_policy`: the policy's known slots (counts rounded to three places, bytes
     /// as they are), every other known slot 0 (`LIMITED`) or infinite (`UNLIMITED`).
-    pub(crate) fn limits(&self, total: &ResourceSlot, unspecified: DefaultForUnspecified) -> Slots {
+    pub fn limits(&self, total: &ResourceSlot, unspecified: DefaultForUnspecified) -> Slots {
         let mut limits = Slots::default();
         for (slot, amount) in total.iter() {
             if self.contains(slot) {
@@ -98,8 +91,8 @@ impl KnownSlots {
 
     /// `ResourceSlot.normalize_slots(ignore_unknown=True)`: the known slots of `slots`, and a zero
     /// for every known slot it lacks.
-    pub(crate) fn normalize(&self, slots: &ResourceSlot) -> Slots {
-        let mut normalized: Slots = Slots(
+    pub fn normalize(&self, slots: &ResourceSlot) -> Slots {
+        let mut normalized = Slots(
             slots
                 .iter()
                 .filter(|(slot, _)| self.contains(slot))
@@ -113,14 +106,15 @@ impl KnownSlots {
     }
 
     /// Drops the slots that are not known (what the registry's occupancy queries do).
-    pub(crate) fn retain_known(&self, slots: &mut Slots) {
+    pub fn retain_known(&self, slots: &mut Slots) {
         slots.0.retain(|slot, _| self.contains(slot));
     }
 }
 
-/// Slot amounts in insertion order, with the reference's mutating operators.
+/// Slot amounts in insertion order, with the reference's mutating operators. The storage shape is
+/// [`ResourceSlot`] (ordered by name); `From` converts both ways.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct Slots(IndexMap<String, SlotAmount>);
+pub struct Slots(IndexMap<String, SlotAmount>);
 
 impl From<&ResourceSlot> for Slots {
     fn from(slots: &ResourceSlot) -> Slots {
@@ -133,21 +127,35 @@ impl From<&ResourceSlot> for Slots {
     }
 }
 
+impl From<&Slots> for ResourceSlot {
+    fn from(slots: &Slots) -> ResourceSlot {
+        slots
+            .iter()
+            .map(|(slot, amount)| (slot.to_owned(), amount))
+            .collect()
+    }
+}
+
 impl Slots {
-    pub(crate) fn get(&self, slot: &str) -> Option<SlotAmount> {
+    pub fn get(&self, slot: &str) -> Option<SlotAmount> {
         self.0.get(slot).copied()
     }
 
-    pub(crate) fn contains(&self, slot: &str) -> bool {
+    pub fn contains(&self, slot: &str) -> bool {
         self.0.contains_key(slot)
     }
 
-    pub(crate) fn set(&mut self, slot: &str, amount: SlotAmount) {
+    pub fn set(&mut self, slot: &str, amount: SlotAmount) {
         self.0.insert(slot.to_owned(), amount);
     }
 
+    /// Slot name and amount, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, SlotAmount)> {
+        self.0.iter().map(|(slot, amount)| (slot.as_str(), *amount))
+    }
+
     /// `sync_keys`: a zero on each side for every slot only the other side has.
-    pub(crate) fn sync_keys(&mut self, other: &mut Slots) {
+    pub fn sync_keys(&mut self, other: &mut Slots) {
         for slot in self.0.keys() {
             if !other.0.contains_key(slot) {
                 other.0.insert(slot.clone(), zero());
@@ -161,7 +169,7 @@ impl Slots {
     }
 
     /// `self + other` (both operands synced first, as in the reference).
-    pub(crate) fn add(&mut self, other: &mut Slots) -> Slots {
+    pub fn add(&mut self, other: &mut Slots) -> Slots {
         self.sync_keys(other);
         Slots(
             self.0
@@ -172,7 +180,7 @@ impl Slots {
     }
 
     /// `self - other` (both operands synced first).
-    pub(crate) fn sub(&mut self, other: &mut Slots) -> Slots {
+    pub fn sub(&mut self, other: &mut Slots) -> Slots {
         self.sync_keys(other);
         Slots(
             self.0
@@ -183,40 +191,25 @@ impl Slots {
     }
 
     /// `self += other`: `self` becomes the sum; `other` keeps the zeros the sync gave it.
-    pub(crate) fn add_assign(&mut self, other: &mut Slots) {
+    pub fn add_assign(&mut self, other: &mut Slots) {
         *self = self.add(other);
     }
 
     /// `self >= other`: no slot of `self` is below the same slot of `other` (both synced first).
-    pub(crate) fn covers(&mut self, other: &mut Slots) -> bool {
+    pub fn covers(&mut self, other: &mut Slots) -> bool {
         self.sync_keys(other);
         !other.0.iter().any(|(slot, &needed)| self.0[slot] < needed)
-    }
-
-    /// The wire form: every amount as Python's `"{:f}"` of a `Decimal`.
-    pub(crate) fn to_strings(&self) -> SlotStrings {
-        SlotStrings(
-            self.0
-                .iter()
-                .map(|(slot, amount)| (slot.clone(), amount.to_string()))
-                .collect(),
-        )
     }
 }
 
 /// `min(a, b)` as Python picks it: `a` unless `b` is strictly smaller.
-pub(crate) fn min_first(a: SlotAmount, b: SlotAmount) -> SlotAmount {
+pub fn min_first(a: SlotAmount, b: SlotAmount) -> SlotAmount {
     if b < a { b } else { a }
 }
 
-/// A slot map as the client sees it (`{"cpu": "1", "mem": "1073741824"}`), in order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub(crate) struct SlotStrings(Vec<(String, String)>);
-
-impl Serialize for SlotStrings {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_map(self.0.iter().map(|(slot, amount)| (slot, amount)))
-    }
+/// A slot's amount in a map that has every known slot.
+pub(crate) fn at(slots: &Slots, slot: &str) -> SlotAmount {
+    slots.get(slot).unwrap_or(SlotAmount::Infinity)
 }
 
 fn zero() -> SlotAmount {
@@ -256,12 +249,12 @@ fn normalize_count(amount: SlotAmount) -> SlotAmount {
 
 #[cfg(test)]
 mod tests {
+    use bai_db_models::entities::ResourceSlot;
     use bai_db_models::entities::enums::DefaultForUnspecified;
-    use bai_db_models::entities::{ResourceSlot, SlotAmount};
     use bai_etcd_store::{ConfigNode, ConfigTree};
     use serde_json::json;
 
-    use super::{KnownSlots, Slots, min_first};
+    use super::{KnownSlots, SlotAmount, Slots, min_first};
 
     fn resource_slot(value: serde_json::Value) -> ResourceSlot {
         ResourceSlot::from_json(&value).expect("slots")
@@ -271,12 +264,18 @@ mod tests {
         Slots::from(&resource_slot(value))
     }
 
+    /// The reference's `to_json` (the order of the slots is checked with [`keys`]).
     fn json_of(slots: &Slots) -> serde_json::Value {
-        serde_json::to_value(slots.to_strings()).expect("serializes")
+        serde_json::Value::Object(
+            slots
+                .iter()
+                .map(|(slot, amount)| (slot.to_owned(), amount.to_string().into()))
+                .collect(),
+        )
     }
 
     fn keys(slots: &Slots) -> Vec<&str> {
-        slots.0.keys().map(String::as_str).collect()
+        slots.iter().map(|(slot, _)| slot).collect()
     }
 
     fn gpu_cluster() -> KnownSlots {
@@ -309,8 +308,8 @@ mod tests {
             ]
         );
         assert_eq!(
-            serde_json::to_value(known.not_a_number()).unwrap(),
-            json!({"cpu": "NaN", "mem": "NaN", "cuda.shares": "NaN"})
+            known.names().collect::<Vec<_>>(),
+            ["cpu", "mem", "cuda.shares"]
         );
     }
 
@@ -321,17 +320,32 @@ mod tests {
             json!({"cpu": "2.12345", "mem": "1.5", "tpu.device": "1", "cuda.device": "1.50"}),
         );
         let unlimited = known.limits(&total, DefaultForUnspecified::Unlimited);
-        // Counts are quantized and normalized, bytes kept, unknown slots dropped, the rest filled.
+        // Counts are quantized and normalized, bytes kept, unknown slots dropped, the rest filled;
+        // the policy's own slots come first, in its (name) order.
         assert_eq!(
             json_of(&unlimited),
             json!({"cpu": "2.123", "cuda.device": "1.5", "mem": "1.5", "cuda.mem": "Infinity"})
         );
+        assert_eq!(keys(&unlimited), ["cpu", "cuda.device", "mem", "cuda.mem"]);
         let limited = known.limits(&ResourceSlot::new(), DefaultForUnspecified::Limited);
         assert_eq!(
             json_of(&limited),
             json!({"cpu": "0", "mem": "0", "cuda.device": "0", "cuda.mem": "0"})
         );
         assert_eq!(keys(&limited), ["cpu", "mem", "cuda.device", "cuda.mem"]);
+        // Half-even at the third place.
+        let halves = known.limits(
+            &resource_slot(json!({"cpu": "0.0005", "cuda.device": "0.0015"})),
+            DefaultForUnspecified::Limited,
+        );
+        assert_eq!(
+            halves.get("cpu").map(|a| a.to_string()).as_deref(),
+            Some("0")
+        );
+        assert_eq!(
+            halves.get("cuda.device").map(|a| a.to_string()).as_deref(),
+            Some("0.002")
+        );
     }
 
     #[test]
@@ -342,6 +356,9 @@ mod tests {
         assert_eq!(json_of(&normalized), json!({"cpu": "1", "mem": "2.0"}));
         let empty = known.normalize(&ResourceSlot::new());
         assert_eq!(json_of(&empty), json!({"cpu": "0", "mem": "0"}));
+        let mut occupied = slots(json!({"cpu": "1", "tpu.device": "2", "mem": "3"}));
+        known.retain_known(&mut occupied);
+        assert_eq!(json_of(&occupied), json!({"cpu": "1", "mem": "3"}));
     }
 
     #[test]
@@ -368,6 +385,25 @@ mod tests {
         let mut total = slots(json!({"cpu": "0"}));
         total.add_assign(&mut slots(json!({"mem": "2.0", "cpu": "1"})));
         assert_eq!(json_of(&total), json!({"cpu": "1", "mem": "2.0"}));
+    }
+
+    #[test]
+    fn sums_take_the_union_of_slots_and_keep_infinities() {
+        let mut total = Slots::default();
+        total.add_assign(&mut slots(json!({"cpu": "4", "mem": "1024"})));
+        total.add_assign(&mut slots(json!({"cpu": "0.5", "cuda.device": "Infinity"})));
+        assert_eq!(
+            json_of(&total),
+            json!({"cpu": "4.5", "mem": "1024", "cuda.device": "Infinity"})
+        );
+        // Back to the storage shape, ordered by name.
+        assert_eq!(
+            ResourceSlot::from(&total).to_json(),
+            json!({"cpu": "4.5", "cuda.device": "Infinity", "mem": "1024"})
+        );
+        let mut finite = slots(json!({"cpu": "79228162514264337593543950335"}));
+        let mut more = slots(json!({"cpu": "1"}));
+        assert_eq!(finite.add(&mut more).get("cpu"), Some(SlotAmount::Infinity));
     }
 
     #[test]
