@@ -10,6 +10,7 @@ use axum::extract::ConnectInfo;
 use axum::middleware::AddExtension;
 use bai_api::{ApiContext, StartupError, WorkerIndex, lifecycle};
 use bai_config::ManagerConfig;
+use bai_server::Tasks;
 use tower::Layer;
 
 /// The manager as the runtime sees it.
@@ -43,7 +44,7 @@ impl bai_server::App for Manager {
     type Service = AddExtension<Router, ConnectInfo<SocketAddr>>;
     type Error = StartupError;
 
-    async fn start(&self, index: usize) -> Result<Worker, StartupError> {
+    async fn start(&self, index: usize, _tasks: &Tasks) -> Result<Worker, StartupError> {
         let ctx = ApiContext::connect(Arc::clone(&self.config), WorkerIndex(index)).await?;
         if index == 0 {
             match lifecycle::start_node(&ctx, &self.instance_id).await {
