@@ -10,6 +10,7 @@ use axum::extract::ConnectInfo;
 use axum::middleware::AddExtension;
 use bai_api::ApiContext;
 use bai_config::ManagerConfig;
+use bai_server::Tasks;
 use bai_stores::{Stores, StoresError};
 use tower::Layer;
 
@@ -44,7 +45,7 @@ impl bai_server::App for Manager {
     type Service = AddExtension<Router, ConnectInfo<SocketAddr>>;
     type Error = StoresError;
 
-    async fn start(&self, index: usize) -> Result<Worker, StoresError> {
+    async fn start(&self, index: usize, _tasks: &Tasks) -> Result<Worker, StoresError> {
         let stores = Stores::connect(&self.config).await?;
         if index == 0 {
             match bai_stores::register_node(&stores.etcd, &self.instance_id).await {

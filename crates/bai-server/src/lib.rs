@@ -6,6 +6,13 @@
 //! into a graceful shutdown bounded to fit systemd's 5 s stop timeout, and sets up logging from
 //! `[logging]` (console and size-rotated file, per-package levels).
 //!
+//! Beside HTTP it runs the app's long-lived background tasks: [`App::start`] spawns them on its
+//! worker's runtime through [`Tasks`] (on worker 0 for once-per-node work, on every worker for
+//! once-per-worker work), each holding a shutdown token (tokio-util's `CancellationToken`) that
+//! SIGTERM cancels at once. The runtime waits for them within [`ShutdownBudget::tasks`] while the
+//! connections drain, aborts the rest, and reports a task that dies as an ERROR line, stopping
+//! the process when the task is [`Criticality::Essential`].
+//!
 //! It serves any `tower::Service` over HTTP/1.1 and HTTP/2 through an [`App`] the binary supplies.
 //! It must not know routes, SQL, etcd keys or Redis (those belong to `bai-api` and the store crates),
 //! must not read the environment or manager.toml (it is handed `bai-config` values), and must never
@@ -17,6 +24,7 @@ mod pidfile;
 mod privileges;
 mod runtime;
 mod serve;
+mod tasks;
 mod tls;
 
 pub use listener::{BindError, bind_listeners, resolve};
@@ -25,6 +33,7 @@ pub use pidfile::{PidFile, PidFileError};
 pub use privileges::{PrivilegeError, drop_privileges};
 pub use runtime::{App, ServerError, ServerOptions, ShutdownBudget, run};
 pub use serve::serve;
+pub use tasks::{Criticality, TaskFailure, Tasks};
 pub use tls::{TlsError, TlsFiles, load_tls_config};
 
 /// One line with an error and the causes its message does not already contain (many errors put

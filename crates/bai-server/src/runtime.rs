@@ -3,9 +3,15 @@
 //! The main thread takes the pid file, loads the TLS files, binds `num-proc` listeners, drops
 //! privileges and starts one worker thread per listener. Each worker runs its own current-thread
 //! tokio runtime: it asks the [`App`] for its state (connections to etcd, the database, Redis),
-//! serves its listener, and on shutdown drains its connections and hands the state back to the
-//! [`App`]. The main thread meanwhile waits for signals and for the workers' reports: SIGTERM or
-//! SIGINT, or a worker that fails, stops every worker; a second signal exits at once.
+//! letting it spawn background tasks on that runtime ([`Tasks`]), and serves its listener while
+//! the tasks run beside it. The main thread meanwhile waits for signals and for the workers'
+//! reports: SIGTERM or SIGINT, a worker that fails or an essential task that dies cancels the
+//! shutdown token every worker and task holds; a second signal exits at once.
+//!
+//! On shutdown each worker drains its connections and lets its tasks return at the same time,
+//! each within its budget ([`ShutdownBudget`]), aborts the tasks still running, and then hands its
+//! state back to the [`App`] ([`App::stop`]); the main thread exits when every worker has stopped
+//! or the total budget is spent.
 
 use std::convert::Infallible;
 use std::error::Error as StdError;
@@ -19,13 +25,15 @@ use bai_config::{HostPort, ManagerSection, UnixAccount};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::signal::unix::{Signal, SignalKind, signal};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
 
 use crate::listener::{BindError, bind_listeners, resolve};
 use crate::pidfile::{PidFile, PidFileError};
 use crate::privileges::{PrivilegeError, drop_privileges};
+use crate::tasks::{TaskFailure, Tasks, supervised};
 use crate::tls::{TlsError, TlsFiles, load_tls_config};
 use crate::{error_chain, serve};
 
@@ -49,13 +57,21 @@ pub trait App: Send + Sync + 'static {
     /// Why a worker could not start.
     type Error: StdError + Send + Sync + 'static;
 
-    /// Connects what worker `index` needs (0 is the first worker, which does once-per-node duties).
-    fn start(&self, index: usize) -> impl Future<Output = Result<Self::Worker, Self::Error>>;
+    /// Connects what worker `index` needs (0 is the first worker, which does once-per-node duties)
+    /// and spawns its background tasks on `tasks`: on worker 0 only for once-per-node work (a
+    /// scheduler), on every worker for once-per-worker work (event consumers).
+    /// [`Tasks::shutdown`] is the shutdown signal for anything else that must stop with the server.
+    fn start(
+        &self,
+        index: usize,
+        tasks: &Tasks,
+    ) -> impl Future<Output = Result<Self::Worker, Self::Error>>;
 
     /// The service for one connection from `peer`.
     fn service(&self, worker: &Self::Worker, peer: SocketAddr) -> Self::Service;
 
-    /// Releases what [`App::start`] connected. Bounded by [`ShutdownBudget::stop`].
+    /// Releases what [`App::start`] connected, once the worker's connections are drained and its
+    /// tasks have returned or been aborted. Bounded by [`ShutdownBudget::stop`].
     fn stop(&self, worker: Self::Worker) -> impl Future<Output = ()>;
 }
 
@@ -94,10 +110,17 @@ impl ServerOptions {
 }
 
 /// How the shutdown fits into systemd's `TimeoutStopSec=5` (after which systemd kills the process).
+///
+/// At the signal the shutdown token is cancelled; connections drain and background tasks return
+/// at the same time, each within its own budget; then [`App::stop`] gets `stop`. So
+/// `max(drain, tasks) + stop` must fit in `total`, and `total` stays under systemd's 5 s: by
+/// default 3 s + 1 s of 4.5 s, the rest being slack for the exit itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ShutdownBudget {
     /// How long open connections may take to finish their requests.
     pub drain: Duration,
+    /// How long background tasks may take to return; those still running then are aborted.
+    pub tasks: Duration,
     /// How long each worker may take to close its connections to the stores afterwards.
     pub stop: Duration,
     /// From the signal to exit, whatever happens: workers still busy then are abandoned.
@@ -108,6 +131,7 @@ impl Default for ShutdownBudget {
     fn default() -> Self {
         ShutdownBudget {
             drain: Duration::from_millis(3000),
+            tasks: Duration::from_millis(3000),
             stop: Duration::from_millis(1000),
             total: Duration::from_millis(4500),
         }
@@ -135,6 +159,12 @@ pub enum ServerError {
     WorkerFailed { worker: usize, message: String },
     #[error("worker-{worker} stopped unexpectedly (it panicked)")]
     WorkerDied { worker: usize },
+    #[error("worker-{worker}: essential task {task} {failure}")]
+    TaskFailed {
+        worker: usize,
+        task: String,
+        failure: TaskFailure,
+    },
     #[error(
         "{pending} of {workers} workers did not stop within {seconds:.1} s; exiting without them"
     )]
@@ -193,9 +223,15 @@ impl<E: Into<ServerError>> From<E> for Failure {
 
 /// What a worker thread tells the main thread.
 #[derive(Debug)]
-enum Report {
+pub(crate) enum Report {
     Started(usize),
     Failed(usize, String),
+    /// An essential task died before shutdown (the worker has logged it).
+    TaskFailed {
+        worker: usize,
+        task: String,
+        failure: TaskFailure,
+    },
     /// Sent exactly once per worker, when its thread ends.
     Exited {
         worker: usize,
@@ -222,14 +258,14 @@ async fn supervise<A: App>(options: ServerOptions, app: Arc<A>) -> Result<(), Fa
     }
 
     let workers = listeners.len();
-    let (stop, stopped) = watch::channel(false);
+    let shutdown = CancellationToken::new();
     let (reports, mut inbox) = mpsc::unbounded_channel();
     for (index, listener) in listeners.into_iter().enumerate() {
         let worker = Worker {
             index,
             app: Arc::clone(&app),
             tls: tls.clone(),
-            stop: stopped.clone(),
+            shutdown: shutdown.child_token(),
             reports: reports.clone(),
             budget: options.budget,
         };
@@ -237,7 +273,7 @@ async fn supervise<A: App>(options: ServerOptions, app: Arc<A>) -> Result<(), Fa
             .name(format!("worker-{index}"))
             .spawn(move || worker.run(listener));
         if let Err(source) = spawned {
-            let _ = stop.send(true);
+            shutdown.cancel();
             return Err(ServerError::Setup {
                 what: "a worker thread",
                 source,
@@ -263,7 +299,7 @@ async fn supervise<A: App>(options: ServerOptions, app: Arc<A>) -> Result<(), Fa
     let begin_shutdown = |deadline: &mut Option<Instant>| {
         if deadline.is_none() {
             *deadline = Some(Instant::now() + options.budget.total);
-            let _ = stop.send(true);
+            shutdown.cancel();
         }
     };
     while exited < workers {
@@ -290,6 +326,12 @@ async fn supervise<A: App>(options: ServerOptions, app: Arc<A>) -> Result<(), Fa
                 }
                 Some(Report::Failed(worker, message)) => {
                     fail(&mut failure, ServerError::WorkerFailed { worker, message });
+                    begin_shutdown(&mut deadline);
+                }
+                Some(Report::TaskFailed { worker, task, failure: cause }) => {
+                    if failure.is_none() {
+                        failure = Some(ServerError::TaskFailed { worker, task, failure: cause });
+                    }
                     begin_shutdown(&mut deadline);
                 }
                 Some(Report::Exited { worker, panicked }) => {
@@ -355,7 +397,8 @@ struct Worker<A> {
     index: usize,
     app: Arc<A>,
     tls: Option<TlsAcceptor>,
-    stop: watch::Receiver<bool>,
+    /// A child of the process's token: cancelled with it, or alone when this worker cannot go on.
+    shutdown: CancellationToken,
     reports: mpsc::UnboundedSender<Report>,
     budget: ShutdownBudget,
 }
@@ -395,40 +438,23 @@ impl<A: App> Worker<A> {
         runtime.shutdown_background();
     }
 
+    /// Tells the main thread, and stops this worker's tasks without waiting for it.
     fn fail(&self, message: String) {
         let _ = self.reports.send(Report::Failed(self.index, message));
+        self.shutdown.cancel();
     }
 
     async fn serve(&self, listener: std::net::TcpListener) {
-        let mut stop = self.stop.clone();
-        let started = tokio::select! {
-            started = self.app.start(self.index) => started,
-            _ = stop.wait_for(|stop| *stop) => return,
+        let (tasks, supervisor) =
+            supervised(self.index, self.shutdown.clone(), self.reports.clone());
+        // The tasks start as the app spawns them, and stop while the connections drain.
+        let (state, ()) = tokio::join!(
+            self.start_and_serve(listener, &tasks),
+            supervisor.run(self.budget.tasks)
+        );
+        let Some(state) = state else {
+            return;
         };
-        let state = match started {
-            Ok(state) => state,
-            Err(error) => {
-                self.fail(error_chain(&error));
-                return;
-            }
-        };
-        match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => {
-                let _ = self.reports.send(Report::Started(self.index));
-                let shutdown = async {
-                    let _ = stop.wait_for(|stop| *stop).await;
-                };
-                serve(
-                    listener,
-                    self.tls.clone(),
-                    |peer| self.app.service(&state, peer),
-                    shutdown,
-                    self.budget.drain,
-                )
-                .await;
-            }
-            Err(error) => self.fail(format!("cannot use its listener: {error}")),
-        }
         if tokio::time::timeout(self.budget.stop, self.app.stop(state))
             .await
             .is_err()
@@ -439,5 +465,56 @@ impl<A: App> Worker<A> {
                 self.budget.stop.as_secs_f64()
             );
         }
+    }
+
+    /// The app's state once the listener is drained; `None` when the app did not start.
+    async fn start_and_serve(
+        &self,
+        listener: std::net::TcpListener,
+        tasks: &Tasks,
+    ) -> Option<A::Worker> {
+        let started = tokio::select! {
+            started = self.app.start(self.index, tasks) => started,
+            () = self.shutdown.cancelled() => return None,
+        };
+        let state = match started {
+            Ok(state) => state,
+            Err(error) => {
+                self.fail(error_chain(&error));
+                return None;
+            }
+        };
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => {
+                let _ = self.reports.send(Report::Started(self.index));
+                serve(
+                    listener,
+                    self.tls.clone(),
+                    |peer| self.app.service(&state, peer),
+                    self.shutdown.cancelled(),
+                    self.budget.drain,
+                )
+                .await;
+            }
+            Err(error) => self.fail(format!("cannot use its listener: {error}")),
+        }
+        Some(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::ShutdownBudget;
+
+    /// systemd's `TimeoutStopSec` in the install guide's unit.
+    const SYSTEMD_STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn the_default_budget_fits_in_systemds_stop_timeout() {
+        let budget = ShutdownBudget::default();
+        assert!(budget.drain.max(budget.tasks) + budget.stop <= budget.total);
+        assert!(budget.total < SYSTEMD_STOP_TIMEOUT);
     }
 }
