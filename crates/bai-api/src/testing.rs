@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use bai_config::{Environment, LoadOptions, ManagerConfig};
-use bai_db_models::fixtures::{self, FixtureFile};
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::Scope;
 use bai_etcd_store::testing::TestNamespace;
@@ -81,20 +80,11 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// Creates the database (schema and install-guide fixtures) and the namespace (Redis of the
-    /// halfstack in `config/redis`). Panics with a hint when the halfstack is not running.
+    /// Creates the database (schema and install-guide fixtures, a copy of their template) and the
+    /// namespace (Redis of the halfstack in `config/redis`). Panics with a hint when the halfstack
+    /// is not running.
     pub async fn start(label: &str) -> TestCluster {
-        let database = TestDatabase::create(label).await;
-        bai_db_models::schema::oneshot(&database.connection)
-            .await
-            .unwrap_or_else(|error| panic!("schema oneshot on {}: {error}", database.config.name));
-        for (name, text) in INSTALL_GUIDE_FIXTURES {
-            let file = FixtureFile::parse(name, text)
-                .unwrap_or_else(|error| panic!("fixture {name}: {error}"));
-            fixtures::populate(&database.connection, &file)
-                .await
-                .unwrap_or_else(|error| panic!("fixture {name}: {error}"));
-        }
+        let database = TestDatabase::with_fixtures(label, &INSTALL_GUIDE_FIXTURES).await;
         let namespace = TestNamespace::new(label);
         let store = namespace.store().await;
         for (key, value) in [
