@@ -4,7 +4,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output};
 
-const HALFSTACK_TOML: &str = include_str!("../../../configs/manager/halfstack.toml");
+const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
 
 fn manager_cli(cwd: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_manager-cli"))

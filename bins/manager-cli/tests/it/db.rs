@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 use bai_db_models::testing::TestDatabase;
 use sea_orm::ConnectionTrait;
 
-const HALFSTACK_TOML: &str = include_str!("../../../configs/manager/halfstack.toml");
+const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
 
 /// A manager.toml in `dir` whose `[db]` names `database`.
 fn write_config(dir: &Path, database: &str) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use etcd_client::{Client, DeleteOptions, GetOptions};
 
-const HALFSTACK_TOML: &str = include_str!("../../../configs/manager/halfstack.toml");
+const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
 /// Where configs/manager/halfstack.toml points etcd.
 const HALFSTACK_ETCD: &str = "http://127.0.0.1:8120";
 

@@ -16,7 +16,7 @@ use sea_orm::prelude::Uuid;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{Value, json};
 
-const HALFSTACK_TOML: &str = include_str!("../../../configs/manager/halfstack.toml");
+const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
 
 /// A database with the schema, an etcd namespace, and a manager.toml pointing at both.
 struct Catalogue {
@@ -27,10 +27,7 @@ struct Catalogue {
 
 impl Catalogue {
     async fn new(label: &str) -> Catalogue {
-        let db = TestDatabase::create(label).await;
-        bai_db_models::schema::oneshot(&db.connection)
-            .await
-            .expect("schema oneshot");
+        let db = TestDatabase::with_schema(label).await;
         let etcd = TestNamespace::new(label);
         let dir = tempfile::tempdir().expect("tempdir");
         let (db_line, ns_line) = ("name = \"backend\"", "namespace = \"local\"");

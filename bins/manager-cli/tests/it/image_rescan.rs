@@ -12,7 +12,7 @@ use bai_registry_scanner::testing::{
     Breakage, Pusher, RegistryProcess, Shape, TestImage, TestPlatform, kernel_labels,
 };
 
-const HALFSTACK_TOML: &str = include_str!("../../../configs/manager/halfstack.toml");
+const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
 const REGISTRY: &str = "local:5000";
 
 /// A database with the schema, an etcd namespace naming `registry_url` as registry `local:5000`,
@@ -25,10 +25,7 @@ struct Setup {
 
 impl Setup {
     async fn new(label: &str, registry_url: &str) -> Setup {
-        let db = TestDatabase::create(label).await;
-        bai_db_models::schema::oneshot(&db.connection)
-            .await
-            .expect("schema oneshot");
+        let db = TestDatabase::with_schema(label).await;
         let namespace = TestNamespace::new(label);
         let store = namespace.store().await;
         let key = format!("config/docker/registry/{}", quote(REGISTRY));

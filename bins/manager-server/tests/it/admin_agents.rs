@@ -2,11 +2,9 @@
 //! agent list` (the CLI asks for `ALIVE` agents) without agents and with agent rows loaded as a
 //! fixture, and `admin agent info`, of 24.3.11 (Python 3.12) and 23.9.10 (Python 3.11).
 
-mod support;
-
+use crate::support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 use bai_db_models::fixtures::{self, FixtureFile};
 use serde_json::{Value, json};
-use support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 
 /// Two agents of the default resource group, one alive and one lost, with ids unique to the test
 /// (Redis, where live statistics would be, is shared by every test).
@@ -24,8 +22,7 @@ fn agents_fixture(alive: &str, lost: &str) -> String {
 }
 
 async fn check(client: &Client, label: &str) {
-    let stack = Stack::new(label).await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs(label).await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");

@@ -2,12 +2,10 @@
 //! `admin domain list|info|add|update|delete|purge` of 24.3.11 (Python 3.12) and 23.9.10
 //! (Python 3.11), checked against the expected JSON and the database afterwards.
 
-mod support;
-
+use crate::support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 use bai_db_models::entities::domains;
 use bai_db_models::queries;
 use serde_json::{Value, json};
-use support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 
 fn one(item: Value) -> Value {
     json!({"count": 1, "total_count": 1, "items": [item]})
@@ -33,8 +31,7 @@ async fn domain(stack: &Stack, name: &str) -> Option<domains::Model> {
 }
 
 async fn check(client: &Client, label: &str) {
-    let stack = Stack::new(label).await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs(label).await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");

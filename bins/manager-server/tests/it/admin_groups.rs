@@ -2,14 +2,12 @@
 //! `admin group list|info|add|update|add-users|remove-users|delete|purge` of 24.3.11 (Python 3.12)
 //! and 23.9.10 (Python 3.11), checked against the expected JSON and the database afterwards.
 
-mod support;
-
+use crate::support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 use bai_db_models::entities::enums::ProjectType;
 use bai_db_models::entities::groups;
 use bai_db_models::queries;
 use bai_db_models::queries::user_listing::UserScope;
 use serde_json::{Value, json};
-use support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 
 const DEFAULT_GROUP: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
 const USER_UUID: &str = "dfa9da54-4b28-432f-be29-c0d680c7a412";
@@ -56,8 +54,7 @@ async fn members(stack: &Stack, row: &groups::Model) -> Vec<String> {
 }
 
 async fn check(client: &Client, label: &str) {
-    let stack = Stack::new(label).await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs(label).await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");

@@ -4,11 +4,9 @@
 //! `session info` and `admin session info` (also of a missing session), of 24.3.11 (Python 3.12)
 //! and 23.9.10 (Python 3.11).
 
-mod support;
-
+use crate::support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 use bai_db_models::fixtures::{self, FixtureFile};
 use serde_json::{Value, json};
-use support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 
 const GROUP: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
 const USER_UUID: &str = "dfa9da54-4b28-432f-be29-c0d680c7a412";
@@ -73,8 +71,7 @@ fn fixture(agent: &str) -> String {
 }
 
 async fn check(client: &Client, label: &str) {
-    let stack = Stack::new(label).await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs(label).await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");

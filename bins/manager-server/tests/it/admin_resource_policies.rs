@@ -3,13 +3,11 @@
 //! 23.9.10 (Python 3.11), checked against the expected JSON and the database afterwards. (Neither
 //! client has commands for user or project resource policies or for preset administration.)
 
-mod support;
-
+use crate::support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 use bai_db_models::entities::enums::DefaultForUnspecified;
 use bai_db_models::entities::{ResourceSlot, keypair_resource_policies};
 use bai_db_models::queries::resource_policies;
 use serde_json::{Value, json};
-use support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 
 async fn policy(stack: &Stack, name: &str) -> Option<keypair_resource_policies::Model> {
     resource_policies::keypair_policy(&stack.db.connection, name)
@@ -84,8 +82,7 @@ fn default_policy() -> Value {
 }
 
 async fn check(client: &Client, label: &str) {
-    let stack = Stack::new(label).await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs(label).await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");

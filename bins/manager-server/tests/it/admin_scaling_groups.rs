@@ -4,12 +4,10 @@
 //! the expected JSON and the database afterwards. (Neither client has a command for the
 //! project or keypair associations.)
 
-mod support;
-
+use crate::support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 use bai_db_models::entities::scaling_groups;
 use bai_db_models::queries::scaling_groups::{self as sgroups, Associate};
 use serde_json::{Value, json};
-use support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 
 /// A listing with the `created_at` of each item checked and removed.
 fn without_created_at(mut listing: Value) -> Value {
@@ -44,8 +42,7 @@ async fn of_default_domain(stack: &Stack) -> Vec<String> {
 }
 
 async fn check(client: &Client, label: &str) {
-    let stack = Stack::new(label).await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs(label).await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");

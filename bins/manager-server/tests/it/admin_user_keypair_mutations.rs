@@ -3,11 +3,12 @@
 //! 24.3.11 (Python 3.12) and 23.9.10 (Python 3.11), with `--output json`, each checked against
 //! the JSON the client prints and the database afterwards.
 
-mod support;
-
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
 
+use crate::support::{
+    ACCESS_KEY, CLIENT_23_09, CLIENT_24_03, Client, SECRET_KEY, Server, Settings, Stack, free_port,
+};
 use bai_db_models::entities::enums::{UserRole, UserStatus};
 use bai_db_models::entities::{keypairs, users};
 use bai_db_models::password;
@@ -15,9 +16,6 @@ use bai_db_models::queries::keypairs::by_access_key;
 use bai_db_models::queries::user_listing::{self, UserScope};
 use bai_db_models::testing::TestDatabase;
 use serde_json::{Value, json};
-use support::{
-    ACCESS_KEY, CLIENT_23_09, CLIENT_24_03, Client, SECRET_KEY, Server, Settings, Stack, free_port,
-};
 
 const DEFAULT_GROUP: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
 const MODEL_STORE: &str = "8e32dd28-d319-4e3b-8851-ea37837699a5";
@@ -109,8 +107,7 @@ async fn projects_of(db: &TestDatabase, user: &users::Model) -> Vec<String> {
 }
 
 async fn check(client: &Client, label: &str) {
-    let stack = Stack::new(label).await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs(label).await;
     let db = &stack.db;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));

@@ -3,10 +3,8 @@
 //! 23.9.10 (Python 3.11), with `--output json`, checked item by item against the install guide's
 //! users and keypairs; and the `--filter`/`--order` options of the list commands.
 
-mod support;
-
+use crate::support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 use serde_json::{Value, json};
-use support::{CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port};
 
 const DEFAULT_GROUP: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
 const MODEL_STORE: &str = "8e32dd28-d319-4e3b-8851-ea37837699a5";
@@ -141,8 +139,7 @@ fn items(printed: &Value, stamps: &[&str]) -> Vec<Value> {
 }
 
 async fn check(client: &Client, label: &str) {
-    let stack = Stack::new(label).await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs(label).await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");

@@ -5,17 +5,14 @@
 //! (`official_client/sdk_checks.py`: presets, scaling groups, a login through `/auth/authorize`, and
 //! signed calls with the keypair the login returned).
 
-mod support;
-
-use bai_etcd_store::Scope;
-use serde_json::Value;
-use support::{
+use crate::support::{
     CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port, workspace_file,
 };
+use bai_etcd_store::Scope;
+use serde_json::Value;
 
 async fn check_client(client: &Client, label: &str) {
-    let stack = Stack::new(label).await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs(label).await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");

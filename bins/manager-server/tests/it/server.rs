@@ -13,9 +13,7 @@ use bai_etcd_store::Scope;
 use nix::sys::signal::Signal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-mod support;
-
-use support::{SERVER, Server, Settings, Stack, free_port, http_client, workspace_file};
+use crate::support::{SERVER, Server, Settings, Stack, free_port, http_client, workspace_file};
 
 /// systemd's `TimeoutStopSec` in the install guide's unit.
 const STOP_LIMIT: Duration = Duration::from_secs(5);
@@ -211,8 +209,7 @@ async fn two_workers_share_the_port_and_both_answer() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_request_in_flight_when_sigterm_arrives_completes() {
-    let stack = Stack::new("inflight").await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs("inflight").await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");
@@ -258,8 +255,7 @@ async fn a_request_in_flight_when_sigterm_arrives_completes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_never_finishes_its_request_does_not_hold_up_the_exit() {
-    let stack = Stack::new("held").await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs("held").await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");
@@ -285,8 +281,7 @@ async fn a_client_that_never_finishes_its_request_does_not_hold_up_the_exit() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_signal_during_shutdown_exits_at_once() {
-    let stack = Stack::new("twice").await;
-    stack.load_install_guide_keypairs().await;
+    let stack = Stack::with_install_guide_keypairs("twice").await;
     let port = free_port();
     let config = stack.config("manager.toml", &Settings::new(port));
     let mut server = Server::start(&stack, &config, "server");

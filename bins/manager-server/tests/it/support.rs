@@ -1,17 +1,12 @@
 //! What the process tests share: one test's database, etcd namespace and directory ([`Stack`]), a
 //! manager.toml for it ([`Settings`]), and a running `manager-server` ([`Server`]).
 
-// Each test binary uses part of this module.
-#![allow(dead_code)]
-
 use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use bai_db_models::fixtures::{self, FixtureFile};
-use bai_db_models::schema;
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::testing::TestNamespace;
 use bai_etcd_store::{EtcdStore, Scope};
@@ -19,6 +14,22 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 pub const SERVER: &str = env!("CARGO_BIN_EXE_manager-server");
+
+/// The install guide's fixture files with its users, keypairs and main access keys.
+const INSTALL_GUIDE_KEYPAIRS: [(&str, &str); 3] = [
+    (
+        "example-users.json",
+        include_str!("../../../../fixtures/manager/example-users.json"),
+    ),
+    (
+        "example-keypairs.json",
+        include_str!("../../../../fixtures/manager/example-keypairs.json"),
+    ),
+    (
+        "example-set-user-main-access-keys.json",
+        include_str!("../../../../fixtures/manager/example-set-user-main-access-keys.json"),
+    ),
+];
 
 /// One test's database, etcd namespace and directory (with the manager's RPC keypair).
 pub struct Stack {
@@ -29,9 +40,24 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// A stack whose database has the schema and no rows.
     pub async fn new(label: &str) -> Stack {
-        let db = TestDatabase::create(&format!("server_{label}")).await;
-        schema::oneshot(&db.connection).await.expect("schema");
+        Stack::on(
+            TestDatabase::with_schema(&format!("server_{label}")).await,
+            label,
+        )
+        .await
+    }
+
+    /// A stack whose database also holds the users, keypairs and main access keys of the install
+    /// guide's example fixtures.
+    pub async fn with_install_guide_keypairs(label: &str) -> Stack {
+        let db =
+            TestDatabase::with_fixtures(&format!("server_{label}"), &INSTALL_GUIDE_KEYPAIRS).await;
+        Stack::on(db, label).await
+    }
+
+    async fn on(db: TestDatabase, label: &str) -> Stack {
         let etcd = TestNamespace::new(&format!("server-{label}"));
         let store = etcd.store().await;
         for (key, value) in [
@@ -61,22 +87,6 @@ impl Stack {
 
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
-    }
-
-    /// Users, keypairs and main access keys of the install guide's example fixtures.
-    pub async fn load_install_guide_keypairs(&self) {
-        let root = workspace_file("fixtures/manager");
-        for name in [
-            "example-users.json",
-            "example-keypairs.json",
-            "example-set-user-main-access-keys.json",
-        ] {
-            let text = fs::read_to_string(root.join(name)).expect("fixture");
-            let file = FixtureFile::parse(name, &text).expect("parses");
-            fixtures::populate(&self.db.connection, &file)
-                .await
-                .unwrap_or_else(|error| panic!("{error}"));
-        }
     }
 
     /// Writes a manager.toml for this stack and returns its path.

@@ -2,15 +2,13 @@
 //! keypairs, rate-limit headers, 404/405, CORS, `Server`. Each test has its own database and etcd
 //! namespace.
 
-mod common;
-
+use crate::common::Api;
 use axum::body::Body;
 use bai_api::testing::{
     SUPERADMIN, TEST_HOST, USER, anonymous_request, signed_request, signed_request_at,
 };
 use bai_db_models::fixtures::{self, FixtureFile};
 use chrono::{TimeDelta, Utc};
-use common::Api;
 use http::{Method, Request};
 use sea_orm::ConnectionTrait;
 

@@ -2,8 +2,7 @@
 //! halfstack, with the install guide's example users. Each test has its own database and etcd
 //! namespace.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use axum::body::Body;
 use bai_api::testing::{
     DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, TEST_API_VERSION, TEST_HOST, TestCluster, USER,
@@ -11,7 +10,6 @@ use bai_api::testing::{
 };
 use bai_db_models::fixtures::{self, FixtureFile};
 use bai_etcd_store::Scope;
-use common::{Answer, Api};
 use http::{Method, Request};
 use serde_json::{Value, json};
 

@@ -1,8 +1,5 @@
 //! Sending requests through the real router of a test cluster and reading the answers.
 
-// Every test crate compiles its own copy of this module and uses a different part of it.
-#![allow(dead_code)]
-
 use axum::Router;
 use axum::body::Body;
 use bai_api::testing::TestCluster;

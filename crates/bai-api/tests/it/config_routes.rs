@@ -2,19 +2,17 @@
 //! types, registries, and the superadmin's raw etcd access. Each test has its own database and
 //! etcd namespace.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, SUPERADMIN, USER, anonymous_request, signed_request};
 use bai_db_models::fixtures::{self, FixtureFile};
 use bai_etcd_store::Scope;
-use common::Api;
 use fred::interfaces::ClientLike;
 use fred::types::{ClusterHash, CustomCommand};
 use http::Method;
 use serde_json::{Value, json};
 
 /// `POST path` with a JSON body, signed by the superadmin.
-async fn post_as_admin(api: &Api, path: &str, body: Value) -> common::Answer {
+async fn post_as_admin(api: &Api, path: &str, body: Value) -> Answer {
     api.send(signed_request(Method::POST, path, Some(&body), &SUPERADMIN))
         .await
 }

@@ -1,10 +1,8 @@
 //! The GraphQL transport on the real router against the halfstack: `/admin/gql` answers 200 with
 //! errors in the body, `/admin/graphql` the bare data or 400, extra body keys are refused.
 
-mod common;
-
+use crate::common::Api;
 use bai_api::testing::{SUPERADMIN, USER, signed_request};
-use common::Api;
 use http::Method;
 use serde_json::json;
 

@@ -2,13 +2,11 @@
 //! `agent`, `agents` and `agent_list` for superadmins (with the live statistics from Redis), and
 //! the summaries everyone may read for the resource groups they may use.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
 use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::entities::{ResourceSlot, agents};
 use bai_db_models::queries::scaling_groups::{self as sgroups, NewScalingGroup};
-use common::{Answer, Api};
 use fred::prelude::KeysInterface;
 use http::Method;
 use sea_orm::{ActiveModelTrait, Set};

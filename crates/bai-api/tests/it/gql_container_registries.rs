@@ -3,11 +3,9 @@
 //! registry added after the worker started shows), for superadmins only, with the password
 //! masked.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, SUPERADMIN, USER, signed_request};
 use bai_etcd_store::Scope;
-use common::{Answer, Api};
 use http::Method;
 use serde_json::{Value, json};
 

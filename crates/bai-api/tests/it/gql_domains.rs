@@ -1,10 +1,8 @@
 //! The GraphQL domain queries on the real router: `domains` for superadmins only, `domain` for the
 //! caller's own domain unless a superadmin names another.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, SUPERADMIN, USER, signed_request};
-use common::{Answer, Api};
 use http::Method;
 use serde_json::{Value, json};
 

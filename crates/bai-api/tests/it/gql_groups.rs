@@ -3,15 +3,13 @@
 //! changes), `delete_group` and `purge_group` for superadmins and for domain admins within their
 //! domain, refusals that write nothing, and the frozen manager.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
 use bai_db_models::entities::enums::{
     VFolderOperationStatus, VFolderOwnershipType, VFolderPermission, VFolderUsageMode,
 };
 use bai_db_models::entities::{association_groups_users, groups, vfolders};
 use bai_db_models::queries;
-use common::{Answer, Api};
 use http::Method;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,

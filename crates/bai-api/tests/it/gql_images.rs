@@ -3,12 +3,10 @@
 //! registries their domain allows), which agents hold each image (Redis image database),
 //! `customized_images`, and `image` by id, canonical name or alias.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
 use bai_db_models::entities::enums::ImageType;
 use bai_db_models::entities::{image_aliases, images};
-use common::{Answer, Api};
 use fred::interfaces::{KeysInterface, SetsInterface};
 use http::Method;
 use sea_orm::{ActiveModelTrait, Set};

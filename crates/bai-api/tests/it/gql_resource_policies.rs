@@ -1,15 +1,13 @@
 //! The GraphQL resource policy queries and mutations on the real router: keypair, user and
 //! project policies by role, and their create/modify/delete for superadmins only.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
 use bai_db_models::entities::enums::DefaultForUnspecified;
 use bai_db_models::entities::{
     ResourceSlot, keypair_resource_policies, project_resource_policies, user_resource_policies,
 };
 use bai_db_models::queries::resource_policies;
-use common::{Answer, Api};
 use http::Method;
 use serde_json::{Value, json};
 

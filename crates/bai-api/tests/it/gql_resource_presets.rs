@@ -1,11 +1,9 @@
 //! The GraphQL resource preset queries (anyone) and mutations (superadmins) on the real router.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
 use bai_db_models::entities::{ResourceSlot, resource_presets};
 use bai_db_models::queries;
-use common::{Answer, Api};
 use http::Method;
 use serde_json::{Value, json};
 

@@ -1,13 +1,11 @@
 //! The GraphQL resource-group (scaling-group) queries and mutations on the real router: superadmins
 //! only, every association table, and refusals that name what was wrong and write nothing.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
 use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::entities::{ResourceSlot, agents};
 use bai_db_models::queries::scaling_groups::{self as sgroups, Associate};
-use common::{Answer, Api};
 use http::Method;
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{Value, json};

@@ -2,11 +2,9 @@
 //! sessions) and over session and kernel rows loaded as a fixture, scoped by role, narrowed by
 //! status, filter and order; and `compute_session` with its containers and dependencies.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
 use bai_db_models::fixtures::{self, FixtureFile};
-use common::{Answer, Api};
 use http::Method;
 use serde_json::{Value, json};
 

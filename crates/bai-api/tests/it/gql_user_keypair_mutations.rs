@@ -3,15 +3,13 @@
 //! `create_keypair`, `modify_keypair`, `delete_keypair`; refusals that write nothing (including a
 //! refusal part-way through a transaction), the roles that may not mutate, and a frozen manager.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use axum::body::Body;
 use bai_api::testing::{
     DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, TEST_API_VERSION, TEST_HOST, USER,
     signed_request,
 };
 use bai_db_models::fixtures::{self, FixtureFile};
-use common::{Answer, Api};
 use fred::interfaces::KeysInterface;
 use http::{Method, Request, StatusCode};
 use serde_json::{Value, json};

@@ -2,10 +2,8 @@
 //! `user`, `user_from_uuid`, `users`, `user_list`, `keypairs`, `keypair_list` for each role, the
 //! reference's refusals, and the filter/order mini-language with pages and counts.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
-use common::{Answer, Api};
 use http::Method;
 use serde_json::{Value, json};
 

@@ -1,11 +1,9 @@
 //! `/manager/status`, `/manager/announcement` and `/spec/openapi/spec.json` on the real router
 //! against the halfstack, each test with its own database and etcd namespace.
 
-mod common;
-
+use crate::common::Api;
 use bai_api::testing::{SUPERADMIN, USER, anonymous_request, signed_request};
 use bai_etcd_store::Scope;
-use common::Api;
 use http::Method;
 use serde_json::json;
 

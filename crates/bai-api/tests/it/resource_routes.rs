@@ -2,13 +2,11 @@
 //! the install guide's fixtures (no agents, no sessions) and with agents and kernels added. Each
 //! test has its own database and etcd namespace.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::ManagerStatus;
 use bai_api::testing::{MONITOR, SUPERADMIN, USER, signed_request};
 use bai_db_models::fixtures::{self, FixtureFile};
 use bai_etcd_store::Scope;
-use common::{Answer, Api};
 use http::Method;
 use serde_json::{Value, json};
 

@@ -2,12 +2,10 @@
 //! example user sees for a project given by id or name, and the refusals. Each test has its own
 //! database and etcd namespace.
 
-mod common;
-
+use crate::common::{Answer, Api};
 use bai_api::ManagerStatus;
 use bai_api::testing::{DOMAIN_ADMIN, MONITOR, SUPERADMIN, USER, signed_request};
 use bai_db_models::fixtures::{self, FixtureFile};
-use common::Api;
 use http::Method;
 use serde_json::json;
 
@@ -73,7 +71,7 @@ async fn the_example_user_sees_the_default_group() {
 #[tokio::test]
 async fn each_caller_sees_its_domain_project_and_keypair_groups() {
     let api = api_with_more_groups("sgroups_visibility").await;
-    let names = |answer: &common::Answer| -> Vec<String> {
+    let names = |answer: &Answer| -> Vec<String> {
         assert_eq!(answer.status, 200, "{}", answer.text);
         answer.json["scaling_groups"]
             .as_array()

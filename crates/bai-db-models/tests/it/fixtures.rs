@@ -3,7 +3,6 @@
 //! our fixes where it differs), all-or-nothing loading, errors that say where, and round trips.
 
 use bai_db_models::fixtures::{self, FixtureError, FixtureFile, PopulateReport, TableReport};
-use bai_db_models::schema;
 use bai_db_models::testing::TestDatabase;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use serde_json::{Map, Value, json};
@@ -12,19 +11,19 @@ use serde_json::{Map, Value, json};
 const INSTALL_GUIDE: [(&str, &str); 4] = [
     (
         "example-users.json",
-        include_str!("reference/example-users.json"),
+        include_str!("../reference/example-users.json"),
     ),
     (
         "example-keypairs.json",
-        include_str!("reference/example-keypairs.json"),
+        include_str!("../reference/example-keypairs.json"),
     ),
     (
         "example-set-user-main-access-keys.json",
-        include_str!("reference/example-set-user-main-access-keys.json"),
+        include_str!("../reference/example-set-user-main-access-keys.json"),
     ),
     (
         "example-resource-presets.json",
-        include_str!("reference/example-resource-presets.json"),
+        include_str!("../reference/example-resource-presets.json"),
     ),
 ];
 
@@ -78,7 +77,7 @@ const ADMIN: &str = "f38dea23-50fa-42a0-b5ae-338f5f4693f4";
 
 #[tokio::test]
 async fn the_install_guide_files_load_into_the_reference_end_state() {
-    let test = fresh("fixtures_install_guide").await;
+    let test = TestDatabase::with_schema("fixtures_install_guide").await;
     let db = &test.connection;
     let reports = install_guide(db).await;
     assert_eq!(
@@ -194,7 +193,7 @@ async fn the_install_guide_files_load_into_the_reference_end_state() {
 
 #[tokio::test]
 async fn every_example_password_verifies() {
-    let test = fresh("fixtures_passwords").await;
+    let test = TestDatabase::with_schema("fixtures_passwords").await;
     let db = &test.connection;
     load(db, INSTALL_GUIDE[0].0, INSTALL_GUIDE[0].1).await;
     let users = rows(db, "users").await;
@@ -210,7 +209,7 @@ async fn every_example_password_verifies() {
 
 #[tokio::test]
 async fn populating_twice_changes_nothing() {
-    let test = fresh("fixtures_twice").await;
+    let test = TestDatabase::with_schema("fixtures_twice").await;
     let db = &test.connection;
     install_guide(db).await;
     let before = snapshot(db).await;
@@ -224,7 +223,7 @@ async fn populating_twice_changes_nothing() {
 
 #[tokio::test]
 async fn a_bad_row_leaves_every_table_untouched() {
-    let test = fresh("fixtures_bad_row").await;
+    let test = TestDatabase::with_schema("fixtures_bad_row").await;
     let db = &test.connection;
     load(db, INSTALL_GUIDE[0].0, INSTALL_GUIDE[0].1).await;
     let before = snapshot(db).await;
@@ -290,7 +289,7 @@ async fn a_bad_row_leaves_every_table_untouched() {
 
 #[tokio::test]
 async fn update_mode_errors_name_the_table_row_and_column() {
-    let test = fresh("fixtures_update_errors").await;
+    let test = TestDatabase::with_schema("fixtures_update_errors").await;
     let db = &test.connection;
     install_guide(db).await;
     let before = snapshot(db).await;
@@ -357,7 +356,7 @@ async fn update_mode_errors_name_the_table_row_and_column() {
 
 #[tokio::test]
 async fn update_mode_sets_modified_at_only_when_something_changes() {
-    let test = fresh("fixtures_update").await;
+    let test = TestDatabase::with_schema("fixtures_update").await;
     let db = &test.connection;
     install_guide(db).await;
     let modified_at = async || find(&rows(db, "users").await, "uuid", ADMIN)["modified_at"].clone();
@@ -377,7 +376,7 @@ async fn update_mode_sets_modified_at_only_when_something_changes() {
 
 #[tokio::test]
 async fn columns_are_the_union_of_all_rows_keys() {
-    let test = fresh("fixtures_union").await;
+    let test = TestDatabase::with_schema("fixtures_union").await;
     let db = &test.connection;
     let report = load(
         db,
@@ -422,7 +421,7 @@ async fn columns_are_the_union_of_all_rows_keys() {
 
 #[tokio::test]
 async fn omitted_columns_get_the_defaults_the_reference_meant() {
-    let test = fresh("fixtures_defaults").await;
+    let test = TestDatabase::with_schema("fixtures_defaults").await;
     let db = &test.connection;
     load(
         db,
@@ -461,7 +460,7 @@ async fn omitted_columns_get_the_defaults_the_reference_meant() {
 
 #[tokio::test]
 async fn session_type_is_given_by_value_and_stored_by_name() {
-    let test = fresh("fixtures_session_type").await;
+    let test = TestDatabase::with_schema("fixtures_session_type").await;
     let db = &test.connection;
     load(db, INSTALL_GUIDE[0].0, INSTALL_GUIDE[0].1).await;
     let session = "5b1a4a1a-5d16-4a2b-9e4b-4d1c3f5f9a01";
@@ -526,14 +525,14 @@ async fn session_type_is_given_by_value_and_stored_by_name() {
 
 #[tokio::test]
 async fn an_export_loads_back_into_an_empty_database_unchanged() {
-    let source = fresh("fixtures_export_source").await;
+    let source = TestDatabase::with_schema("fixtures_export_source").await;
     install_guide(&source.connection).await;
     let exported = fixtures::export(&source.connection, &ALL_TABLES)
         .await
         .expect("export")
         .to_json_pretty();
 
-    let target = fresh("fixtures_export_target").await;
+    let target = TestDatabase::with_schema("fixtures_export_target").await;
     let db = &target.connection;
     let report = load(db, "export.json", &exported).await;
     let users = report
@@ -559,7 +558,7 @@ async fn an_export_loads_back_into_an_empty_database_unchanged() {
 async fn unknown_tables_and_top_level_arrays_are_refused() {
     let error = FixtureFile::parse(
         "example-session-templates.json",
-        include_str!("reference/example-session-templates.json"),
+        include_str!("../reference/example-session-templates.json"),
     )
     .expect_err("an array is not a fixture file");
     assert_eq!(
@@ -568,7 +567,7 @@ async fn unknown_tables_and_top_level_arrays_are_refused() {
          object mapping table names to lists of rows, e.g. {\"session_templates\": [...]}"
     );
 
-    let test = fresh("fixtures_unknown").await;
+    let test = TestDatabase::with_schema("fixtures_unknown").await;
     let db = &test.connection;
     let error = populate_err(
         db,
@@ -592,28 +591,28 @@ async fn unknown_tables_and_top_level_arrays_are_refused() {
 
 #[tokio::test]
 async fn our_shipped_examples_load() {
-    let test = fresh("fixtures_shipped").await;
+    let test = TestDatabase::with_schema("fixtures_shipped").await;
     let db = &test.connection;
     for (name, text) in [
         (
             "example-users.json",
-            include_str!("../../../fixtures/manager/example-users.json"),
+            include_str!("../../../../fixtures/manager/example-users.json"),
         ),
         (
             "example-keypairs.json",
-            include_str!("../../../fixtures/manager/example-keypairs.json"),
+            include_str!("../../../../fixtures/manager/example-keypairs.json"),
         ),
         (
             "example-set-user-main-access-keys.json",
-            include_str!("../../../fixtures/manager/example-set-user-main-access-keys.json"),
+            include_str!("../../../../fixtures/manager/example-set-user-main-access-keys.json"),
         ),
         (
             "example-resource-presets.json",
-            include_str!("../../../fixtures/manager/example-resource-presets.json"),
+            include_str!("../../../../fixtures/manager/example-resource-presets.json"),
         ),
         (
             "example-session-templates.json",
-            include_str!("../../../fixtures/manager/example-session-templates.json"),
+            include_str!("../../../../fixtures/manager/example-session-templates.json"),
         ),
     ] {
         load(db, name, text).await;
@@ -632,12 +631,6 @@ async fn our_shipped_examples_load() {
         find(&presets, "name", "cuda03-large")["shared_memory"],
         json!(2_147_483_648_i64)
     );
-}
-
-async fn fresh(label: &str) -> TestDatabase {
-    let test = TestDatabase::create(label).await;
-    schema::oneshot(&test.connection).await.expect("oneshot");
-    test
 }
 
 async fn load(db: &DatabaseConnection, name: &str, text: &str) -> PopulateReport {

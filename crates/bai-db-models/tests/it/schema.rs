@@ -72,7 +72,7 @@ async fn oneshot_refuses_tables_it_did_not_create() {
 
 /// The reference's `pg_dump -s` of a 24.03.11 `schema oneshot` database (SET/OWNER/comment lines
 /// removed), kept beside the test so that it runs from any checkout.
-const REFERENCE_DDL: &str = include_str!("reference/db-schema-24.03.11.sql");
+const REFERENCE_DDL: &str = include_str!("../reference/db-schema-24.03.11.sql");
 
 /// The halfstack's pg_dump; any pg_dump on PATH (15 or newer) does as well.
 const PG_DUMP: &str = "/usr/lib/postgresql/15/bin/pg_dump";
@@ -138,9 +138,8 @@ fn ddl_normalisation_ignores_layout_and_our_ledger() {
 
 #[tokio::test]
 async fn the_install_guide_vfolder_host_grant_reads_back_typed() {
-    let test = TestDatabase::create("install_guide_hosts").await;
+    let test = TestDatabase::with_schema("install_guide_hosts").await;
     let db = &test.connection;
-    schema::oneshot(db).await.expect("oneshot");
     domains::ActiveModel {
         name: sea_orm::Set("default".to_owned()),
         description: sea_orm::Set(Some("The default domain".to_owned())),
@@ -182,9 +181,8 @@ async fn the_install_guide_vfolder_host_grant_reads_back_typed() {
 
 #[tokio::test]
 async fn every_entity_reads_its_table_on_the_empty_schema() {
-    let test = TestDatabase::create("entities_read").await;
+    let test = TestDatabase::with_schema("entities_read").await;
     let db = &test.connection;
-    schema::oneshot(db).await.expect("oneshot");
     let mut read = BTreeSet::new();
     macro_rules! read_all {
         ($($table:ident),* $(,)?) => {$(
@@ -235,9 +233,8 @@ async fn every_entity_reads_its_table_on_the_empty_schema() {
 
 #[tokio::test]
 async fn every_postgres_enum_has_exactly_our_labels_in_order() {
-    let test = TestDatabase::create("entities_enums").await;
+    let test = TestDatabase::with_schema("entities_enums").await;
     let db = &test.connection;
-    schema::oneshot(db).await.expect("oneshot");
     let mut checked = BTreeSet::new();
     macro_rules! labels {
         ($($enum:ty),* $(,)?) => {$(
@@ -286,9 +283,8 @@ async fn every_postgres_enum_has_exactly_our_labels_in_order() {
 /// into its field.
 #[tokio::test]
 async fn every_entity_round_trips_a_full_row() {
-    let test = TestDatabase::create("entities_round_trip").await;
+    let test = TestDatabase::with_schema("entities_round_trip").await;
     let db = &test.connection;
-    schema::oneshot(db).await.expect("oneshot");
     let at =
         ChronoDateTimeWithTimeZone::parse_from_rfc3339("2024-03-01T12:34:56+09:00").expect("time");
     let slots = ResourceSlot::from_json(

@@ -2,11 +2,10 @@
 //! single-platform images, images that are not kernel images, broken images, a second scan, one
 //! image by reference, catalog pagination, and basic and token authentication.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 
+use crate::support::*;
 use bai_db_models::entities::images;
 use bai_registry_scanner::testing::{
     Breakage, MediaTypes, PushedImage, Pusher, RegistryProcess, Shape, TestImage, TestPlatform,
@@ -15,7 +14,6 @@ use bai_registry_scanner::testing::{
 use bai_registry_scanner::{Outcome, ScanItem, ScanOptions, ScanSummary, ScanTarget, scan};
 use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::json;
-use support::*;
 
 const NAME: &str = "local-registry";
 

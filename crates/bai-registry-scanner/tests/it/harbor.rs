@@ -5,15 +5,13 @@
 //! from `/service/token`), serving manifests and config blobs built here; for Harbor 1 the
 //! `/api/projects` and `/api/repositories` lists and the registry API.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap};
 
+use crate::support::*;
 use bai_etcd_store::shared_config::ContainerRegistry;
 use bai_registry_scanner::testing::{kernel_labels, sha256_digest};
 use bai_registry_scanner::{Outcome, ScanOptions, ScanTarget, scan};
 use serde_json::{Value, json};
-use support::*;
 
 const NAME: &str = "harbor";
 const BASIC: &str = "Basic c2Nhbm5lcjpzM2NyZXQ="; // scanner:s3cret

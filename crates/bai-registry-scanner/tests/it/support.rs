@@ -3,8 +3,6 @@
 //! authentication (with an in-test token server), and a tiny HTTP server for the Harbor API
 //! (Harbor itself cannot run here).
 
-#![allow(dead_code)]
-
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,11 +23,7 @@ use tokio::net::TcpListener;
 
 /// A database with the 24.03 schema, for one test.
 pub async fn database(label: &str) -> TestDatabase {
-    let db = TestDatabase::create(label).await;
-    bai_db_models::schema::oneshot(&db.connection)
-        .await
-        .expect("schema oneshot");
-    db
+    TestDatabase::with_schema(label).await
 }
 
 /// The registry map a scan takes, with one registry.
@@ -85,7 +79,6 @@ pub fn docker_registry(url: &str, credentials: Option<(&str, &str)>) -> Containe
 /// A request the tiny server received.
 #[derive(Clone, Debug)]
 pub struct Request {
-    pub method: String,
     /// Path and query as sent.
     pub target: String,
     pub headers: BTreeMap<String, String>,
@@ -158,10 +151,10 @@ impl TinyServer {
                     }
                     let text = String::from_utf8_lossy(&head).into_owned();
                     let mut lines = text.split("\r\n");
-                    let mut request_line = lines.next().unwrap_or_default().split(' ');
+                    // `GET <target> HTTP/1.1`: the target is the second word.
+                    let target = lines.next().unwrap_or_default().split(' ').nth(1);
                     let request = Request {
-                        method: request_line.next().unwrap_or_default().to_owned(),
-                        target: request_line.next().unwrap_or_default().to_owned(),
+                        target: target.unwrap_or_default().to_owned(),
                         headers: lines
                             .filter_map(|line| line.split_once(':'))
                             .map(|(name, value)| {
