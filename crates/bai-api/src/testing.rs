@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use bai_config::{Environment, LoadOptions, ManagerConfig};
-use bai_db_models::fixtures::{self, FixtureFile};
+pub use bai_db_models::testing::INSTALL_GUIDE_FIXTURES;
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::Scope;
 use bai_etcd_store::testing::TestNamespace;
@@ -18,26 +18,6 @@ use http::{Method, Request};
 
 use crate::auth::signature::{SignatureHash, SignedParts, parse_date};
 use crate::context::ApiContext;
-
-/// The install guide's fixture files, in the order it loads them.
-pub const INSTALL_GUIDE_FIXTURES: [(&str, &str); 4] = [
-    (
-        "example-users.json",
-        include_str!("../../../fixtures/manager/example-users.json"),
-    ),
-    (
-        "example-keypairs.json",
-        include_str!("../../../fixtures/manager/example-keypairs.json"),
-    ),
-    (
-        "example-set-user-main-access-keys.json",
-        include_str!("../../../fixtures/manager/example-set-user-main-access-keys.json"),
-    ),
-    (
-        "example-resource-presets.json",
-        include_str!("../../../fixtures/manager/example-resource-presets.json"),
-    ),
-];
 
 /// An example keypair of the fixtures, with its user's email and password.
 #[derive(Clone, Copy, Debug)]
@@ -82,20 +62,11 @@ pub struct TestCluster {
 }
 
 impl TestCluster {
-    /// Creates the database (schema and install-guide fixtures) and the namespace (Redis of the
-    /// halfstack in `config/redis`). Panics with a hint when the halfstack is not running.
+    /// Creates the database (schema and install-guide fixtures, a copy of their template) and the
+    /// namespace (Redis of the halfstack in `config/redis`). Panics with a hint when the halfstack
+    /// is not running.
     pub async fn start(label: &str) -> TestCluster {
-        let database = TestDatabase::create(label).await;
-        bai_db_models::schema::oneshot(&database.connection)
-            .await
-            .unwrap_or_else(|error| panic!("schema oneshot on {}: {error}", database.config.name));
-        for (name, text) in INSTALL_GUIDE_FIXTURES {
-            let file = FixtureFile::parse(name, text)
-                .unwrap_or_else(|error| panic!("fixture {name}: {error}"));
-            fixtures::populate(&database.connection, &file)
-                .await
-                .unwrap_or_else(|error| panic!("fixture {name}: {error}"));
-        }
+        let database = TestDatabase::with_fixtures(label, &INSTALL_GUIDE_FIXTURES).await;
         let namespace = TestNamespace::new(label);
         let store = namespace.store().await;
         for (key, value) in [

@@ -2,7 +2,7 @@
 //!
 //! PostgreSQL enum types hold either the Python member NAME (`EnumType`: upper case, e.g.
 //! `PENDING`) or its VALUE (`EnumValueType`: e.g. `superadmin`); each enum's labels below are
-//! exactly the DDL's, in the DDL's order (tests/schema.rs compares them with `pg_enum`). A few
+//! exactly the DDL's, in the DDL's order (tests/it/schema.rs compares them with `pg_enum`). A few
 //! enum-likes live in plain `varchar` columns; those whose stored spelling is consistent are string
 //! enums at the end. The `cluster_mode` columns are not: sessions and kernels hold the value
 //! (`single-node`) when the registry writes them but the name (`SINGLE_NODE`) from the server

@@ -2,7 +2,7 @@
 //! after it (`alembic_version` and our `seaql_migrations` are bookkeeping, not models).
 //!
 //! The entities mirror the reference DDL (migrations/m0001_schema_24_03.sql) column for column;
-//! tests/schema.rs reads every table through them, so a type that disagrees with the DDL fails
+//! tests/it/schema.rs reads every table through them, so a type that disagrees with the DDL fails
 //! there. Enums are in [`enums`], typed JSON columns use [`ResourceSlot`] and
 //! [`VFolderHostPermissions`], and foreign keys are sea-orm relations named after the column
 //! (`keypairs::Relation::User`). Where two relations lead to the same table (the users <-> keypairs

@@ -252,10 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn rows_are_added_updated_or_left_alone() {
-        let test = TestDatabase::create("q_image_scan").await;
-        crate::schema::oneshot(&test.connection)
-            .await
-            .expect("schema oneshot");
+        let test = TestDatabase::with_schema("q_image_scan").await;
         let db = &test.connection;
         // The fresh-install schema has no unique (name, architecture) index: both copies follow.
         for _ in 0..2 {

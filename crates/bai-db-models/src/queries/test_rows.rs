@@ -31,10 +31,7 @@ impl Rows {
 /// A fresh database with the schema, one domain, the three resource policies, a project, a user
 /// (without main keypair) and its keypair.
 pub async fn database(label: &str) -> (TestDatabase, Rows) {
-    let test = TestDatabase::create(label).await;
-    crate::schema::oneshot(&test.connection)
-        .await
-        .expect("schema oneshot");
+    let test = TestDatabase::with_schema(label).await;
     let db = &test.connection;
     domains::ActiveModel {
         name: Set(Rows::DOMAIN.to_owned()),

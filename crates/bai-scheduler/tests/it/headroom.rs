@@ -7,7 +7,7 @@ use bai_db_models::fixtures::{self, FixtureFile};
 use bai_db_models::queries::agent_listing::AgentScope;
 use bai_db_models::queries::occupancy::Occupant;
 use bai_db_models::queries::{resource_policies, users};
-use bai_db_models::testing::TestDatabase;
+use bai_db_models::testing::{INSTALL_GUIDE_FIXTURES, TestDatabase};
 use bai_etcd_store::testing::TestNamespace;
 use bai_etcd_store::{EtcdStore, Scope};
 use bai_scheduler::{
@@ -19,25 +19,6 @@ const USER_EMAIL: &str = "user@lablup.com";
 const USER_ACCESS_KEY: &str = "AKIANABBDUSEREXAMPLE";
 const PROJECT_ID: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
 const VISIBILITY_KEY: &str = "config/api/resources/group_resource_visibility";
-
-const INSTALL_GUIDE_FIXTURES: [(&str, &str); 4] = [
-    (
-        "example-users.json",
-        include_str!("../../../../fixtures/manager/example-users.json"),
-    ),
-    (
-        "example-keypairs.json",
-        include_str!("../../../../fixtures/manager/example-keypairs.json"),
-    ),
-    (
-        "example-set-user-main-access-keys.json",
-        include_str!("../../../../fixtures/manager/example-set-user-main-access-keys.json"),
-    ),
-    (
-        "example-resource-presets.json",
-        include_str!("../../../../fixtures/manager/example-resource-presets.json"),
-    ),
-];
 
 /// i-ag1 is alive and schedulable, i-ag2 alive but not schedulable, i-ag3 lost. The user has a
 /// running and a terminating kernel (and a terminated one), user2 of the same project a running
@@ -119,14 +100,9 @@ struct Cluster {
 }
 
 async fn cluster(label: &str) -> Cluster {
-    let database = TestDatabase::create(label).await;
-    bai_db_models::schema::oneshot(&database.connection)
-        .await
-        .unwrap_or_else(|error| panic!("schema oneshot on {}: {error}", database.config.name));
-    let files = INSTALL_GUIDE_FIXTURES
-        .into_iter()
-        .chain([("cluster.json", CLUSTER), ("limits.json", LIMITS)]);
-    for (name, text) in files {
+    // The install guide's fixtures come with the template; this test's own rows go on top.
+    let database = TestDatabase::with_fixtures(label, &INSTALL_GUIDE_FIXTURES).await;
+    for (name, text) in [("cluster.json", CLUSTER), ("limits.json", LIMITS)] {
         let file = FixtureFile::parse(name, text)
             .unwrap_or_else(|error| panic!("fixture {name}: {error}"));
         fixtures::populate(&database.connection, &file)

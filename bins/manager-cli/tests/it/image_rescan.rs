@@ -1,0 +1,188 @@
+//! `manager-cli image rescan` against a real `docker-registry` process, the halfstack's etcd (the
+//! registry configured under `config/docker/registry/`) and PostgreSQL: the summary it prints and
+//! its exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use bai_db_models::testing::TestDatabase;
+use bai_etcd_store::testing::TestNamespace;
+use bai_etcd_store::{Scope, quote};
+use bai_registry_scanner::testing::{
+    Breakage, Pusher, RegistryProcess, Shape, TestImage, TestPlatform, kernel_labels,
+};
+
+const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
+const REGISTRY: &str = "local:5000";
+
+/// A database with the schema, an etcd namespace naming `registry_url` as registry `local:5000`,
+/// and a manager.toml in a temporary directory pointing at both.
+struct Setup {
+    db: TestDatabase,
+    _namespace: TestNamespace,
+    dir: tempfile::TempDir,
+}
+
+impl Setup {
+    async fn new(label: &str, registry_url: &str) -> Setup {
+        let db = TestDatabase::with_schema(label).await;
+        let namespace = TestNamespace::new(label);
+        let store = namespace.store().await;
+        let key = format!("config/docker/registry/{}", quote(REGISTRY));
+        store
+            .put(&key, registry_url, Scope::Global)
+            .await
+            .expect("registry url");
+        store
+            .put(&format!("{key}/type"), "docker", Scope::Global)
+            .await
+            .expect("registry type");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toml = HALFSTACK_TOML
+            .replace(
+                "namespace = \"local\"",
+                &format!("namespace = \"{}\"", namespace.name),
+            )
+            .replace(
+                "name = \"backend\"",
+                &format!("name = \"{}\"", db.config.name),
+            );
+        std::fs::write(dir.path().join("manager.toml"), toml).expect("manager.toml");
+        Setup {
+            db,
+            _namespace: namespace,
+            dir,
+        }
+    }
+
+    fn rescan(&self, args: &[&str]) -> Output {
+        manager_cli(self.dir.path(), &[&["image", "rescan"], args].concat())
+    }
+}
+
+fn manager_cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_manager-cli"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BACKEND_CONFIG_FILE")
+        .output()
+        .expect("manager-cli runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn image(repository: &str, tag: &str) -> TestImage {
+    TestImage::new(
+        repository,
+        tag,
+        Shape::MultiArch,
+        vec![
+            TestPlatform::linux("amd64", kernel_labels()),
+            TestPlatform::linux("arm64", kernel_labels()),
+        ],
+    )
+}
+
+#[tokio::test]
+async fn rescan_prints_what_changed_and_exits_1_when_an_image_failed() {
+    let registry = RegistryProcess::spawn();
+    let pusher = Pusher::new(&registry.url());
+    for (repository, tag) in [("stable/python", "3.9"), ("stable/r", "4.3")] {
+        pusher.push(&image(repository, tag)).await.expect("push");
+    }
+    let broken = pusher
+        .push(&image("stable/broken", "1.0").broken(Breakage::ConfigNotJson))
+        .await
+        .expect("push");
+    let setup = Setup::new("cli_rescan", &registry.url()).await;
+
+    let first = setup.rescan(&[REGISTRY]);
+    assert_eq!(first.status.code(), Some(1), "{}", text(&first.stderr));
+    let url = registry.url();
+    let broken_config = |index: usize| {
+        format!(
+            "config blob: GET {url}/v2/stable/broken/blobs/{}: the response is not the JSON expected: expected ident at line 1 column 2",
+            broken.platforms[index].config_digest
+        )
+    };
+    assert_eq!(
+        text(&first.stdout),
+        format!(
+            "failed    {REGISTRY}/stable/broken:1.0 (aarch64): {}\n\
+             failed    {REGISTRY}/stable/broken:1.0 (x86_64): {}\n\
+             added     {REGISTRY}/stable/python:3.9 (aarch64)\n\
+             added     {REGISTRY}/stable/python:3.9 (x86_64)\n\
+             added     {REGISTRY}/stable/r:4.3 (aarch64)\n\
+             added     {REGISTRY}/stable/r:4.3 (x86_64)\n\
+             4 added, 0 updated, 0 unchanged, 0 skipped, 2 failed\n",
+            broken_config(1),
+            broken_config(0)
+        )
+    );
+    assert_eq!(
+        text(&first.stderr),
+        "",
+        "no progress bar without a terminal"
+    );
+
+    // One image by reference: nothing failed, exit 0.
+    let one = setup.rescan(&[&format!("{REGISTRY}/stable/python:3.9")]);
+    assert_eq!(one.status.code(), Some(0), "{}", text(&one.stderr));
+    assert_eq!(
+        text(&one.stdout),
+        "0 added, 0 updated, 2 unchanged, 0 skipped, 0 failed\n"
+    );
+
+    // Every registry (no argument): the second full scan changes nothing.
+    let second = setup.rescan(&[]);
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        text(&second.stdout).ends_with("0 added, 0 updated, 4 unchanged, 0 skipped, 2 failed\n"),
+        "{}",
+        text(&second.stdout)
+    );
+    let listed = manager_cli(setup.dir.path(), &["image", "list", "--short"]);
+    assert!(listed.status.success(), "{}", text(&listed.stderr));
+    assert_eq!(text(&listed.stdout).matches(REGISTRY).count(), 4);
+    drop(setup.db);
+}
+
+#[tokio::test]
+async fn unknown_registries_and_unreachable_ones_exit_1() {
+    let registry = RegistryProcess::spawn();
+    let url = registry.url();
+    let setup = Setup::new("cli_rescan_unknown", &url).await;
+
+    let unknown = setup.rescan(&["cr.backend.ai"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert_eq!(
+        text(&unknown.stderr),
+        format!(
+            "error: unknown registry \"cr.backend.ai\"; the registries in etcd config/docker/registry are: {REGISTRY}\n"
+        )
+    );
+
+    let empty = setup.rescan(&[REGISTRY]);
+    assert_eq!(empty.status.code(), Some(0), "{}", text(&empty.stderr));
+    assert_eq!(
+        text(&empty.stdout),
+        "0 added, 0 updated, 0 unchanged, 0 skipped, 0 failed\n"
+    );
+
+    drop(registry);
+    let down = setup.rescan(&[REGISTRY]);
+    assert_eq!(down.status.code(), Some(1));
+    let stdout = text(&down.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "failed    {REGISTRY}: cannot list the repositories: GET {url}/v2/_catalog?n=100: "
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.ends_with("0 added, 0 updated, 0 unchanged, 0 skipped, 1 failed\n"),
+        "{stdout}"
+    );
+}

@@ -1,0 +1,14 @@
+//! The integration tests of manager-server, in one binary: the built `manager-server` started on
+//! the halfstack, driven over HTTP and by the official clients, and stopped with signals.
+
+mod admin_agents;
+mod admin_domains;
+mod admin_groups;
+mod admin_images_sessions;
+mod admin_resource_policies;
+mod admin_scaling_groups;
+mod admin_user_keypair_mutations;
+mod admin_users_keypairs;
+mod official_client;
+mod server;
+mod support;

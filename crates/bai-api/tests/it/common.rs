@@ -1,0 +1,90 @@
+//! Sending requests through the real router of a test cluster and reading the answers.
+
+use axum::Router;
+use axum::body::Body;
+use bai_api::testing::TestCluster;
+use http::{HeaderMap, Request, StatusCode};
+use serde_json::Value;
+use tower::ServiceExt;
+
+/// A test cluster and the router of one worker on it.
+pub struct Api {
+    pub cluster: TestCluster,
+    pub ctx: bai_api::ApiContext,
+    pub router: Router,
+}
+
+impl Api {
+    pub async fn start(label: &str) -> Api {
+        let cluster = TestCluster::start(label).await;
+        let ctx = cluster.context().await;
+        bai_stores::register_node(ctx.etcd(), "i-test")
+            .await
+            .expect("registering the test node");
+        let router = bai_api::router(ctx.clone());
+        Api {
+            cluster,
+            ctx,
+            router,
+        }
+    }
+
+    /// Sends a request; a 500 fails the test (no request may make the server fail).
+    pub async fn send(&self, request: Request<Body>) -> Answer {
+        let what = format!("{} {}", request.method(), request.uri());
+        let response = self
+            .router
+            .clone()
+            .oneshot(request)
+            .await
+            .expect("the router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+            .await
+            .expect("reading the body");
+        let text = String::from_utf8(bytes.to_vec()).expect("UTF-8 body");
+        assert_ne!(status, StatusCode::INTERNAL_SERVER_ERROR, "{what}: {text}");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Answer {
+            status,
+            headers,
+            text,
+            json,
+        }
+    }
+}
+
+/// A response, read whole.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Answer {
+    /// Asserts a problem document of the given status and type slug (and `msg`, if given).
+    #[track_caller]
+    pub fn assert_problem(&self, status: u16, slug: &str, msg: Option<&str>) {
+        assert_eq!(self.status.as_u16(), status, "{}", self.text);
+        assert_eq!(
+            self.headers[http::header::CONTENT_TYPE],
+            "application/problem+json; charset=utf-8"
+        );
+        assert_eq!(
+            self.json["type"],
+            format!("https://api.backend.ai/probs/{slug}"),
+            "{}",
+            self.text
+        );
+        if let Some(msg) = msg {
+            assert_eq!(self.json["msg"], msg, "{}", self.text);
+        }
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|value| value.to_str().ok())
+    }
+}
