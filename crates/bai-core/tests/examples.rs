@@ -99,15 +99,20 @@ async fn embed_api_serves_the_manager_api_next_to_its_own_route() {
     );
 
     // Signed as the official client signs it; the Host it was signed for goes along.
-    let signed = signed_request(Method::GET, "/auth/test", None, &SUPERADMIN);
-    let mut request = client.get(format!("{base}/auth/test"));
+    let path = "/auth/test?echo=embedded";
+    let signed = signed_request(Method::GET, path, None, &SUPERADMIN);
+    let mut request = client.get(format!("{base}{path}"));
     for (name, value) in signed.headers() {
         request = request.header(name, value);
     }
     let answer = request.send().await.expect("GET /auth/test");
-    assert_eq!(answer.status(), 200);
+    let status = answer.status();
     let answer: serde_json::Value = answer.json().await.expect("JSON");
-    assert_eq!(answer["authorized"], "yes", "{answer}");
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(
+        answer,
+        serde_json::json!({"authorized": "yes", "echo": "embedded"})
+    );
 
     kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).expect("SIGTERM");
     let status = child.wait().expect("waiting for embed_api");
