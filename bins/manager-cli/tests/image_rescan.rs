@@ -130,10 +130,21 @@ async fn rescan_prints_what_changed_and_exits_1_when_an_image_failed() {
             broken_config(0)
         )
     );
+    // Without a terminal no progress bar, only the scanner's log lines.
+    let stderr = text(&first.stderr);
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "{stderr:?}"
+    );
     assert_eq!(
-        text(&first.stderr),
-        "",
-        "no progress bar without a terminal"
+        stderr
+            .lines()
+            .map(|line| line.split_once(" INFO ").map_or(line, |(_, event)| event))
+            .collect::<Vec<_>>(),
+        [format!(
+            "Scanning kernel images from the registry registry=\"{REGISTRY}\""
+        )],
+        "{stderr}"
     );
 
     // One image by reference: nothing failed, exit 0.
