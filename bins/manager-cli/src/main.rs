@@ -6,6 +6,7 @@ mod db;
 mod etcd;
 mod image;
 mod image_rescan;
+mod progress;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -235,7 +236,7 @@ fn init_logging(level: LogLevel) {
     tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
-                .with_writer(std::io::stderr)
+                .with_writer(progress::LogWriter)
                 .with_ansi(std::io::stderr().is_terminal())
                 .with_target(false),
         )
