@@ -47,8 +47,14 @@ pub const HALFSTACK_PACKAGES: &[&str] = &[
 ];
 /// Debian packages needed to build and test the workspace, besides the halfstack ones.
 /// `libprotobuf-dev` holds the well-known `.proto` files (`google/protobuf/descriptor.proto`) that
-/// etcd-client's protos import; `protobuf-compiler` alone does not bring them.
-pub const BUILD_PACKAGES: &[&str] = &["protobuf-compiler", "libprotobuf-dev", "pkg-config"];
+/// etcd-client's protos import; `protobuf-compiler` alone does not bring them. `libsodium-dev` is
+/// what libsodium-sys-stable links through pkg-config (`.cargo/config.toml` `[env]`).
+pub const BUILD_PACKAGES: &[&str] = &[
+    "protobuf-compiler",
+    "libprotobuf-dev",
+    "pkg-config",
+    "libsodium-dev",
+];
 
 /// Folder of `cargo xtask halfstack` data, relative to the workspace root.
 pub const HALFSTACK_DIR: &str = ".halfstack";

@@ -5,16 +5,17 @@
 //! read is listed with its reason and the exit code is 1; the images that were read are saved
 //! all the same. Without an argument every configured registry is scanned.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::process::ExitCode;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bai_config::EtcdConfig;
 use bai_etcd_store::{EtcdStore, EtcdTarget, ScopePrefixes, SharedConfig, SharedConfigError};
 use bai_registry_scanner::{Outcome, Reporter, ScanOptions, ScanSummary, ScanTarget};
 use clap::Args;
 use sea_orm::DatabaseConnection;
+
+use crate::progress::Progress;
 
 /// The arguments of `image rescan`.
 #[derive(Debug, Args)]
@@ -56,9 +57,10 @@ pub async fn rescan(
         request_timeout: Duration::from_secs(args.timeout),
         ..ScanOptions::default()
     };
-    let progress = ProgressBar::on_terminal();
+    let progress = Progress::on_terminal();
     let summary = bai_registry_scanner::scan(db, registries, &target, &options, &progress).await;
-    progress.clear();
+    // The bar leaves the screen before anything else is printed.
+    drop(progress);
     let summary = summary?;
     print_summary(&summary)?;
     Ok(if summary.failed() > 0 {
@@ -92,82 +94,12 @@ fn print_summary(summary: &ScanSummary) -> std::io::Result<()> {
     )
 }
 
-/// A one-line progress bar on stderr, drawn only when stderr is a terminal.
-#[derive(Debug)]
-struct ProgressBar {
-    state: Option<Mutex<Progress>>,
-}
-
-#[derive(Debug)]
-struct Progress {
-    total: usize,
-    done: usize,
-    drawn_at: Option<Instant>,
-}
-
-/// The bar is redrawn at most this often.
-const REDRAW_EVERY: Duration = Duration::from_millis(100);
-const BAR_WIDTH: usize = 30;
-
-impl ProgressBar {
-    fn on_terminal() -> ProgressBar {
-        let state = std::io::stderr().is_terminal().then(|| {
-            Mutex::new(Progress {
-                total: 0,
-                done: 0,
-                drawn_at: None,
-            })
-        });
-        ProgressBar { state }
-    }
-
-    fn update(&self, change: impl FnOnce(&mut Progress), label: &str) {
-        let Some(state) = &self.state else {
-            return;
-        };
-        let mut progress = state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        change(&mut progress);
-        let now = Instant::now();
-        if progress
-            .drawn_at
-            .is_some_and(|drawn| now.duration_since(drawn) < REDRAW_EVERY)
-        {
-            return;
-        }
-        progress.drawn_at = Some(now);
-        let filled = (progress.done * BAR_WIDTH)
-            .checked_div(progress.total)
-            .unwrap_or(0)
-            .min(BAR_WIDTH);
-        let label: String = label.chars().take(60).collect();
-        eprint!(
-            "\r\x1b[2K[{}{}] {}/{} {label}",
-            "#".repeat(filled),
-            "-".repeat(BAR_WIDTH - filled),
-            progress.done,
-            progress.total
-        );
-    }
-
-    /// Removes the bar before the summary is printed.
-    fn clear(&self) {
-        if self.state.is_some() {
-            eprint!("\r\x1b[2K");
-        }
-    }
-}
-
-impl Reporter for ProgressBar {
+impl Reporter for Progress {
     fn found(&self, count: usize) {
-        self.update(|progress| progress.total += count, "");
+        self.add(count);
     }
 
     fn scanned(&self, registry: &str, image: &str, tag: &str) {
-        self.update(
-            |progress| progress.done += 1,
-            &format!("{registry}/{image}:{tag}"),
-        );
+        self.done(format!("{registry}/{image}:{tag}"));
     }
 }

@@ -6,6 +6,7 @@ mod db;
 mod etcd;
 mod image;
 mod image_rescan;
+mod progress;
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -15,6 +16,9 @@ use anyhow::Context;
 use bai_config::{ConfigError, Environment, LoadOptions, LoadedConfig, LogLevel};
 use bai_rpc_keys::{CertificatePaths, CurveKeypair, Overwrite};
 use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::{LevelFilter, Targets};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -217,29 +221,25 @@ fn generate_rpc_keypair(dir: &Path, name: &str, force: bool) -> anyhow::Result<E
 /// Logs go to stderr so that stdout carries only a command's output.
 fn init_logging(level: LogLevel) {
     let level = match level {
-        LogLevel::Notset | LogLevel::Debug => "debug",
-        LogLevel::Info => "info",
-        LogLevel::Warning => "warn",
-        LogLevel::Error | LogLevel::Critical => "error",
+        LogLevel::Notset | LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Warning => LevelFilter::WARN,
+        LogLevel::Error | LogLevel::Critical => LevelFilter::ERROR,
     };
     // Our crates log at the chosen level; libraries (sqlx, sea-orm-migration, tonic) only say
     // something when it is a warning, so that a command's output is not buried in their chatter.
-    let ours = [
-        "manager_cli",
-        "bai_config",
-        "bai_rpc_keys",
-        "bai_etcd_store",
-        "bai_db_models",
-    ];
-    let directives: Vec<String> = ours
-        .iter()
-        .map(|target| format!("{target}={level}"))
-        .collect();
-    let filter = tracing_subscriber::EnvFilter::new(format!("warn,{}", directives.join(",")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
+    // Targets match by prefix: `bai_` is every library crate of ours, present and future.
+    let filter = Targets::new()
+        .with_default(LevelFilter::WARN)
+        .with_target("manager_cli", level)
+        .with_target("bai_", level);
+    tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(progress::LogWriter)
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_target(false),
+        )
+        .with(filter)
         .init();
 }

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use bai_config::DbConfig;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sea_orm::{ConnectOptions, Database, DatabaseConnection};
 
 use crate::error::DbError;
@@ -48,16 +49,15 @@ pub async fn connect(db: &DbConfig) -> Result<DatabaseConnection, DbError> {
         })
 }
 
-/// Percent-encodes everything but unreserved URL characters, so any password works in the URL.
+/// Everything but unreserved URL characters is encoded, so any password works in the URL.
+const USERINFO_SAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|byte| match byte {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                char::from(byte).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
+    utf8_percent_encode(text, USERINFO_SAFE).to_string()
 }
 
 #[cfg(test)]
@@ -68,5 +68,6 @@ mod tests {
     fn user_and_password_are_percent_encoded() {
         assert_eq!(encode("p@ss:w/rd"), "p%40ss%3Aw%2Frd");
         assert_eq!(encode("develove"), "develove");
+        assert_eq!(encode("a-b.c_d~e f%é"), "a-b.c_d~e%20f%25%C3%A9");
     }
 }

@@ -3,7 +3,9 @@
 //! the empty key `""`; `put_prefix` turns a JSON object back into keys, quoting each piece and
 //! spelling each leaf as Python's `str()` would (`True`, `None`, `['a', 'b']`, `5.0`).
 
+use bai_pyjson::Layout;
 use indexmap::IndexMap;
+use serde::{Serialize, Serializer};
 use serde_json::Value;
 
 use crate::quote::{quote, unquote};
@@ -128,57 +130,27 @@ pub fn tree_to_json(tree: &ConfigTree) -> serde_json::Map<String, Value> {
 
 /// The text `json.dumps(tree, indent=4)` prints: four-space indent, ASCII only.
 pub fn tree_to_python_json(tree: &ConfigTree) -> String {
-    let mut out = String::new();
-    write_tree(tree, 0, &mut out);
-    out
+    bai_pyjson::to_string(&TreeJson(tree), Layout::Indented(4))
+        .expect("a tree of string keys and values always serializes")
 }
 
-fn write_tree(tree: &ConfigTree, depth: usize, out: &mut String) {
-    if tree.is_empty() {
-        out.push_str("{}");
-        return;
+/// A tree as a JSON object in its own order.
+struct TreeJson<'a>(&'a ConfigTree);
+
+impl Serialize for TreeJson<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.0)
     }
-    out.push('{');
-    for (index, (key, node)) in tree.iter().enumerate() {
-        if index > 0 {
-            out.push(',');
-        }
-        out.push('\n');
-        out.push_str(&"    ".repeat(depth + 1));
-        write_json_string(key, out);
-        out.push_str(": ");
-        match node {
-            ConfigNode::Value(value) => write_json_string(value, out),
-            ConfigNode::Tree(child) => write_tree(child, depth + 1, out),
-        }
-    }
-    out.push('\n');
-    out.push_str(&"    ".repeat(depth));
-    out.push('}');
 }
 
-/// A JSON string as Python's `json.dumps` writes it with `ensure_ascii=True`.
-fn write_json_string(text: &str, out: &mut String) {
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            ' '..='~' => out.push(c),
-            other => {
-                let mut units = [0u16; 2];
-                for unit in other.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
+/// A value as a JSON string, a tree as a JSON object in its own order.
+impl Serialize for ConfigNode {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            ConfigNode::Value(value) => serializer.serialize_str(value),
+            ConfigNode::Tree(tree) => TreeJson(tree).serialize(serializer),
         }
     }
-    out.push('"');
 }
 
 /// Python's `str(value)` of what `json.load` returns for `value`.
@@ -195,7 +167,7 @@ fn python_repr(value: &Value) -> String {
         Value::Bool(true) => "True".to_owned(),
         Value::Bool(false) => "False".to_owned(),
         Value::Number(number) => match number.as_f64().filter(|_| number.is_f64()) {
-            Some(float) => python_float_repr(float),
+            Some(float) => bai_pyjson::float_repr(float),
             None => number.to_string(),
         },
         Value::String(text) => python_string_repr(text),
@@ -210,29 +182,6 @@ fn python_repr(value: &Value) -> String {
                 .collect();
             format!("{{{}}}", entries.join(", "))
         }
-    }
-}
-
-/// Python's `repr(float)`: the shortest round-tripping digits, positional for exponents from -4 to 15
-/// (with `.0` when whole), scientific (`1e+16`, `1.5e-05`) otherwise.
-fn python_float_repr(value: f64) -> String {
-    let scientific = format!("{value:e}");
-    let Some((mantissa, exponent)) = scientific.split_once('e') else {
-        return scientific;
-    };
-    let Ok(exponent) = exponent.parse::<i32>() else {
-        return scientific;
-    };
-    if (-4..16).contains(&exponent) {
-        let positional = format!("{value}");
-        if positional.contains('.') {
-            positional
-        } else {
-            format!("{positional}.0")
-        }
-    } else {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        format!("{mantissa}e{sign}{:02}", exponent.abs())
     }
 }
 
@@ -332,7 +281,7 @@ mod tests {
             (0.00001, "1e-05"),
             (-2.5e-7, "-2.5e-07"),
         ] {
-            assert_eq!(python_float_repr(value), expected, "{value}");
+            assert_eq!(python_str(&json!(value)), expected, "{value}");
         }
     }
 

@@ -13,6 +13,7 @@ use std::fmt;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use data_encoding::BASE64;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, LINK, WWW_AUTHENTICATE};
 use reqwest::{StatusCode, Url};
 use serde::Deserialize;
@@ -284,7 +285,7 @@ impl RegistryClient {
         self.credentials.as_ref().map(|credentials| {
             format!(
                 "Basic {}",
-                base64_encode(
+                BASE64.encode(
                     format!("{}:{}", credentials.username, credentials.password).as_bytes()
                 )
             )
@@ -478,27 +479,6 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-fn base64_encode(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for (index, shift) in [18, 12, 6, 0].into_iter().enumerate() {
-            if index <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -521,9 +501,25 @@ mod tests {
 
     #[test]
     fn basic_credentials_are_base64() {
-        assert_eq!(base64_encode(b"user:pass"), "dXNlcjpwYXNz");
-        assert_eq!(base64_encode(b"a"), "YQ==");
-        assert_eq!(base64_encode(b"ab"), "YWI=");
+        let client = |username: &str, password: &str| {
+            let credentials = Credentials {
+                username: username.to_owned(),
+                password: password.to_owned(),
+            };
+            RegistryClient::new(
+                "https://registry.example.org",
+                Some(credentials),
+                true,
+                Duration::from_secs(1),
+                Arc::new(Semaphore::new(1)),
+            )
+            .unwrap()
+        };
+        assert_eq!(
+            client("user", "pass").basic().as_deref(),
+            Some("Basic dXNlcjpwYXNz")
+        );
+        assert_eq!(client("", "ab").basic().as_deref(), Some("Basic OmFi"));
     }
 
     #[test]

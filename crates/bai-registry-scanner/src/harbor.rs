@@ -7,6 +7,7 @@
 //! artifact's own manifest decides single- or multi-platform (no guessing the architecture from the
 //! tag), and a repository name with slashes is encoded twice in the path, as Harbor documents.
 
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 
 use crate::client::{FetchError, RegistryClient};
@@ -123,17 +124,15 @@ async fn paged<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Percent-encodes everything but unreserved characters (so `/` becomes `%2F`).
+/// Everything but unreserved characters is encoded (so `/` becomes `%2F`).
+const PATH_PIECE_SAFE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
 fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            out.push(char::from(byte));
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
+    utf8_percent_encode(text, PATH_PIECE_SAFE).to_string()
 }
 
 #[cfg(test)]

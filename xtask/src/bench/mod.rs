@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use crate::cmd::{self, shell_quote};
+use crate::halfstack::etcd;
 use crate::{apt, consts, venv};
 
 mod rescan;
@@ -521,24 +522,17 @@ impl EtcdNamespace {
                 &format!("namespace = \"{name}\""),
             )],
         )?;
-        cmd::run(
-            Command::new("etcdctl")
-                .arg(format!("--endpoints={}", consts::etcd_client_url()))
-                .arg("endpoint")
-                .arg("health"),
-        )
-        .context("the halfstack's etcd does not answer; start it with: cargo xtask halfstack up")?;
+        cmd::run(etcd::etcdctl().arg("endpoint").arg("health")).context(
+            "the halfstack's etcd does not answer; start it with: cargo xtask halfstack up",
+        )?;
         Ok(EtcdNamespace { name, config })
     }
 }
 
 impl Drop for EtcdNamespace {
     fn drop(&mut self) {
-        let _ = cmd::run(
-            Command::new("etcdctl")
-                .arg(format!("--endpoints={}", consts::etcd_client_url()))
-                .args(["del", "--prefix", &format!("/sorna/{}/", self.name)]),
-        );
+        let _ =
+            cmd::run(etcd::etcdctl().args(["del", "--prefix", &format!("/sorna/{}/", self.name)]));
     }
 }
 
@@ -652,6 +646,8 @@ datefmt = %H:%M:%S
 fn measure(benchmark: &Benchmark, options: &Options, scratch: &Scratch) -> Result<()> {
     let export = scratch.0.join("hyperfine.json");
     let mut hyperfine = Command::new("hyperfine");
+    // The etcdctl contender runs with --endpoints.
+    etcd::clear_etcdctl_env(&mut hyperfine);
     hyperfine
         .arg("--shell=none")
         .args(["--runs", &options.runs.to_string()])

@@ -26,6 +26,7 @@ use anyhow::{Context, Result, bail};
 
 use super::sign::{self, EXAMPLE_SUPERADMIN};
 use super::{Scratch, bench_config, build_release};
+use crate::halfstack::etcd;
 use crate::{apt, cmd, consts, sys};
 
 #[derive(Debug, clap::Args)]
@@ -428,11 +429,11 @@ impl Drop for Deployment {
                     self.database
                 )),
         );
-        let _ = cmd::run(
-            Command::new("etcdctl")
-                .arg(format!("--endpoints={}", consts::etcd_client_url()))
-                .args(["del", "--prefix", &format!("/sorna/{}/", self.namespace)]),
-        );
+        let _ = cmd::run(etcd::etcdctl().args([
+            "del",
+            "--prefix",
+            &format!("/sorna/{}/", self.namespace),
+        ]));
     }
 }
 

@@ -11,12 +11,36 @@ use super::{Layout, Service};
 use crate::cmd;
 use crate::consts::{self, ETCD_NAME};
 
-/// `etcdctl endpoint health` (v3 API) reports the member healthy.
+/// `etcdctl` (v3 API) with `--endpoints` of the halfstack's member and none of the user's
+/// `ETCDCTL_*` variables.
+pub fn etcdctl() -> Command {
+    let mut command = Command::new("etcdctl");
+    clear_etcdctl_env(&mut command);
+    command
+        .env("ETCDCTL_API", "3")
+        .arg(format!("--endpoints={}", consts::etcd_client_url()));
+    command
+}
+
+/// Removes every `ETCDCTL_*` variable from what `command` (and any etcdctl it runs) inherits:
+/// etcdctl refuses a flag whose variable is set too (`ETCDCTL_ENDPOINTS` with `--endpoints` is
+/// "conflicting environment variable ... is shadowed"), and the others (user, certificates) are
+/// meant for the user's own cluster, not the halfstack's.
+pub fn clear_etcdctl_env(command: &mut Command) {
+    for (name, _) in std::env::vars_os() {
+        if name
+            .to_str()
+            .is_some_and(|name| name.starts_with("ETCDCTL_"))
+        {
+            command.env_remove(name);
+        }
+    }
+}
+
+/// `etcdctl endpoint health` reports the member healthy.
 pub fn answers() -> bool {
     cmd::probe(
-        Command::new("etcdctl")
-            .env("ETCDCTL_API", "3")
-            .arg(format!("--endpoints={}", consts::etcd_client_url()))
+        etcdctl()
             .args(["--dial-timeout=2s", "--command-timeout=3s"])
             .args(["endpoint", "health"]),
         Duration::from_secs(10),

@@ -10,7 +10,7 @@
 //! ours, e.g. the halfstack of another checkout, is used as it is and never stopped. `up` and
 //! `down` are idempotent.
 
-mod etcd;
+pub mod etcd;
 mod postgres;
 mod redis;
 mod registry;

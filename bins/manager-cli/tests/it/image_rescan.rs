@@ -61,12 +61,18 @@ impl Setup {
 }
 
 fn manager_cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_manager-cli"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("BACKEND_CONFIG_FILE")
+    manager_cli_command(dir, args)
         .output()
         .expect("manager-cli runs")
+}
+
+fn manager_cli_command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_manager-cli"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BACKEND_CONFIG_FILE");
+    command
 }
 
 fn text(bytes: &[u8]) -> String {
@@ -121,10 +127,21 @@ async fn rescan_prints_what_changed_and_exits_1_when_an_image_failed() {
             broken_config(0)
         )
     );
+    // Without a terminal no progress bar, only the scanner's log lines.
+    let stderr = text(&first.stderr);
+    assert!(
+        !stderr.contains('\r') && !stderr.contains('\x1b'),
+        "{stderr:?}"
+    );
     assert_eq!(
-        text(&first.stderr),
-        "",
-        "no progress bar without a terminal"
+        stderr
+            .lines()
+            .map(|line| line.split_once(" INFO ").map_or(line, |(_, event)| event))
+            .collect::<Vec<_>>(),
+        [format!(
+            "Scanning kernel images from the registry registry=\"{REGISTRY}\""
+        )],
+        "{stderr}"
     );
 
     // One image by reference: nothing failed, exit 0.
@@ -183,6 +200,59 @@ async fn unknown_registries_and_unreachable_ones_exit_1() {
     );
     assert!(
         stdout.ends_with("0 added, 0 updated, 0 unchanged, 0 skipped, 1 failed\n"),
+        "{stdout}"
+    );
+}
+
+/// A registry whose certificate a private CA signed, as behind a company CA: with `ssl_verify` on,
+/// trusted once the CA is in the system store (`SSL_CERT_FILE` stands in for it, as for OpenSSL),
+/// refused while it is not.
+#[tokio::test]
+async fn a_registry_signed_by_a_ca_of_the_system_store_is_trusted() {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).expect("CA certificate");
+    let key = rcgen::KeyPair::generate().expect("registry key");
+    let certificate = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("registry params")
+        .signed_by(&key, &ca)
+        .expect("registry certificate");
+    // The registry's configuration puts this right after `http: addr:`, so it is `http: tls:`.
+    let tls = "  tls:\n    certificate: tls.crt\n    key: tls.key";
+    let registry = RegistryProcess::spawn_prepared(tls, |dir| {
+        std::fs::write(dir.join("tls.crt"), certificate.pem()).expect("tls.crt");
+        std::fs::write(dir.join("tls.key"), key.serialize_pem()).expect("tls.key");
+    });
+    let url = format!("https://127.0.0.1:{}", registry.port());
+    let setup = Setup::new("cli_rescan_private_ca", &url).await;
+    let ca_file = setup.dir.path().join("company-ca.pem");
+    std::fs::write(&ca_file, ca.pem()).expect("CA file");
+    let rescan = |ca_file: Option<&Path>| {
+        let mut command = manager_cli_command(setup.dir.path(), &["image", "rescan", REGISTRY]);
+        command
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("SSL_CERT_DIR");
+        if let Some(ca_file) = ca_file {
+            command.env("SSL_CERT_FILE", ca_file);
+        }
+        command.output().expect("manager-cli runs")
+    };
+
+    let trusted = rescan(Some(&ca_file));
+    assert_eq!(trusted.status.code(), Some(0), "{}", text(&trusted.stdout));
+    assert_eq!(
+        text(&trusted.stdout),
+        "0 added, 0 updated, 0 unchanged, 0 skipped, 0 failed\n"
+    );
+
+    let refused = rescan(None);
+    assert_eq!(refused.status.code(), Some(1));
+    let stdout = text(&refused.stdout);
+    assert!(
+        stdout.starts_with(&format!(
+            "failed    {REGISTRY}: cannot list the repositories: GET {url}/v2/_catalog?n=100: "
+        )) && stdout.contains("invalid peer certificate: UnknownIssuer"),
         "{stdout}"
     );
 }

@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod config;
+mod cors;
 mod manager;
 mod resource;
 mod root;
@@ -22,7 +23,6 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use http::request::Parts;
 use http::{HeaderValue, Method, StatusCode};
 use indexmap::IndexMap;
-use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use crate::auth::{Caller, authenticate};
@@ -170,26 +170,29 @@ pub fn router(ctx: ApiContext) -> Router {
         };
         by_path.insert(route.path, merged);
     }
+    // The CORS preflight of every path, anonymous like the reference's, with the version check and
+    // the anonymous rate-limit headers of the middleware chain.
+    let preflight_policy = RoutePolicy {
+        access: Access::Anonymous,
+        gate: StatusGate::Ungated,
+    };
     let mut router = Router::new();
     for (path, methods) in by_path {
-        router = router.route(path, methods);
+        let preflight = on(MethodFilter::OPTIONS, cors::preflight).route_layer(
+            middleware::from_fn_with_state((ctx.clone(), preflight_policy), guard),
+        );
+        router = router.route(path, methods.merge(preflight));
     }
     // One schema per router: the admin routes execute their requests on it.
     let schema = crate::gql::schema(ctx.shared_config().api.allow_graphql_schema_introspection);
     router
         .layer(axum::Extension(schema))
+        .route_layer(middleware::from_fn(cors::actual_request))
         .fallback(url_not_found)
         .layer(middleware::map_response(router_errors_as_problems))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_as_problem,
         ))
-        .layer(
-            CorsLayer::new()
-                .allow_origin(AllowOrigin::mirror_request())
-                .allow_methods(AllowMethods::mirror_request())
-                .allow_headers(AllowHeaders::mirror_request())
-                .expose_headers(ExposeHeaders::any()),
-        )
         .layer(SetResponseHeaderLayer::overriding(
             http::header::SERVER,
             HeaderValue::from_static(SERVER_HEADER),

@@ -4,9 +4,7 @@
 
 use crate::common::Api;
 use axum::body::Body;
-use bai_api::testing::{
-    SUPERADMIN, TEST_HOST, USER, anonymous_request, signed_request, signed_request_at,
-};
+use bai_api::testing::{SUPERADMIN, USER, anonymous_request, signed_request, signed_request_at};
 use bai_db_models::fixtures::{self, FixtureFile};
 use chrono::{TimeDelta, Utc};
 use http::{Method, Request};
@@ -269,43 +267,151 @@ async fn unknown_paths_are_404_and_other_methods_405() {
     );
 }
 
-#[tokio::test]
-async fn cors_echoes_the_origin() {
-    let api = Api::start("api_cors").await;
-    let preflight = Request::builder()
-        .method(Method::OPTIONS)
-        .uri("/auth/test")
-        .header("host", TEST_HOST)
-        .header("origin", "https://webui.example.org")
-        .header("access-control-request-method", "POST")
-        .header(
-            "access-control-request-headers",
-            "authorization, x-backendai-version",
-        )
-        .body(Body::empty())
-        .unwrap();
-    let answer = api.send(preflight).await;
-    assert_eq!(answer.status, 200);
-    assert_eq!(
-        answer.header("access-control-allow-origin"),
-        Some("https://webui.example.org")
-    );
-    assert!(
-        answer
-            .header("access-control-allow-methods")
-            .unwrap()
-            .contains("POST")
-    );
+/// The names in a comma-separated header value, lower-cased.
+fn header_names(value: Option<&str>) -> Vec<String> {
+    let mut names: Vec<String> = value
+        .unwrap_or_default()
+        .split(',')
+        .map(str::to_ascii_lowercase)
+        .collect();
+    names.sort();
+    names
+}
 
-    let mut request = anonymous_request(Method::GET, "/");
+fn with_origin(mut request: Request<Body>) -> Request<Body> {
     request
         .headers_mut()
         .insert("origin", "https://webui.example.org".parse().unwrap());
-    let answer = api.send(request).await;
+    request
+}
+
+fn has_cors_headers(answer: &crate::common::Answer) -> bool {
+    answer
+        .headers
+        .keys()
+        .any(|name| name.as_str().starts_with("access-control-"))
+}
+
+#[tokio::test]
+async fn cors_headers_only_when_the_request_carries_an_origin() {
+    let api = Api::start("api_cors").await;
+
+    // What backend.ai-webserver sends on behalf of a browser: no Origin, so no CORS headers (the
+    // webserver adds its own, and fails when it finds ours already there).
+    let body = serde_json::json!({"echo": "posted"});
+    let answer = api
+        .send(signed_request(Method::POST, "/auth", Some(&body), &USER))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert!(!has_cors_headers(&answer), "{:?}", answer.headers);
+    let answer = api.send(anonymous_request(Method::GET, "/")).await;
+    assert!(!has_cors_headers(&answer), "{:?}", answer.headers);
+
+    // With Origin: the origin echoed, every non-simple response header exposed, no credentials.
+    let answer = api
+        .send(with_origin(signed_request(
+            Method::POST,
+            "/auth",
+            Some(&body),
+            &USER,
+        )))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
     assert_eq!(
         answer.header("access-control-allow-origin"),
         Some("https://webui.example.org")
     );
+    assert_eq!(
+        header_names(answer.header("access-control-expose-headers")),
+        [
+            "content-length",
+            "date",
+            "server",
+            "x-ratelimit-limit",
+            "x-ratelimit-remaining",
+            "x-ratelimit-window"
+        ]
+    );
+    assert_eq!(answer.header("access-control-allow-credentials"), None);
+    assert_eq!(answer.header("vary"), None);
+
+    // Errors of a routed path carry them too; unknown paths and other methods have no CORS
+    // resource in aiohttp, so none.
+    let answer = api
+        .send(with_origin(anonymous_request(Method::GET, "/auth/test")))
+        .await;
+    answer.assert_problem(400, "invalid-auth-params", Some("Date/time sync error"));
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://webui.example.org")
+    );
+    let answer = api
+        .send(with_origin(anonymous_request(Method::GET, "/no-such-path")))
+        .await;
+    answer.assert_problem(404, "url-not-found", None);
+    assert!(!has_cors_headers(&answer), "{:?}", answer.headers);
+    let answer = api
+        .send(with_origin(anonymous_request(Method::DELETE, "/auth/test")))
+        .await;
+    answer.assert_problem(405, "method-not-allowed", None);
+    assert!(!has_cors_headers(&answer), "{:?}", answer.headers);
+}
+
+#[tokio::test]
+async fn cors_preflight_answers_as_aiohttp_cors() {
+    let api = Api::start("api_cors_preflight").await;
+    let preflight = |origin: bool, method: bool, path: &str| {
+        let mut request = anonymous_request(Method::OPTIONS, path);
+        let headers = request.headers_mut();
+        if origin {
+            headers.insert("origin", "https://webui.example.org".parse().unwrap());
+        }
+        if method {
+            headers.insert("access-control-request-method", "POST".parse().unwrap());
+        }
+        headers.insert(
+            "access-control-request-headers",
+            "authorization, x-backendai-version,,\tContent-Type ,authorization"
+                .parse()
+                .unwrap(),
+        );
+        request
+    };
+
+    let answer = api.send(preflight(true, true, "/auth/test")).await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    assert_eq!(answer.text, "");
+    assert_eq!(
+        answer.header("access-control-allow-origin"),
+        Some("https://webui.example.org")
+    );
+    assert_eq!(answer.header("access-control-allow-methods"), Some("POST"));
+    assert_eq!(
+        header_names(answer.header("access-control-allow-headers")),
+        ["authorization", "content-type", "x-backendai-version"]
+    );
+    assert!(
+        answer
+            .header("access-control-allow-headers")
+            .unwrap()
+            .contains("X-BACKENDAI-VERSION")
+    );
+    assert_eq!(answer.header("access-control-expose-headers"), None);
+    assert_eq!(answer.header("access-control-max-age"), None);
+    assert_eq!(answer.header("access-control-allow-credentials"), None);
+    assert_eq!(answer.header("x-ratelimit-limit"), Some("1000"));
+    assert_eq!(answer.header("server"), Some("BackendAI"));
+
+    // aiohttp-cors refuses with 403, which the reference's exception middleware answers as 400.
+    api.send(preflight(false, true, "/auth/test"))
+        .await
+        .assert_problem(400, "generic-bad-request", None);
+    api.send(preflight(true, false, "/auth/test"))
+        .await
+        .assert_problem(400, "generic-bad-request", None);
+    api.send(preflight(true, true, "/no-such-path"))
+        .await
+        .assert_problem(404, "url-not-found", None);
 }
 
 #[tokio::test]
