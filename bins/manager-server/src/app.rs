@@ -71,15 +71,14 @@ impl bai_server::App for Manager {
     }
 
     async fn stop(&self, worker: Worker) {
-        if worker.index == 0 {
-            if let Err(error) =
+        if worker.index == 0
+            && let Err(error) =
                 bai_stores::unregister_node(&worker.stores.etcd, &self.instance_id).await
-            {
-                tracing::warn!(
-                    "cannot remove nodes/manager/{} from etcd: {error}",
-                    self.instance_id
-                );
-            }
+        {
+            tracing::warn!(
+                "cannot remove nodes/manager/{} from etcd: {error}",
+                self.instance_id
+            );
         }
         worker.stores.close().await;
     }

@@ -64,10 +64,10 @@ impl ApiContext {
 
     /// The manager status, from a per-worker cache refreshed every 2 s.
     pub async fn manager_status(&self) -> Result<ManagerStatus, EtcdError> {
-        if let Some((read_at, status)) = *self.lock_status_cache() {
-            if read_at.elapsed() < STATUS_CACHE_TTL {
-                return Ok(status);
-            }
+        if let Some((read_at, status)) = *self.lock_status_cache()
+            && read_at.elapsed() < STATUS_CACHE_TTL
+        {
+            return Ok(status);
         }
         let status = bai_stores::read_manager_status(self.etcd()).await?;
         *self.lock_status_cache() = Some((Instant::now(), status));

@@ -161,7 +161,7 @@ impl fmt::Display for BinarySize {
         let mut value = self.0;
         let mut unit = None;
         for letter in BINARY_UNITS {
-            if value == 0 || value % 1024 != 0 {
+            if value == 0 || !value.is_multiple_of(1024) {
                 break;
             }
             value /= 1024;

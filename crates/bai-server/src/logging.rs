@@ -282,10 +282,10 @@ where
             for span in scope.from_root() {
                 writer.write_str(span.name())?;
                 let extensions = span.extensions();
-                if let Some(fields) = extensions.get::<FormattedFields<N>>() {
-                    if !fields.is_empty() {
-                        write!(writer, "{{{fields}}}")?;
-                    }
+                if let Some(fields) = extensions.get::<FormattedFields<N>>()
+                    && !fields.is_empty()
+                {
+                    write!(writer, "{{{fields}}}")?;
                 }
                 writer.write_str(": ")?;
             }
@@ -344,10 +344,10 @@ where
                 }
                 spans.push_str(span.name());
                 let extensions = span.extensions();
-                if let Some(formatted) = extensions.get::<FormattedFields<N>>() {
-                    if !formatted.is_empty() {
-                        let _ = write!(spans, "{{{formatted}}}");
-                    }
+                if let Some(formatted) = extensions.get::<FormattedFields<N>>()
+                    && !formatted.is_empty()
+                {
+                    let _ = write!(spans, "{{{formatted}}}");
                 }
             }
             line.string("spans", &spans);
