@@ -1,6 +1,6 @@
 //! `cargo xtask venv`: Python virtualenvs under `<workspace>/.venvs/`, made with pyenv's Python and
 //! holding pinned packages (pyzmq for the keypair baseline, the official Backend.AI clients for the
-//! compatibility tests).
+//! compatibility tests, the real 24.03 agent run in dummy mode as the manager's peer).
 //!
 //! [`VENVS`] is the one list of what exists; a new venv or package is a line there. Each venv keeps
 //! a marker file with what was installed, so a second run with an unchanged list skips pip.
@@ -33,6 +33,13 @@ pub const VENVS: &[Venv] = &[
         name: "py311",
         python: "3.11.7",
         packages: &["backend.ai-client==23.9.10", "yarl==1.9.4"],
+    },
+    // The real agent, run with the dummy backend (no Docker) against the halfstack
+    // (configs/agent/, scheduler-agent-rpc.md §5).
+    Venv {
+        name: "agent",
+        python: "3.12.1",
+        packages: &["backend.ai-agent==24.3.11"],
     },
 ];
 
