@@ -1,18 +1,30 @@
 //! What each worker of the server is: its own connected `bai_stores::Stores` (etcd, PostgreSQL,
-//! Redis, like one worker process of the reference) and the API router over them. Worker 0 also
-//! registers the node in etcd and removes the registration when it stops.
+//! Redis, like one worker process of the reference), the API router over them, and its consumer of
+//! the event stream (one of the `manager` group). Worker 0 also registers the node in etcd (and
+//! removes the registration when it stops), checks for lost agents and trims the stream.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::middleware::AddExtension;
+use bai_agents::AgentRegistry;
 use bai_api::ApiContext;
 use bai_config::ManagerConfig;
-use bai_server::Tasks;
+use bai_events::{ConsumerOptions, Handlers, MANAGER_GROUP};
+use bai_redis::StreamDb;
+use bai_server::{Criticality, Tasks};
 use bai_stores::{Stores, StoresError};
 use tower::Layer;
+
+/// The installation part of consumer names: it must not change across restarts, so that a
+/// restarted worker finds the entries it left pending under its name.
+const INSTALLATION: &str = "bai-manager";
+/// How often worker 0 trims the entries every consumer group is done with.
+const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// The manager as the runtime sees it.
 #[derive(Debug)]
@@ -45,16 +57,62 @@ impl bai_server::App for Manager {
     type Service = AddExtension<Router, ConnectInfo<SocketAddr>>;
     type Error = StoresError;
 
-    async fn start(&self, index: usize, _tasks: &Tasks) -> Result<Worker, StoresError> {
+    async fn start(&self, index: usize, tasks: &Tasks) -> Result<Worker, StoresError> {
         let stores = Stores::connect(&self.config).await?;
+        // The consumer's reads block: it gets a connection of its own.
+        let consumer_stream = match StreamDb::connect(&stores.shared_config.redis).await {
+            Ok(stream) => stream,
+            Err(error) => {
+                stores.close().await;
+                return Err(StoresError::Redis(error));
+            }
+        };
         if index == 0 {
             match bai_stores::register_node(&stores.etcd, &self.instance_id).await {
                 Ok(status) => tracing::info!("Manager status: {}", status.as_str()),
                 Err(error) => {
+                    consumer_stream.close().await;
                     stores.close().await;
                     return Err(StoresError::Etcd(error));
                 }
             }
+        }
+        let registry = Arc::new(AgentRegistry::new(&stores));
+        let mut handlers = Handlers::default();
+        bai_agents::handlers(&registry, &mut handlers);
+        let options = ConsumerOptions::new(
+            MANAGER_GROUP,
+            bai_events::consumer_name(&self.config.manager.id, INSTALLATION, index),
+        );
+        tasks.spawn(
+            "event-consumer",
+            Criticality::Essential,
+            |shutdown| async move {
+                bai_events::run_consumer(consumer_stream.clone(), handlers, options, shutdown)
+                    .await;
+                consumer_stream.close().await;
+                Ok::<(), Infallible>(())
+            },
+        );
+        if index == 0 {
+            let timeout = Duration::from_secs_f64(self.config.manager.heartbeat_timeout);
+            tasks.spawn(
+                "agent-lost-check",
+                Criticality::Essential,
+                |shutdown| async move {
+                    bai_agents::run_lost_check(registry, timeout, shutdown).await;
+                    Ok::<(), Infallible>(())
+                },
+            );
+            let stream = stores.redis.stream.clone();
+            tasks.spawn(
+                "event-stream-trim",
+                Criticality::BestEffort,
+                |shutdown| async move {
+                    bai_events::run_trimmer(stream, TRIM_EVERY, shutdown).await;
+                    Ok::<(), Infallible>(())
+                },
+            );
         }
         let router = bai_api::router(ApiContext::new(Arc::clone(&self.config), stores.clone()));
         Ok(Worker {

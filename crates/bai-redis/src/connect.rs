@@ -6,7 +6,7 @@ use std::time::Duration;
 use bai_etcd_store::shared_config::RedisConfig;
 use fred::prelude::{Builder, Client, ClientLike, Config, ReconnectPolicy, Server, ServerConfig};
 
-use crate::{ImageDb, LiveDb, RateLimitDb, RedisDb, StatDb};
+use crate::{ImageDb, LiveDb, RateLimitDb, RedisDb, StatDb, StreamDb};
 
 /// Why Redis could not be reached.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,8 @@ pub struct Redis {
     pub rate_limit: RateLimitDb,
     pub live: LiveDb,
     pub image: ImageDb,
+    /// For short stream commands (adding, acknowledging); blocking readers open their own.
+    pub stream: StreamDb,
 }
 
 impl Redis {
@@ -48,6 +50,7 @@ impl Redis {
             rate_limit: RateLimitDb::connect(config).await?,
             live: LiveDb::connect(config).await?,
             image: ImageDb::connect(config).await?,
+            stream: StreamDb::connect(config).await?,
         })
     }
 
@@ -58,6 +61,7 @@ impl Redis {
             self.rate_limit.client(),
             self.live.client(),
             self.image.client(),
+            self.stream.client(),
         ] {
             quit(client).await;
         }

@@ -2,7 +2,8 @@
 //! the image (the agents write it with their heartbeats).
 
 use bai_etcd_store::shared_config::RedisConfig;
-use fred::prelude::{Client, SetsInterface};
+use fred::prelude::{Client, ClientLike, SetsInterface};
+use fred::types::{ClusterHash, CustomCommand, Value};
 
 use crate::connect::connect_db;
 use crate::{RedisConnectError, RedisDb, RedisError};
@@ -53,5 +54,77 @@ impl ImageDb {
             found.push(agents);
         }
         Ok(found)
+    }
+
+    /// Records that `agent_id` holds each image of `canonical_names`, in one round trip.
+    pub async fn add_agent_images(
+        &self,
+        agent_id: &str,
+        canonical_names: &[String],
+    ) -> Result<(), RedisError> {
+        if canonical_names.is_empty() {
+            return Ok(());
+        }
+        let pipeline = self.client.pipeline();
+        for name in canonical_names {
+            let _: () = pipeline
+                .sadd(name.as_str(), agent_id)
+                .await
+                .map_err(RedisError::in_db(DB))?;
+        }
+        for added in pipeline.try_all::<i64>().await {
+            added.map_err(RedisError::in_db(DB))?;
+        }
+        Ok(())
+    }
+
+    /// Removes `agent_id` from the holders of every image (the agent is gone): every key of the
+    /// database is visited, as the reference does, in pages of `SCAN`.
+    pub async fn remove_agent_everywhere(&self, agent_id: &str) -> Result<(), RedisError> {
+        let mut cursor = "0".to_owned();
+        loop {
+            let answer: Value = self
+                .client
+                .custom(
+                    CustomCommand::new_static("SCAN", ClusterHash::Random, false),
+                    vec![cursor.clone(), "COUNT".to_owned(), "1000".to_owned()],
+                )
+                .await
+                .map_err(RedisError::in_db(DB))?;
+            let Value::Array(mut parts) = answer else {
+                return Err(scan_answer_error());
+            };
+            let (Some(keys), Some(next)) = (parts.pop(), parts.pop()) else {
+                return Err(scan_answer_error());
+            };
+            let keys: Vec<String> = keys
+                .into_array()
+                .into_iter()
+                .filter_map(|key| key.as_string())
+                .collect();
+            if !keys.is_empty() {
+                let pipeline = self.client.pipeline();
+                for key in &keys {
+                    let _: () = pipeline
+                        .srem(key.as_str(), agent_id)
+                        .await
+                        .map_err(RedisError::in_db(DB))?;
+                }
+                for removed in pipeline.try_all::<i64>().await {
+                    removed.map_err(RedisError::in_db(DB))?;
+                }
+            }
+            cursor = next.as_string().ok_or_else(scan_answer_error)?;
+            if cursor == "0" {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn scan_answer_error() -> RedisError {
+    RedisError {
+        db: DB,
+        source: fred::error::Error::new(fred::error::ErrorKind::Parse, "unexpected SCAN answer"),
     }
 }

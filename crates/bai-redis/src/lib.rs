@@ -3,7 +3,7 @@
 //! ([`RedisDb`]), and gives typed access to every key the manager reads or writes there, in the
 //! reference's layout, so that our nodes, the reference's nodes and the agents share one Redis:
 //! rate-limit windows and call statistics of keypairs, the statistics agents report, which agents
-//! hold which image.
+//! hold which image, when each agent was last heard from, and the event stream.
 //!
 //! It is the only crate that talks to Redis (a tidy test keeps `fred` out of every other crate):
 //! callers see typed methods per database, never key strings or Redis commands. It must not know
@@ -16,15 +16,17 @@ mod image;
 mod live;
 mod rate_limit;
 mod stat;
+mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use connect::{Redis, RedisConnectError};
 pub use db::RedisDb;
 pub use image::ImageDb;
-pub use live::{InferenceMetrics, LiveDb};
+pub use live::{AgentLastSeen, InferenceMetrics, LiveDb};
 pub use rate_limit::{ANONYMOUS_LIMIT, RateLimitDb, RateLimitVerdict, WINDOW_SECONDS};
 pub use stat::StatDb;
+pub use stream::{BadEntryId, ClaimedEntry, EntryId, StreamDb, StreamEntry};
 
 /// A Redis command that failed.
 #[derive(Debug, thiserror::Error)]

@@ -1,9 +1,88 @@
-//! Raw reads and writes of keys, for tests that play the part of agents and other writers. Product
-//! code never uses these: it goes through the typed methods.
+//! For tests: raw reads and writes of keys, to play the part of agents and other writers (product
+//! code never uses these: it goes through the typed methods), and a private Redis server per test
+//! ([`PrivateRedis`]) for tests of the event stream, whose key and database are fixed by the
+//! protocol and so would be shared by every test on one server.
 
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bai_config::HostPort;
+use bai_etcd_store::shared_config::{RedisConfig, RedisHelperConfig};
 use fred::prelude::{Client, HashesInterface, KeysInterface, SetsInterface};
 
-use crate::{ImageDb, LiveDb, RateLimitDb, RedisDb, RedisError, StatDb};
+use crate::{ImageDb, LiveDb, RateLimitDb, RedisDb, RedisError, StatDb, StreamDb};
+
+/// A `redis-server` of one test's own on a free port of 127.0.0.1, without persistence or
+/// password; stopped when dropped.
+#[derive(Debug)]
+pub struct PrivateRedis {
+    child: Child,
+    pub port: u16,
+}
+
+impl PrivateRedis {
+    /// Starts one and waits until it accepts connections; panics (naming the package to install)
+    /// when it cannot.
+    pub fn start() -> PrivateRedis {
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|listener| listener.local_addr())
+                .expect("a free port")
+                .port();
+            let mut child = Command::new("redis-server")
+                .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+                .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                .arg("--dir")
+                .arg(std::env::temp_dir())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server (Debian package redis-server) must be installed");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return PrivateRedis { child, port };
+                }
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    // Another process took the port meanwhile: try another.
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start");
+    }
+
+    /// What etcd `config/redis` would say about it.
+    pub fn config(&self) -> RedisConfig {
+        RedisConfig {
+            addr: Some(HostPort::new("127.0.0.1", self.port)),
+            sentinel: None,
+            service_name: None,
+            password: None,
+            helper: RedisHelperConfig {
+                socket_timeout: 5.0,
+                socket_connect_timeout: 2.0,
+                reconnect_poll_timeout: 0.3,
+            },
+        }
+    }
+
+    /// `host:port`, as etcd `config/redis/addr` holds it.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
 
 /// Raw access to one database.
 #[derive(Debug)]
@@ -42,6 +121,25 @@ impl RawDb<'_> {
             .await
             .map_err(RedisError::in_db(self.db))?;
         Ok(())
+    }
+
+    /// `HGET key field`.
+    pub async fn hget(&self, key: &str, field: &str) -> Result<Option<String>, RedisError> {
+        self.client
+            .hget(key, field)
+            .await
+            .map_err(RedisError::in_db(self.db))
+    }
+
+    /// `SMEMBERS key`, sorted.
+    pub async fn smembers(&self, key: &str) -> Result<Vec<String>, RedisError> {
+        let mut members: Vec<String> = self
+            .client
+            .smembers(key)
+            .await
+            .map_err(RedisError::in_db(self.db))?;
+        members.sort();
+        Ok(members)
     }
 
     /// `HDEL key field ...`.
@@ -94,4 +192,5 @@ raw_access! {
     RateLimitDb => RedisDb::RateLimit,
     LiveDb => RedisDb::Live,
     ImageDb => RedisDb::Image,
+    StreamDb => RedisDb::Stream,
 }

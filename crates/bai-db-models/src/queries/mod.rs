@@ -5,6 +5,7 @@
 //! transaction alike.
 
 pub mod agent_listing;
+pub mod agent_registry;
 pub mod agent_slots;
 pub mod auth;
 pub mod domains;

@@ -1,0 +1,87 @@
+//! One simulated agent: what the real agent does on the event bus and in etcd from start to stop.
+//! It registers under `nodes/agents/{id}`, announces itself with `agent_started`, sends
+//! `agent_heartbeat` every interval (the first at once) and `agent_terminated("shutdown")` when it
+//! stops.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bai_etcd_store::{EtcdStore, Scope};
+use bai_events::{AgentInfo, Event, EventProducer};
+use tokio_util::sync::CancellationToken;
+
+/// One agent's identity and what its heartbeats say.
+#[derive(Clone, Debug)]
+pub struct SimAgent {
+    pub info: AgentInfo,
+    pub id: String,
+    pub heartbeat_interval: Duration,
+    /// How long it waits before it starts (agents of one process start spread over an interval).
+    pub start_delay: Duration,
+}
+
+impl SimAgent {
+    /// Runs until `shutdown`, then says goodbye.
+    pub async fn run(
+        &self,
+        etcd: &EtcdStore,
+        producer: &EventProducer,
+        shutdown: &CancellationToken,
+    ) -> Result<()> {
+        tokio::select! {
+            () = shutdown.cancelled() => return Ok(()),
+            () = tokio::time::sleep(self.start_delay) => {}
+        }
+        // The real agent writes its status at `nodes/agents/{id}/` (with the slash), its address below.
+        let node_key = format!("nodes/agents/{}/", self.id);
+        etcd.put(&node_key, "starting", Scope::Global)
+            .await
+            .with_context(|| format!("agent {}: registering in etcd", self.id))?;
+        etcd.put(&format!("{node_key}ip"), &self.info.ip, Scope::Global)
+            .await
+            .with_context(|| format!("agent {}: registering in etcd", self.id))?;
+        self.produce(
+            producer,
+            &Event::AgentStarted {
+                reason: "self-started".to_owned(),
+            },
+        )
+        .await?;
+        etcd.put(&node_key, "running", Scope::Global)
+            .await
+            .with_context(|| format!("agent {}: registering in etcd", self.id))?;
+        tracing::info!("agent {} started ({})", self.id, self.info.addr);
+
+        let heartbeat = Event::AgentHeartbeat(Box::new(self.info.clone()));
+        // Like the reference's timer: every interval from the start, not after the previous beat.
+        let mut ticks = tokio::time::interval(self.heartbeat_interval);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            if let Err(error) = self.produce(producer, &heartbeat).await {
+                // The real agent logs a failed heartbeat and tries again at the next tick.
+                tracing::warn!("{error:#}");
+            }
+        }
+        self.produce(
+            producer,
+            &Event::AgentTerminated {
+                reason: "shutdown".to_owned(),
+            },
+        )
+        .await?;
+        tracing::info!("agent {} stopped", self.id);
+        Ok(())
+    }
+
+    async fn produce(&self, producer: &EventProducer, event: &Event) -> Result<()> {
+        producer
+            .produce(event, &self.id)
+            .await
+            .with_context(|| format!("agent {}: sending {}", self.id, event.name()))?;
+        Ok(())
+    }
+}

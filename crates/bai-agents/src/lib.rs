@@ -1,0 +1,13 @@
+//! The agent registry: what the manager knows about its agents and keeps true from the event bus.
+//! Heartbeats insert, update or revive an agent's row under a row lock and record when it was last
+//! seen (Redis `agent.last_seen`), the slot units it reports (etcd `config/resource_slots`) and the
+//! images it holds (Redis database 3); `agent_started` and `agent_terminated` change its status;
+//! the lost check reports agents whose heartbeats stopped, once per loss.
+//!
+//! It must not know HTTP or manager.toml (it is handed the heartbeat timeout), and it spawns no
+//! tasks: [`handlers`] go into a consumer of `bai-events`, [`run_lost_check`] is a future the
+//! server runs. SQL goes through `bai-db-models`, Redis through `bai-redis`.
+
+mod registry;
+
+pub use registry::{AgentRegistry, handlers, run_lost_check};

@@ -1,0 +1,367 @@
+//! Heartbeats, status transitions and the lost check (spec §2.2–§2.4).
+
+use std::collections::HashSet;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bai_db_models::entities::ResourceSlot;
+use bai_db_models::entities::enums::AgentStatus;
+use bai_db_models::image_ref::{ImageRef, KnownRegistries};
+use bai_db_models::queries::agent_registry::{self, HeartbeatOutcome, HeartbeatRow};
+use bai_etcd_store::{EtcdStore, Scope};
+use bai_events::{AgentInfo, Event, EventProducer, HandlerError, Handlers, Received};
+use bai_redis::Redis;
+use bai_stores::Stores;
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+
+/// Where the reference keeps the unit of every slot type agents report.
+const RESOURCE_SLOTS_PREFIX: &str = "config/resource_slots";
+
+/// The agent registry of one worker.
+#[derive(Debug)]
+pub struct AgentRegistry {
+    db: DatabaseConnection,
+    etcd: EtcdStore,
+    redis: Redis,
+    producer: EventProducer,
+    /// Registry names that count as such in image references (etcd `config/docker/registry`).
+    registries: Vec<String>,
+    /// `(agent, resource group)` pairs already warned about: one warning per missing group, not
+    /// one per heartbeat.
+    warned_unknown_groups: Mutex<HashSet<(String, String)>>,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
+}
+
+impl AgentRegistry {
+    pub fn new(stores: &Stores) -> AgentRegistry {
+        AgentRegistry {
+            db: stores.db.clone(),
+            etcd: stores.etcd.clone(),
+            redis: stores.redis.clone(),
+            producer: EventProducer::new(stores.redis.stream.clone()),
+            registries: stores
+                .shared_config
+                .docker
+                .registries
+                .keys()
+                .cloned()
+                .collect(),
+            warned_unknown_groups: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// `agent_heartbeat` from `agent_id`, added to the stream at `sent_at`.
+    pub async fn handle_heartbeat(
+        &self,
+        agent_id: &str,
+        info: &AgentInfo,
+        sent_at: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        let received_at = unix_now();
+        let mut available_slots = ResourceSlot::new();
+        for slot in &info.resource_slots {
+            match Decimal::from_str(&slot.amount) {
+                Ok(amount) => available_slots.insert(slot.slot.clone(), amount),
+                Err(_) => {
+                    tracing::warn!(
+                        "agent {agent_id}: heartbeat dropped: slot {} has amount {:?}, not a \
+                         decimal",
+                        slot.slot,
+                        slot.amount
+                    );
+                    return Ok(());
+                }
+            }
+        }
+        let row = HeartbeatRow {
+            id: agent_id.to_owned(),
+            region: info.region.clone(),
+            scaling_group: info.scaling_group.clone(),
+            available_slots,
+            addr: info.addr.clone(),
+            public_host: info.public_host.clone(),
+            public_key: info.public_key.clone(),
+            version: info.version.clone(),
+            compute_plugins: info.compute_plugins.clone(),
+            architecture: info.architecture.clone(),
+            auto_terminate_abusing_kernel: info.auto_terminate_abusing_kernel,
+        };
+        let outcome = agent_registry::apply_heartbeat(&self.db, &row, sent_at).await?;
+        let group_key = (agent_id.to_owned(), info.scaling_group.clone());
+        match &outcome {
+            HeartbeatOutcome::UnknownScalingGroup => {
+                let first = self
+                    .warned_unknown_groups
+                    .lock()
+                    .is_ok_and(|mut warned| warned.insert(group_key));
+                if first {
+                    tracing::warn!(
+                        "agent {agent_id}: resource group (scaling group) {:?} does not exist; \
+                         its heartbeats are dropped until the group is created",
+                        info.scaling_group
+                    );
+                }
+                return Ok(());
+            }
+            HeartbeatOutcome::Stale => {
+                tracing::debug!(
+                    "agent {agent_id}: heartbeat sent before the agent was marked gone; ignored"
+                );
+                return Ok(());
+            }
+            HeartbeatOutcome::Restarting => {
+                tracing::debug!("agent {agent_id}: RESTARTING; waiting for agent_started");
+            }
+            HeartbeatOutcome::Inserted => {
+                tracing::info!(
+                    "agent {agent_id} joined: {} in resource group {}",
+                    info.addr,
+                    info.scaling_group
+                );
+            }
+            HeartbeatOutcome::Revived { previous } => {
+                tracing::info!("agent {agent_id} is back (it was {previous:?})");
+            }
+            HeartbeatOutcome::Updated(columns) => {
+                tracing::debug!("agent {agent_id}: heartbeat changed {}", columns.join(", "));
+            }
+            HeartbeatOutcome::Unchanged => {}
+        }
+        if let Ok(mut warned) = self.warned_unknown_groups.lock() {
+            warned.remove(&group_key);
+        }
+        self.redis
+            .live
+            .record_agent_seen(agent_id, received_at)
+            .await?;
+        if matches!(
+            outcome,
+            HeartbeatOutcome::Inserted | HeartbeatOutcome::Revived { .. }
+        ) {
+            self.record_slot_units(info).await?;
+        }
+        self.record_images(agent_id, info).await?;
+        if matches!(outcome, HeartbeatOutcome::Revived { .. }) {
+            self.producer
+                .produce(
+                    &Event::AgentStarted {
+                        reason: "revived".to_owned(),
+                    },
+                    agent_id,
+                )
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the unit of every slot type the agent reports that etcd lacks or spells otherwise.
+    async fn record_slot_units(&self, info: &AgentInfo) -> Result<(), HandlerError> {
+        let known = self
+            .etcd
+            .get_prefix(RESOURCE_SLOTS_PREFIX, Scope::Global)
+            .await?;
+        for slot in &info.resource_slots {
+            let current = known.get(&slot.slot).and_then(|node| node.as_value());
+            if current != Some(slot.slot_type.as_str()) {
+                self.etcd
+                    .put(
+                        &format!("{RESOURCE_SLOTS_PREFIX}/{}", slot.slot),
+                        &slot.slot_type,
+                        Scope::Global,
+                    )
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds the agent to the holders of each image it reports; references that do not parse are
+    /// skipped, as the 24.03 reference does.
+    async fn record_images(&self, agent_id: &str, info: &AgentInfo) -> Result<(), HandlerError> {
+        if info.images.is_empty() {
+            return Ok(());
+        }
+        let registries: Vec<&str> = self.registries.iter().map(String::as_str).collect();
+        let canonical_names: Vec<String> = info
+            .images
+            .iter()
+            .filter_map(|(tag, _digest)| {
+                ImageRef::parse(
+                    tag,
+                    KnownRegistries::Listed(&registries),
+                    &info.architecture,
+                )
+                .ok()
+                .map(|image| image.canonical())
+            })
+            .collect();
+        self.redis
+            .image
+            .add_agent_images(agent_id, &canonical_names)
+            .await?;
+        Ok(())
+    }
+
+    /// `agent_started`: the agent is `ALIVE` (if it has a row; its heartbeat inserts it).
+    pub async fn handle_started(&self, agent_id: &str, reason: &str) -> Result<(), HandlerError> {
+        if agent_registry::set_agent_status(&self.db, agent_id, AgentStatus::Alive).await? {
+            tracing::info!("agent {agent_id} started ({reason})");
+        }
+        Ok(())
+    }
+
+    /// `agent_terminated`: `agent-lost` makes it `LOST`, `agent-restart` `RESTARTING`, anything
+    /// else (`shutdown`) `TERMINATED`.
+    pub async fn handle_terminated(
+        &self,
+        agent_id: &str,
+        reason: &str,
+    ) -> Result<(), HandlerError> {
+        if reason == "agent-restart" {
+            agent_registry::set_agent_status(&self.db, agent_id, AgentStatus::Restarting).await?;
+            return Ok(());
+        }
+        let status = if reason == "agent-lost" {
+            AgentStatus::Lost
+        } else {
+            AgentStatus::Terminated
+        };
+        self.redis.live.forget_agent_seen(agent_id).await?;
+        self.redis.image.remove_agent_everywhere(agent_id).await?;
+        let previous = agent_registry::mark_agent_terminated(&self.db, agent_id, status).await?;
+        if matches!(previous, Some(AgentStatus::Alive | AgentStatus::Restarting)) {
+            match status {
+                AgentStatus::Lost => tracing::warn!("agent {agent_id} is lost"),
+                _ => tracing::info!("agent {agent_id} terminated ({reason})"),
+            }
+        }
+        Ok(())
+    }
+
+    /// One round of the lost check: every agent not heard from for `timeout` is reported with
+    /// `agent_terminated("agent-lost")`, once: of all the processes that see it stale, the one that
+    /// removes its `agent.last_seen` entry reports it.
+    pub async fn check_lost(&self, timeout: Duration) -> Result<usize, HandlerError> {
+        let now = unix_now();
+        let mut reported = 0;
+        for seen in self.redis.live.agents_last_seen().await? {
+            let stale = !(now - seen.at <= timeout.as_secs_f64());
+            if !stale || !self.redis.live.take_stale_agent(&seen).await? {
+                continue;
+            }
+            let lost = Event::AgentTerminated {
+                reason: "agent-lost".to_owned(),
+            };
+            if let Err(error) = self.producer.produce(&lost, &seen.agent_id).await {
+                // Put the entry back so that the next round reports the agent.
+                let restored = self
+                    .redis
+                    .live
+                    .record_agent_seen(&seen.agent_id, seen.at)
+                    .await;
+                if let Err(restore_error) = restored {
+                    tracing::error!(
+                        "agent {}: cannot report it lost ({error}) nor keep it for the next \
+                         check ({restore_error})",
+                        seen.agent_id
+                    );
+                }
+                return Err(error.into());
+            }
+            tracing::info!(
+                "agent {}: no heartbeat for {:.1} s; reporting it lost",
+                seen.agent_id,
+                now - seen.at
+            );
+            reported += 1;
+        }
+        Ok(reported)
+    }
+}
+
+/// The registry's event handlers: heartbeats, `agent_started`, `agent_terminated`.
+pub fn handlers(registry: &Arc<AgentRegistry>, into: &mut Handlers) {
+    let on_heartbeat = Arc::clone(registry);
+    into.on(
+        "agent_heartbeat",
+        "handle_heartbeat",
+        move |received: Arc<Received>| {
+            let registry = Arc::clone(&on_heartbeat);
+            async move {
+                let Event::AgentHeartbeat(info) = &received.event else {
+                    return Ok(());
+                };
+                let sent_at = DateTime::<Utc>::from_timestamp_millis(
+                    i64::try_from(received.id.millis).unwrap_or(i64::MAX),
+                )
+                .unwrap_or_else(Utc::now);
+                registry
+                    .handle_heartbeat(&received.source, info, sent_at)
+                    .await
+            }
+        },
+    );
+    let on_started = Arc::clone(registry);
+    into.on(
+        "agent_started",
+        "handle_agent_started",
+        move |received: Arc<Received>| {
+            let registry = Arc::clone(&on_started);
+            async move {
+                let Event::AgentStarted { reason } = &received.event else {
+                    return Ok(());
+                };
+                registry.handle_started(&received.source, reason).await
+            }
+        },
+    );
+    let on_terminated = Arc::clone(registry);
+    into.on(
+        "agent_terminated",
+        "handle_agent_terminated",
+        move |received: Arc<Received>| {
+            let registry = Arc::clone(&on_terminated);
+            async move {
+                let Event::AgentTerminated { reason } = &received.event else {
+                    return Ok(());
+                };
+                registry.handle_terminated(&received.source, reason).await
+            }
+        },
+    );
+}
+
+/// Runs the lost check every second until `shutdown`.
+pub async fn run_lost_check(
+    registry: Arc<AgentRegistry>,
+    timeout: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut ticks = tokio::time::interval(Duration::from_secs(1));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {}
+        }
+        match registry.check_lost(timeout).await {
+            Ok(_) => failing = false,
+            Err(error) if !failing => {
+                failing = true;
+                tracing::warn!("agent lost check failed, retrying every second: {error}");
+            }
+            Err(_) => {}
+        }
+    }
+}

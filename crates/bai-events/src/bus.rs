@@ -1,0 +1,512 @@
+//! Producing, consuming and subscribing.
+//!
+//! *Consume* delivers each entry to one process of a consumer group (the manager's group is
+//! [`MANAGER_GROUP`]): the reference's `EventDispatcher.consume`. Unlike the reference, which
+//! acknowledges an entry before its handlers run, [`run_consumer`] acknowledges it after they
+//! finished: a process that dies mid-way leaves the entry pending, and it is handled again, by the
+//! same consumer when it restarts or by another one when the entry has been idle for
+//! [`ConsumerOptions::claim_min_idle`]. A handler that keeps failing is retried a few times, then
+//! the entry is logged with its payload and acknowledged, so one bad entry never blocks the rest.
+//!
+//! *Subscribe* ([`run_subscriber`]) is the broadcast: every process sees the entries added after
+//! it started reading, nothing is acknowledged.
+//!
+//! Entries of one source (one agent) are handled in stream order; different sources' entries of a
+//! batch are handled concurrently.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bai_redis::{EntryId, RedisError, StreamDb, StreamEntry};
+use sha1::{Digest, Sha1};
+use tokio_util::sync::CancellationToken;
+
+use crate::catalogue::Event;
+
+/// The consumer group of manager processes.
+pub const MANAGER_GROUP: &str = "manager";
+
+/// What a handler returns when it could not do its job.
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+type HandlerFuture = Pin<Box<dyn Future<Output = Result<(), HandlerError>> + Send>>;
+type Handler = Arc<dyn Fn(Arc<Received>) -> HandlerFuture + Send + Sync>;
+
+/// A decoded entry.
+#[derive(Debug)]
+pub struct Received {
+    pub id: EntryId,
+    /// `manager`, or the id of the agent the event is about.
+    pub source: String,
+    pub event: Event,
+}
+
+/// Adds events to the stream.
+#[derive(Clone, Debug)]
+pub struct EventProducer {
+    stream: StreamDb,
+}
+
+impl EventProducer {
+    pub fn new(stream: StreamDb) -> EventProducer {
+        EventProducer { stream }
+    }
+
+    /// Adds `event` with `source` (`"manager"`, or an agent id for events about an agent).
+    pub async fn produce(&self, event: &Event, source: &str) -> Result<EntryId, RedisError> {
+        self.stream
+            .add(event.name(), source, &event.encode_args())
+            .await
+    }
+}
+
+/// The reference's consumer name: `{sha1(node id)}:{sha1(installation)}:{process index}`. The
+/// name must be the same after a restart, so that the process finds what it left pending.
+pub fn consumer_name(node_id: &str, installation: &str, process_index: usize) -> String {
+    let sha1_hex = |text: &str| hex::encode(Sha1::digest(text.as_bytes()));
+    format!(
+        "{}:{}:{process_index}",
+        sha1_hex(node_id),
+        sha1_hex(installation)
+    )
+}
+
+/// The handlers of one consumer or subscriber, by event name, each with a name for the logs.
+#[derive(Clone, Default)]
+pub struct Handlers {
+    by_event: HashMap<&'static str, Vec<(&'static str, Handler)>>,
+}
+
+impl std::fmt::Debug for Handlers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut names: Vec<_> = self
+            .by_event
+            .iter()
+            .flat_map(|(event, handlers)| {
+                handlers
+                    .iter()
+                    .map(move |(handler, _)| format!("{event}: {handler}"))
+            })
+            .collect();
+        names.sort();
+        f.debug_struct("Handlers")
+            .field("handlers", &names)
+            .finish()
+    }
+}
+
+impl Handlers {
+    /// Runs `handler` for every `event_name` entry.
+    pub fn on<F, Fut>(&mut self, event_name: &'static str, handler_name: &'static str, handler: F)
+    where
+        F: Fn(Arc<Received>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), HandlerError>> + Send + 'static,
+    {
+        let handler: Handler = Arc::new(move |received| Box::pin(handler(received)));
+        self.by_event
+            .entry(event_name)
+            .or_default()
+            .push((handler_name, handler));
+    }
+
+    fn handles(&self, event_name: &[u8]) -> bool {
+        std::str::from_utf8(event_name).is_ok_and(|name| self.by_event.contains_key(name))
+    }
+}
+
+/// How a consumer reads and retries.
+#[derive(Clone, Debug)]
+pub struct ConsumerOptions {
+    pub group: String,
+    /// See [`consumer_name`].
+    pub consumer: String,
+    /// Entries read at once.
+    pub batch: usize,
+    /// How long one read waits for new entries (also how soon a shutdown is noticed).
+    pub block: Duration,
+    /// Entries another consumer held this long without acknowledging them are taken over. A
+    /// consumer keeps the entries it works on fresh, however long its handlers take.
+    pub claim_min_idle: Duration,
+    /// An entry delivered this often is logged and acknowledged without running its handlers
+    /// (it made its consumers die before).
+    pub max_deliveries: u64,
+    /// How often a failing handler runs, in all, before the entry is given up.
+    pub attempts: u32,
+}
+
+impl ConsumerOptions {
+    pub fn new(group: &str, consumer: String) -> ConsumerOptions {
+        ConsumerOptions {
+            group: group.to_owned(),
+            consumer,
+            batch: 256,
+            block: Duration::from_secs(1),
+            claim_min_idle: Duration::from_secs(10),
+            max_deliveries: 5,
+            attempts: 3,
+        }
+    }
+}
+
+/// Logs Redis failures once per outage, not once per retry.
+struct Outage {
+    since: Option<std::time::Instant>,
+}
+
+impl Outage {
+    fn failed(&mut self, what: &str, error: &RedisError) {
+        if self.since.is_none() {
+            tracing::warn!("event stream: {what} failed, retrying: {error}");
+            self.since = Some(std::time::Instant::now());
+        }
+    }
+
+    fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                "event stream: reachable again after {:.1} s",
+                since.elapsed().as_secs_f64()
+            );
+        }
+    }
+}
+
+const RETRY_PAUSE: Duration = Duration::from_secs(1);
+
+/// Consumes the stream for `options.group` until `shutdown`, running `handlers`; `stream` is a
+/// connection of its own (reads block on it).
+pub async fn run_consumer(
+    stream: StreamDb,
+    handlers: Handlers,
+    options: ConsumerOptions,
+    shutdown: CancellationToken,
+) {
+    let mut outage = Outage { since: None };
+    // What this consumer left pending before a restart comes first.
+    loop {
+        let pending = tokio::select! {
+            () = shutdown.cancelled() => return,
+            pending = stream.own_pending(&options.group, &options.consumer, options.batch) => pending,
+        };
+        match pending {
+            Ok(entries) if entries.is_empty() => break,
+            Ok(entries) => {
+                outage.recovered();
+                tracing::info!(
+                    "event stream: handling {} entries left pending by this consumer before",
+                    entries.len()
+                );
+                handle_batch(&stream, &handlers, &options, entries).await;
+            }
+            Err(error) => {
+                outage.failed("reading pending entries", &error);
+                pause(&shutdown).await;
+            }
+        }
+    }
+    let mut last_claim = tokio::time::Instant::now();
+    while !shutdown.is_cancelled() {
+        if last_claim.elapsed() >= Duration::from_secs(1) {
+            last_claim = tokio::time::Instant::now();
+            match stream
+                .claim_idle(
+                    &options.group,
+                    &options.consumer,
+                    options.claim_min_idle,
+                    options.batch,
+                )
+                .await
+            {
+                Ok(claimed) if !claimed.is_empty() => {
+                    outage.recovered();
+                    let mut entries = Vec::with_capacity(claimed.len());
+                    let mut given_up = Vec::new();
+                    for claim in claimed {
+                        if claim.deliveries > options.max_deliveries {
+                            tracing::error!(
+                                "event stream: entry {} was delivered {} times without being \
+                                 handled; giving it up: {}",
+                                claim.entry.id,
+                                claim.deliveries,
+                                describe_entry(&claim.entry)
+                            );
+                            given_up.push(claim.entry.id);
+                        } else {
+                            entries.push(claim.entry);
+                        }
+                    }
+                    ack(&stream, &options, &given_up).await;
+                    if !entries.is_empty() {
+                        tracing::info!(
+                            "event stream: took over {} entries another consumer left pending",
+                            entries.len()
+                        );
+                        handle_batch(&stream, &handlers, &options, entries).await;
+                    }
+                }
+                Ok(_) => outage.recovered(),
+                Err(error) => outage.failed("taking over idle entries", &error),
+            }
+        }
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            read = stream.read_group(&options.group, &options.consumer, options.batch, options.block) => read,
+        };
+        match read {
+            Ok(entries) => {
+                outage.recovered();
+                if !entries.is_empty() {
+                    handle_batch(&stream, &handlers, &options, entries).await;
+                }
+            }
+            Err(error) => {
+                outage.failed("reading", &error);
+                pause(&shutdown).await;
+            }
+        }
+    }
+}
+
+async fn pause(shutdown: &CancellationToken) {
+    tokio::select! {
+        () = shutdown.cancelled() => {}
+        () = tokio::time::sleep(RETRY_PAUSE) => {}
+    }
+}
+
+async fn ack(stream: &StreamDb, options: &ConsumerOptions, ids: &[EntryId]) {
+    if let Err(error) = stream.ack(&options.group, ids).await {
+        // They stay pending: this consumer or another handles them again later.
+        tracing::warn!(
+            "event stream: cannot acknowledge {} entries: {error}",
+            ids.len()
+        );
+    }
+}
+
+/// Handles a batch and acknowledges all of it: entries whose handlers ran (or gave up), entries
+/// that are not events, and entries no handler wants.
+async fn handle_batch(
+    stream: &StreamDb,
+    handlers: &Handlers,
+    options: &ConsumerOptions,
+    entries: Vec<StreamEntry>,
+) {
+    let ids: Vec<EntryId> = entries.iter().map(|entry| entry.id).collect();
+    let work = run_handlers(handlers, entries, Some(options.attempts));
+    tokio::pin!(work);
+    // Keep the entries fresh while handlers run, so that no other consumer takes them over.
+    let refresh_every = (options.claim_min_idle / 3).max(Duration::from_millis(100));
+    loop {
+        tokio::select! {
+            () = &mut work => break,
+            () = tokio::time::sleep(refresh_every) => {
+                if let Err(error) = stream.keep_claimed(&options.group, &options.consumer, &ids).await {
+                    tracing::warn!("event stream: cannot refresh entries being handled: {error}");
+                }
+            }
+        }
+    }
+    ack(stream, options, &ids).await;
+}
+
+/// Decodes `entries` and runs their handlers: per source in order, sources concurrently.
+/// `attempts` is how often a failing handler runs (`None`: once, failures only logged).
+async fn run_handlers(handlers: &Handlers, entries: Vec<StreamEntry>, attempts: Option<u32>) {
+    let mut by_source: Vec<(String, Vec<Arc<Received>>)> = Vec::new();
+    for entry in entries {
+        let Some(received) = decode_entry(handlers, &entry) else {
+            continue;
+        };
+        match by_source
+            .iter_mut()
+            .find(|(source, _)| *source == received.source)
+        {
+            Some((_, queue)) => queue.push(received),
+            None => by_source.push((received.source.clone(), vec![received])),
+        }
+    }
+    futures_util::future::join_all(by_source.into_iter().map(|(_, queue)| async move {
+        for received in queue {
+            for (handler_name, handler) in &handlers.by_event[received.event.name()] {
+                run_one(handler_name, handler, &received, attempts.unwrap_or(1)).await;
+            }
+        }
+    }))
+    .await;
+}
+
+/// The entry as an event, if some handler wants it; entries that are not events are logged.
+fn decode_entry(handlers: &Handlers, entry: &StreamEntry) -> Option<Arc<Received>> {
+    let (Some(name), Some(source), Some(args)) = (
+        entry.field("name"),
+        entry.field("source"),
+        entry.field("args"),
+    ) else {
+        tracing::warn!(
+            "event stream: entry {} lacks name, source or args; skipped: {}",
+            entry.id,
+            describe_entry(entry)
+        );
+        return None;
+    };
+    if !handlers.handles(name)
+        && crate::catalogue::EVENT_NAMES
+            .iter()
+            .any(|known| known.as_bytes() == name)
+    {
+        return None;
+    }
+    match Event::decode(name, args) {
+        Ok(event) => Some(Arc::new(Received {
+            id: entry.id,
+            source: String::from_utf8_lossy(source).into_owned(),
+            event,
+        })),
+        Err(error) => {
+            tracing::warn!(
+                "event stream: entry {} is not a valid event ({error}); skipped: {}",
+                entry.id,
+                describe_entry(entry)
+            );
+            None
+        }
+    }
+}
+
+async fn run_one(handler_name: &str, handler: &Handler, received: &Arc<Received>, attempts: u32) {
+    let mut delay = Duration::from_millis(100);
+    for attempt in 1..=attempts {
+        match handler(Arc::clone(received)).await {
+            Ok(()) => return,
+            Err(error) if attempt < attempts => {
+                tracing::warn!(
+                    "event {} ({}, entry {}): {handler_name} failed (attempt {attempt} of \
+                     {attempts}), retrying: {error}",
+                    received.event.name(),
+                    received.source,
+                    received.id
+                );
+                tokio::time::sleep(delay).await;
+                delay *= 4;
+            }
+            Err(error) => {
+                tracing::error!(
+                    "event {} ({}, entry {}): {handler_name} failed {attempts} times; giving the \
+                     event up: {error}; event: {:?}",
+                    received.event.name(),
+                    received.source,
+                    received.id,
+                    received.event
+                );
+            }
+        }
+    }
+}
+
+/// An entry for a log line: its fields, binary ones as hex, cut short.
+fn describe_entry(entry: &StreamEntry) -> String {
+    const LIMIT: usize = 512;
+    entry
+        .fields
+        .iter()
+        .map(|(name, value)| {
+            let name = String::from_utf8_lossy(name);
+            let shown = &value[..value.len().min(LIMIT)];
+            let more = if value.len() > LIMIT { "…" } else { "" };
+            match std::str::from_utf8(shown) {
+                Ok(text) if name != "args" => format!("{name}={text:?}{more}"),
+                _ => format!("{name}=0x{}{more}", hex::encode(shown)),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Runs `handlers` for every entry added after it started, until `shutdown` (the reference's
+/// `subscribe`): nothing is acknowledged, a failing handler is logged.
+pub async fn run_subscriber(stream: StreamDb, handlers: Handlers, shutdown: CancellationToken) {
+    let mut outage = Outage { since: None };
+    let mut last = loop {
+        let last = tokio::select! {
+            () = shutdown.cancelled() => return,
+            last = stream.last_id() => last,
+        };
+        match last {
+            Ok(last) => break last,
+            Err(error) => {
+                outage.failed("finding the end of the stream", &error);
+                pause(&shutdown).await;
+            }
+        }
+    };
+    while !shutdown.is_cancelled() {
+        let read = tokio::select! {
+            () = shutdown.cancelled() => return,
+            read = stream.read_after(last, 256, Duration::from_secs(1)) => read,
+        };
+        match read {
+            Ok(entries) => {
+                outage.recovered();
+                if let Some(newest) = entries.last() {
+                    last = newest.id;
+                }
+                run_handlers(&handlers, entries, None).await;
+            }
+            Err(error) => {
+                outage.failed("reading", &error);
+                pause(&shutdown).await;
+            }
+        }
+    }
+}
+
+/// Trims the stream every `every` until `shutdown`, keeping every entry some consumer group has
+/// not read or acknowledged (see [`StreamDb::trim_consumed`]); the reference's subscribers cut it
+/// to about 128 entries whatever the groups still needed.
+pub async fn run_trimmer(stream: StreamDb, every: Duration, shutdown: CancellationToken) {
+    let mut outage = Outage { since: None };
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        match stream.trim_consumed().await {
+            Ok(removed) => {
+                outage.recovered();
+                tracing::debug!("event stream: trimmed {removed} consumed entries");
+            }
+            Err(error) => outage.failed("trimming", &error),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_names_are_the_references_shape() {
+        let name = consumer_name("i-host", "/opt/bai", 1);
+        let parts: Vec<&str> = name.split(':').collect();
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts[0], hex::encode(Sha1::digest(b"i-host")));
+        assert_eq!(parts[0].len(), 40);
+        assert_eq!(parts[2], "1");
+        assert_eq!(name, consumer_name("i-host", "/opt/bai", 1));
+    }
+
+    #[test]
+    fn entries_are_described_with_binary_args_as_hex() {
+        let entry = StreamEntry {
+            id: EntryId { millis: 1, seq: 0 },
+            fields: vec![
+                (b"name".to_vec(), b"agent_started".to_vec()),
+                (b"args".to_vec(), vec![0x91, 0xa0]),
+            ],
+        };
+        assert_eq!(describe_entry(&entry), "name=\"agent_started\" args=0x91a0");
+    }
+}

@@ -1,0 +1,91 @@
+//! Coalescing of triggers (`do_schedule` and friends): a burst of triggers becomes one run, about
+//! `max_wait` after the burst began, or at once when `max_batch` triggers piled up — the
+//! reference's `CoalescingOptions(max_wait=0.5, max_batch_size=32)` as "debounce, flush at 32".
+
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+/// The sending side: cheap to clone, never blocks.
+#[derive(Clone, Debug)]
+pub struct Trigger {
+    sender: mpsc::UnboundedSender<()>,
+}
+
+impl Trigger {
+    /// Asks for one run; false if the receiving side is gone.
+    pub fn fire(&self) -> bool {
+        self.sender.send(()).is_ok()
+    }
+}
+
+/// The receiving side: yields once per burst.
+#[derive(Debug)]
+pub struct Coalesced {
+    receiver: mpsc::UnboundedReceiver<()>,
+    max_wait: Duration,
+    max_batch: usize,
+}
+
+/// A trigger and the bursts it makes.
+pub fn coalescing(max_wait: Duration, max_batch: usize) -> (Trigger, Coalesced) {
+    let (sender, receiver) = mpsc::unbounded_channel();
+    (
+        Trigger { sender },
+        Coalesced {
+            receiver,
+            max_wait,
+            max_batch: max_batch.max(1),
+        },
+    )
+}
+
+impl Coalesced {
+    /// Waits for the next burst to end; returns how many triggers it held, or `None` once every
+    /// [`Trigger`] is dropped and nothing is left.
+    pub async fn next(&mut self) -> Option<usize> {
+        self.receiver.recv().await?;
+        let mut count = 1;
+        let deadline = tokio::time::Instant::now() + self.max_wait;
+        while count < self.max_batch {
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                more = self.receiver.recv() => match more {
+                    Some(()) => count += 1,
+                    None => break,
+                },
+            }
+        }
+        Some(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_burst_becomes_one_run_after_the_wait() {
+        let (trigger, mut bursts) = coalescing(Duration::from_millis(500), 32);
+        let started = tokio::time::Instant::now();
+        for _ in 0..10 {
+            trigger.fire();
+        }
+        assert_eq!(bursts.next().await, Some(10));
+        assert_eq!(started.elapsed(), Duration::from_millis(500));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_runs_at_once_and_the_rest_waits() {
+        let (trigger, mut bursts) = coalescing(Duration::from_millis(500), 32);
+        let started = tokio::time::Instant::now();
+        for _ in 0..40 {
+            trigger.fire();
+        }
+        assert_eq!(bursts.next().await, Some(32));
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(bursts.next().await, Some(8));
+        drop(trigger);
+        assert_eq!(bursts.next().await, None);
+    }
+}

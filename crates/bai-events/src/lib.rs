@@ -1,0 +1,28 @@
+//! The event bus of Backend.AI: the Redis stream `events` (database 4) that managers and agents
+//! share, entries of `name`, `source` and `args`, the args in Backend.AI's msgpack flavour (ext types
+//! for UUIDs, datetimes and pickled enums and decimals), and the typed catalogue of events.
+//! Producing, consuming as one process of a consumer group (acknowledged after the handlers ran),
+//! subscribing (broadcast), coalescing triggers, trimming the stream.
+//!
+//! It must not know what a handler does with an event (agents, sessions, the scheduler live above),
+//! SQL, HTTP or manager.toml; Redis commands go through `bai-redis`. It spawns no tasks: the loops
+//! are futures the caller runs with its shutdown signal.
+
+mod agent_info;
+mod bus;
+mod catalogue;
+mod coalesce;
+pub mod codec;
+mod json;
+
+pub use agent_info::{AgentInfo, SlotCapacity};
+pub use bus::{
+    ConsumerOptions, EventProducer, HandlerError, Handlers, MANAGER_GROUP, Received, consumer_name,
+    run_consumer, run_subscriber, run_trimmer,
+};
+pub use catalogue::{
+    BgtaskEnd, BgtaskProgress, DecodeError, EVENT_NAMES, Event, KernelCreation, KernelTermination,
+    SessionCreation, SessionResult, SessionTermination, VolumeMount, VolumeMountResult,
+    VolumeUnmount,
+};
+pub use coalesce::{Coalesced, Trigger, coalescing};

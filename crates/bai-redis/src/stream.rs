@@ -1,0 +1,614 @@
+//! Database 4, the event stream: the one stream `events` that every manager and agent writes its
+//! events to and reads from, with entries of three fields (`name`, `source`, `args`), consumer
+//! groups (`manager`, `agent`) and plain readers.
+//!
+//! A blocking read holds its connection until it returns, so every reader needs a `StreamDb` of
+//! its own ([`StreamDb::connect`] opens one); the short commands of many tasks can share one.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use bai_etcd_store::shared_config::RedisConfig;
+use fred::prelude::{Client, ClientLike};
+use fred::types::{ClusterHash, CustomCommand, Value};
+
+use crate::connect::connect_db;
+use crate::{RedisConnectError, RedisDb, RedisError};
+
+const DB: RedisDb = RedisDb::Stream;
+/// The stream's key, fixed by the protocol.
+const STREAM: &str = "events";
+
+/// The id Redis gave a stream entry: milliseconds of its clock when the entry was added, and a
+/// sequence number within that millisecond. Ids order entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EntryId {
+    pub millis: u64,
+    pub seq: u64,
+}
+
+impl EntryId {
+    /// The smallest id: "from the start of the stream".
+    pub const ZERO: EntryId = EntryId { millis: 0, seq: 0 };
+
+    /// The id right after this one.
+    fn next(self) -> EntryId {
+        match self.seq.checked_add(1) {
+            Some(seq) => EntryId { seq, ..self },
+            None => EntryId {
+                millis: self.millis.saturating_add(1),
+                seq: 0,
+            },
+        }
+    }
+}
+
+impl fmt::Display for EntryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.millis, self.seq)
+    }
+}
+
+/// A stream entry id that is not `{millis}-{seq}`.
+#[derive(Debug, thiserror::Error)]
+#[error("not a stream entry id: {0:?}")]
+pub struct BadEntryId(String);
+
+impl FromStr for EntryId {
+    type Err = BadEntryId;
+
+    fn from_str(text: &str) -> Result<EntryId, BadEntryId> {
+        let bad = || BadEntryId(text.to_owned());
+        let (millis, seq) = text.split_once('-').ok_or_else(bad)?;
+        Ok(EntryId {
+            millis: millis.parse().map_err(|_| bad())?,
+            seq: seq.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
+/// One entry as read, its fields as they are (a malformed entry is the reader's to report).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StreamEntry {
+    pub id: EntryId,
+    pub fields: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl StreamEntry {
+    /// The value of the first field called `name`.
+    pub fn field(&self, name: &str) -> Option<&[u8]> {
+        self.fields
+            .iter()
+            .find(|(field, _)| field == name.as_bytes())
+            .map(|(_, value)| value.as_slice())
+    }
+}
+
+/// A stream entry another consumer of the group left unacknowledged, taken over.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimedEntry {
+    pub entry: StreamEntry,
+    /// How often the group has delivered it, this time included.
+    pub deliveries: u64,
+}
+
+/// What a Redis answer held that the stream commands do not produce.
+fn unexpected(what: &str, value: &Value) -> RedisError {
+    RedisError {
+        db: DB,
+        source: fred::error::Error::new(
+            fred::error::ErrorKind::Parse,
+            format!("unexpected answer to {what}: {value:?}"),
+        ),
+    }
+}
+
+/// Database 4.
+#[derive(Clone, Debug)]
+pub struct StreamDb {
+    client: Client,
+}
+
+impl StreamDb {
+    /// A connection of its own (see the module docs: one per blocking reader).
+    pub async fn connect(config: &RedisConfig) -> Result<StreamDb, RedisConnectError> {
+        Ok(StreamDb {
+            client: connect_db(config, DB).await?,
+        })
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Closes the connection; a read blocked on it returns an error.
+    pub async fn close(&self) {
+        crate::connect::quit(&self.client).await;
+    }
+
+    async fn command(&self, name: &'static str, args: Vec<Value>) -> Result<Value, RedisError> {
+        let blocking = matches!(name, "XREAD" | "XREADGROUP");
+        self.client
+            .custom(
+                CustomCommand::new_static(name, ClusterHash::FirstKey, blocking),
+                args,
+            )
+            .await
+            .map_err(RedisError::in_db(DB))
+    }
+
+    /// Appends an entry (`XADD events * name .. source .. args ..`) and returns its id.
+    pub async fn add(&self, name: &str, source: &str, args: &[u8]) -> Result<EntryId, RedisError> {
+        let answer = self
+            .command(
+                "XADD",
+                vec![
+                    STREAM.into(),
+                    "*".into(),
+                    "name".into(),
+                    name.into(),
+                    "source".into(),
+                    source.into(),
+                    "args".into(),
+                    Value::Bytes(args.to_vec().into()),
+                ],
+            )
+            .await?;
+        parse_id(&answer).ok_or_else(|| unexpected("XADD", &answer))
+    }
+
+    /// Creates consumer group `group` reading from entries added after now, and the stream if
+    /// there is none; a group that exists already is left as it is.
+    pub async fn ensure_group(&self, group: &str) -> Result<(), RedisError> {
+        let created = self
+            .command(
+                "XGROUP",
+                vec![
+                    "CREATE".into(),
+                    STREAM.into(),
+                    group.into(),
+                    "$".into(),
+                    "MKSTREAM".into(),
+                ],
+            )
+            .await;
+        match created {
+            Err(error) if error.source.details().starts_with("BUSYGROUP") => Ok(()),
+            other => other.map(drop),
+        }
+    }
+
+    /// Up to `count` entries never delivered to `group` (`XREADGROUP … >`), waiting up to `block`
+    /// for the first; they stay pending for `consumer` until acknowledged. A missing group (or
+    /// stream) is created first, reading from now.
+    pub async fn read_group(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<StreamEntry>, RedisError> {
+        self.read_group_from(group, consumer, count, Some(block), ">")
+            .await
+    }
+
+    /// Up to `count` entries delivered to `consumer` before and not acknowledged, from the oldest
+    /// (what a restarted process left behind under its own consumer name).
+    pub async fn own_pending(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+    ) -> Result<Vec<StreamEntry>, RedisError> {
+        self.read_group_from(group, consumer, count, None, "0")
+            .await
+    }
+
+    async fn read_group_from(
+        &self,
+        group: &str,
+        consumer: &str,
+        count: usize,
+        block: Option<Duration>,
+        from: &str,
+    ) -> Result<Vec<StreamEntry>, RedisError> {
+        let mut args: Vec<Value> = vec![
+            "GROUP".into(),
+            group.into(),
+            consumer.into(),
+            "COUNT".into(),
+            count.max(1).to_string().into(),
+        ];
+        if let Some(block) = block {
+            args.extend(["BLOCK".into(), block.as_millis().to_string().into()]);
+        }
+        args.extend(["STREAMS".into(), STREAM.into(), from.into()]);
+        let answer = match self.command("XREADGROUP", args.clone()).await {
+            Err(error) if error.source.details().starts_with("NOGROUP") => {
+                self.ensure_group(group).await?;
+                self.command("XREADGROUP", args).await?
+            }
+            other => other?,
+        };
+        parse_read(&answer).ok_or_else(|| unexpected("XREADGROUP", &answer))
+    }
+
+    /// Takes over entries of `group` that another consumer has held unacknowledged for at least
+    /// `min_idle` (`XAUTOCLAIM`, the whole pending list in pages of `count`), each with its
+    /// delivery count. Entries deleted from the stream meanwhile are dropped from the list.
+    pub async fn claim_idle(
+        &self,
+        group: &str,
+        consumer: &str,
+        min_idle: Duration,
+        count: usize,
+    ) -> Result<Vec<ClaimedEntry>, RedisError> {
+        let mut claimed = Vec::new();
+        let mut cursor = EntryId::ZERO;
+        loop {
+            let answer = self
+                .command(
+                    "XAUTOCLAIM",
+                    vec![
+                        STREAM.into(),
+                        group.into(),
+                        consumer.into(),
+                        min_idle.as_millis().to_string().into(),
+                        cursor.to_string().into(),
+                        "COUNT".into(),
+                        count.max(1).to_string().into(),
+                    ],
+                )
+                .await;
+            let answer = match answer {
+                Err(error) if error.source.details().starts_with("NOGROUP") => {
+                    return Ok(claimed);
+                }
+                other => other?,
+            };
+            let parts = array(&answer).ok_or_else(|| unexpected("XAUTOCLAIM", &answer))?;
+            let (next, entries) = match parts {
+                [next, entries, ..] => (
+                    parse_id(next).ok_or_else(|| unexpected("XAUTOCLAIM", &answer))?,
+                    parse_entries(entries).ok_or_else(|| unexpected("XAUTOCLAIM", &answer))?,
+                ),
+                _ => return Err(unexpected("XAUTOCLAIM", &answer)),
+            };
+            if !entries.is_empty() {
+                let counts = self
+                    .delivery_counts(group, entries[0].id, entries[entries.len() - 1].id)
+                    .await?;
+                claimed.extend(entries.into_iter().map(|entry| {
+                    ClaimedEntry {
+                        deliveries: counts
+                            .iter()
+                            .find(|(id, _)| *id == entry.id)
+                            .map_or(1, |(_, count)| *count),
+                        entry,
+                    }
+                }));
+            }
+            if next == EntryId::ZERO {
+                return Ok(claimed);
+            }
+            cursor = next;
+        }
+    }
+
+    /// How often `group` delivered each pending entry between `first` and `last` (inclusive).
+    async fn delivery_counts(
+        &self,
+        group: &str,
+        first: EntryId,
+        last: EntryId,
+    ) -> Result<Vec<(EntryId, u64)>, RedisError> {
+        let answer = self
+            .command(
+                "XPENDING",
+                vec![
+                    STREAM.into(),
+                    group.into(),
+                    first.to_string().into(),
+                    last.to_string().into(),
+                    "10000".into(),
+                ],
+            )
+            .await?;
+        let rows = array(&answer).ok_or_else(|| unexpected("XPENDING", &answer))?;
+        rows.iter()
+            .map(|row| match array(row) {
+                Some([id, _consumer, _idle, deliveries]) => {
+                    Some((parse_id(id)?, u64::try_from(deliveries.as_i64()?).ok()?))
+                }
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| unexpected("XPENDING", &answer))
+    }
+
+    /// Resets the idle time of entries `consumer` holds and still works on (`XCLAIM … JUSTID`),
+    /// so that [`StreamDb::claim_idle`] of other consumers leaves them alone.
+    pub async fn keep_claimed(
+        &self,
+        group: &str,
+        consumer: &str,
+        ids: &[EntryId],
+    ) -> Result<(), RedisError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let mut args: Vec<Value> = vec![STREAM.into(), group.into(), consumer.into(), "0".into()];
+        args.extend(ids.iter().map(|id| Value::from(id.to_string())));
+        args.push("JUSTID".into());
+        self.command("XCLAIM", args).await.map(drop)
+    }
+
+    /// Acknowledges entries for `group`; returns how many were pending.
+    pub async fn ack(&self, group: &str, ids: &[EntryId]) -> Result<u64, RedisError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let mut args: Vec<Value> = vec![STREAM.into(), group.into()];
+        args.extend(ids.iter().map(|id| Value::from(id.to_string())));
+        let answer = self.command("XACK", args).await?;
+        answer
+            .as_i64()
+            .and_then(|count| u64::try_from(count).ok())
+            .ok_or_else(|| unexpected("XACK", &answer))
+    }
+
+    /// The id of the newest entry, or [`EntryId::ZERO`] for an empty or missing stream: where a
+    /// reader starts that wants only what comes next.
+    pub async fn last_id(&self) -> Result<EntryId, RedisError> {
+        let answer = self
+            .command(
+                "XREVRANGE",
+                vec![
+                    STREAM.into(),
+                    "+".into(),
+                    "-".into(),
+                    "COUNT".into(),
+                    "1".into(),
+                ],
+            )
+            .await?;
+        let entries = parse_entries(&answer).ok_or_else(|| unexpected("XREVRANGE", &answer))?;
+        Ok(entries.first().map_or(EntryId::ZERO, |entry| entry.id))
+    }
+
+    /// Up to `count` entries after `after`, waiting up to `block` for the first (`XREAD`).
+    pub async fn read_after(
+        &self,
+        after: EntryId,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<StreamEntry>, RedisError> {
+        let answer = self
+            .command(
+                "XREAD",
+                vec![
+                    "COUNT".into(),
+                    count.max(1).to_string().into(),
+                    "BLOCK".into(),
+                    block.as_millis().to_string().into(),
+                    "STREAMS".into(),
+                    STREAM.into(),
+                    after.to_string().into(),
+                ],
+            )
+            .await?;
+        parse_read(&answer).ok_or_else(|| unexpected("XREAD", &answer))
+    }
+
+    /// Removes the entries every consumer group is done with: those older than the oldest entry
+    /// any group has pending or not yet read. Entries some group still needs stay, however many.
+    /// Without any group nothing is trimmed. Returns how many entries were removed.
+    pub async fn trim_consumed(&self) -> Result<u64, RedisError> {
+        let answer = match self
+            .command("XINFO", vec!["GROUPS".into(), STREAM.into()])
+            .await
+        {
+            Err(error) if error.source.details().starts_with("ERR no such key") => return Ok(0),
+            other => other?,
+        };
+        let groups = array(&answer).ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
+        let mut oldest_needed: Option<EntryId> = None;
+        for group in groups {
+            let info = field_map(group).ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
+            let name = info
+                .iter()
+                .find(|(key, _)| key == "name")
+                .and_then(|(_, value)| value.as_string())
+                .ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
+            let delivered = info
+                .iter()
+                .find(|(key, _)| key == "last-delivered-id")
+                .and_then(|(_, value)| parse_id(value))
+                .ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
+            let mut needed = delivered.next();
+            if let Some(first_pending) = self.first_pending(&name).await? {
+                needed = needed.min(first_pending);
+            }
+            oldest_needed = Some(oldest_needed.map_or(needed, |oldest| oldest.min(needed)));
+        }
+        let Some(oldest_needed) = oldest_needed else {
+            return Ok(0);
+        };
+        let answer = self
+            .command(
+                "XTRIM",
+                vec![
+                    STREAM.into(),
+                    "MINID".into(),
+                    "~".into(),
+                    oldest_needed.to_string().into(),
+                ],
+            )
+            .await?;
+        answer
+            .as_i64()
+            .and_then(|count| u64::try_from(count).ok())
+            .ok_or_else(|| unexpected("XTRIM", &answer))
+    }
+
+    /// The oldest entry `group` has delivered and not had acknowledged.
+    async fn first_pending(&self, group: &str) -> Result<Option<EntryId>, RedisError> {
+        let answer = self
+            .command("XPENDING", vec![STREAM.into(), group.into()])
+            .await?;
+        match array(&answer) {
+            Some([count, ..]) if count.as_i64() == Some(0) => Ok(None),
+            Some([_, first, ..]) => parse_id(first)
+                .map(Some)
+                .ok_or_else(|| unexpected("XPENDING", &answer)),
+            _ => Err(unexpected("XPENDING", &answer)),
+        }
+    }
+
+    /// How many entries the stream holds.
+    pub async fn entry_count(&self) -> Result<u64, RedisError> {
+        let answer = self.command("XLEN", vec![STREAM.into()]).await?;
+        answer
+            .as_i64()
+            .and_then(|count| u64::try_from(count).ok())
+            .ok_or_else(|| unexpected("XLEN", &answer))
+    }
+
+    /// How many entries `group` has read in all (`entries-read` of `XINFO GROUPS`), if the group
+    /// exists and Redis knows the count.
+    pub async fn group_entries_read(&self, group: &str) -> Result<Option<u64>, RedisError> {
+        let answer = match self
+            .command("XINFO", vec!["GROUPS".into(), STREAM.into()])
+            .await
+        {
+            Err(error) if error.source.details().starts_with("ERR no such key") => {
+                return Ok(None);
+            }
+            other => other?,
+        };
+        let groups = array(&answer).ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
+        for info in groups.iter().filter_map(field_map) {
+            let is_group = info
+                .iter()
+                .any(|(key, value)| key == "name" && value.as_string().as_deref() == Some(group));
+            if is_group {
+                return Ok(info
+                    .iter()
+                    .find(|(key, _)| key == "entries-read")
+                    .and_then(|(_, value)| value.as_i64())
+                    .and_then(|count| u64::try_from(count).ok()));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn array(value: &Value) -> Option<&[Value]> {
+    match value {
+        Value::Array(items) => Some(items),
+        _ => None,
+    }
+}
+
+fn parse_id(value: &Value) -> Option<EntryId> {
+    value.as_str()?.parse().ok()
+}
+
+/// `[key, value, key, value, …]` as pairs with text keys (the connections speak RESP2).
+fn field_map(value: &Value) -> Option<Vec<(String, Value)>> {
+    match value {
+        Value::Array(items) if items.len() % 2 == 0 => items
+            .chunks(2)
+            .map(|pair| Some((pair[0].as_string()?, pair[1].clone())))
+            .collect(),
+        _ => None,
+    }
+}
+
+/// The answer of `XREAD`/`XREADGROUP` for the one stream: nil (timeout) or `[[events, entries]]`.
+fn parse_read(value: &Value) -> Option<Vec<StreamEntry>> {
+    match value {
+        Value::Null => Some(Vec::new()),
+        Value::Array(streams) => match streams.as_slice() {
+            [] => Some(Vec::new()),
+            [stream] => match array(stream)? {
+                [_key, entries] => parse_entries(entries),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// `[[id, [field, value, …]], …]`; an entry deleted while pending comes back with nil fields.
+fn parse_entries(value: &Value) -> Option<Vec<StreamEntry>> {
+    let mut entries = Vec::new();
+    for entry in array(value)? {
+        let [id, fields] = array(entry)? else {
+            return None;
+        };
+        let fields = match fields {
+            Value::Null => continue,
+            Value::Array(items) if items.len() % 2 == 0 => items
+                .chunks(2)
+                .map(|pair| Some((pair[0].as_bytes()?.to_vec(), pair[1].as_bytes()?.to_vec())))
+                .collect::<Option<Vec<_>>>()?,
+            _ => return None,
+        };
+        entries.push(StreamEntry {
+            id: parse_id(id)?,
+            fields,
+        });
+    }
+    Some(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_ids_parse_print_and_order() {
+        let id: EntryId = "1733470000123-7".parse().unwrap();
+        assert_eq!(
+            id,
+            EntryId {
+                millis: 1_733_470_000_123,
+                seq: 7
+            }
+        );
+        assert_eq!(id.to_string(), "1733470000123-7");
+        assert!(id < "1733470000124-0".parse().unwrap());
+        assert_eq!(id.next().to_string(), "1733470000123-8");
+        for bad in ["", "12", "a-1", "1-b", "1-2-3"] {
+            assert!(bad.parse::<EntryId>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn reads_parse_both_answer_shapes() {
+        let entry = Value::Array(vec![
+            "5-1".into(),
+            Value::Array(vec![
+                "name".into(),
+                "agent_heartbeat".into(),
+                "args".into(),
+                Value::Bytes(vec![0x90].into()),
+            ]),
+        ]);
+        let deleted = Value::Array(vec!["5-2".into(), Value::Null]);
+        let answer = Value::Array(vec![Value::Array(vec![
+            "events".into(),
+            Value::Array(vec![entry, deleted]),
+        ])]);
+        let entries = parse_read(&answer).unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].id.to_string(), "5-1");
+        assert_eq!(entries[0].field("name"), Some(&b"agent_heartbeat"[..]));
+        assert_eq!(entries[0].field("args"), Some(&[0x90u8][..]));
+        assert_eq!(entries[0].field("source"), None);
+        assert_eq!(parse_read(&Value::Null), Some(Vec::new()));
+    }
+}
