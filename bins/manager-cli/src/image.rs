@@ -12,7 +12,6 @@ use bai_config::LoadOptions;
 use bai_db_models::entities::images;
 use bai_db_models::queries::images::{self as image_queries, LimitRange};
 use bai_etcd_store::shared_config::RedisConfig;
-use bai_etcd_store::{EtcdStore, EtcdTarget, ScopePrefixes, SharedConfig};
 use bai_redis::ImageDb;
 use clap::Subcommand;
 use sea_orm::DatabaseConnection;
@@ -71,7 +70,7 @@ pub fn run(command: ImageCommand, options: &LoadOptions) -> anyhow::Result<ExitC
             ImageCommand::List { short, installed } => {
                 let rows = image_queries::list_all(&db).await?;
                 let agents = if installed {
-                    let redis = redis_config(&config.etcd).await?;
+                    let redis = crate::redis_config(&config.etcd).await?;
                     Some(installed_agents(&redis, &rows).await?)
                 } else {
                     None
@@ -179,41 +178,7 @@ fn print_list(rows: &[images::Model], agents: Option<&[Vec<String>]>, short: boo
             (false, None) => println!("{}", described(row)),
         }
     }
-    print_table(&table);
-}
-
-/// Left-aligned columns two spaces apart, like the reference's `tabulate(tablefmt="plain")`.
-fn print_table(table: &[Vec<String>]) {
-    let columns = table.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|column| {
-            table
-                .iter()
-                .filter_map(|cells| cells.get(column))
-                .map(|cell| cell.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    for cells in table {
-        let line = cells
-            .iter()
-            .zip(&widths)
-            .map(|(cell, width)| format!("{cell:<width$}"))
-            .collect::<Vec<_>>()
-            .join("  ");
-        println!("{}", line.trim_end());
-    }
-}
-
-/// `config/redis` of the shared configuration in etcd, where the agents' Redis is described.
-async fn redis_config(etcd: &bai_config::EtcdConfig) -> anyhow::Result<RedisConfig> {
-    let target = EtcdTarget::from_config(etcd);
-    let store = EtcdStore::connect(target, ScopePrefixes::default()).await?;
-    let shared = SharedConfig::load(&store)
-        .await
-        .context("reading config/redis from etcd")?;
-    Ok(shared.redis)
+    crate::print_table(&table);
 }
 
 /// For each row, the ids of the agents that reported its canonical name in Redis database 3.

@@ -2,6 +2,7 @@
 //! command tree (`backend.ai mgr X` becomes `manager-cli X`). It only parses arguments and calls the
 //! library crates; every message for people is made here.
 
+mod agent;
 mod db;
 mod etcd;
 mod image;
@@ -14,6 +15,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bai_config::{ConfigError, Environment, LoadOptions, LoadedConfig, LogLevel};
+use bai_etcd_store::shared_config::RedisConfig;
+use bai_etcd_store::{EtcdStore, EtcdTarget, ScopePrefixes, SharedConfig};
 use bai_rpc_keys::{CertificatePaths, CurveKeypair, Overwrite};
 use clap::{Parser, Subcommand};
 use tracing_subscriber::filter::{LevelFilter, Targets};
@@ -77,6 +80,9 @@ enum Command {
     /// Show and edit the image catalogue (images and their aliases) in the database.
     #[command(subcommand)]
     Image(image::ImageCommand),
+    /// Show the agents the manager knows (the database) and when each was last heard from (Redis).
+    #[command(subcommand)]
+    Agent(agent::AgentCommand),
     /// Open psql on the configured database; ARGS are passed to psql.
     Dbshell {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -138,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schema(command) => db::run_schema(command, &options),
         Command::Fixture(command) => db::run_fixture(command, &options),
         Command::Image(command) => image::run(command, &options),
+        Command::Agent(command) => agent::run(command, &options),
         Command::Dbshell { psql_args } => db::dbshell(&options, &psql_args),
     }
 }
@@ -216,6 +223,40 @@ fn generate_rpc_keypair(dir: &Path, name: &str, force: bool) -> anyhow::Result<E
         secret.display()
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Left-aligned columns two spaces apart, like the reference's `tabulate(tablefmt="plain")`.
+pub(crate) fn print_table(table: &[Vec<String>]) {
+    let columns = table.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..columns)
+        .map(|column| {
+            table
+                .iter()
+                .filter_map(|cells| cells.get(column))
+                .map(|cell| cell.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    for cells in table {
+        let line = cells
+            .iter()
+            .zip(&widths)
+            .map(|(cell, width)| format!("{cell:<width$}"))
+            .collect::<Vec<_>>()
+            .join("  ");
+        println!("{}", line.trim_end());
+    }
+}
+
+/// `config/redis` of the shared configuration in etcd, where the agents' Redis is described.
+pub(crate) async fn redis_config(etcd: &bai_config::EtcdConfig) -> anyhow::Result<RedisConfig> {
+    let target = EtcdTarget::from_config(etcd);
+    let store = EtcdStore::connect(target, ScopePrefixes::default()).await?;
+    let shared = SharedConfig::load(&store)
+        .await
+        .context("reading config/redis from etcd")?;
+    Ok(shared.redis)
 }
 
 /// Logs go to stderr so that stdout carries only a command's output.

@@ -255,7 +255,9 @@ impl AgentRegistry {
         let now = unix_now();
         let mut reported = 0;
         for seen in self.redis.live.agents_last_seen().await? {
-            let stale = !(now - seen.at <= timeout.as_secs_f64());
+            // An entry that is not a number counts as stale.
+            let age = now - seen.at;
+            let stale = age.is_nan() || age > timeout.as_secs_f64();
             if !stale || !self.redis.live.take_stale_agent(&seen).await? {
                 continue;
             }

@@ -452,6 +452,24 @@ impl StreamDb {
             .ok_or_else(|| unexpected("XTRIM", &answer))
     }
 
+    /// How many entries `group` has delivered and not had acknowledged (0 without the group).
+    pub async fn pending_count(&self, group: &str) -> Result<u64, RedisError> {
+        let answer = match self
+            .command("XPENDING", vec![STREAM.into(), group.into()])
+            .await
+        {
+            Err(error) if error.source.details().starts_with("NOGROUP") => return Ok(0),
+            other => other?,
+        };
+        match array(&answer) {
+            Some([count, ..]) => count
+                .as_i64()
+                .and_then(|count| u64::try_from(count).ok())
+                .ok_or_else(|| unexpected("XPENDING", &answer)),
+            _ => Err(unexpected("XPENDING", &answer)),
+        }
+    }
+
     /// The oldest entry `group` has delivered and not had acknowledged.
     async fn first_pending(&self, group: &str) -> Result<Option<EntryId>, RedisError> {
         let answer = self

@@ -9,6 +9,7 @@ mod admin_resource_policies;
 mod admin_scaling_groups;
 mod admin_user_keypair_mutations;
 mod admin_users_keypairs;
+mod agents;
 mod official_client;
 mod server;
 mod support;

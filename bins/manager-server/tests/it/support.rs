@@ -1,5 +1,8 @@
-//! What the process tests share: one test's database, etcd namespace and directory ([`Stack`]), a
-//! manager.toml for it ([`Settings`]), and a running `manager-server` ([`Server`]).
+//! What the process tests share: one test's database, etcd namespace, Redis server and directory
+//! ([`Stack`]), a manager.toml for it ([`Settings`]), and a running `manager-server` ([`Server`]).
+//! Each test has a Redis of its own: managers consume the event stream as one consumer group and
+//! check every agent in `agent.last_seen`, whose keys the protocol fixes, so managers of tests that
+//! shared a Redis would take each other's events.
 
 use std::fs;
 use std::net::TcpListener;
@@ -10,6 +13,7 @@ use std::time::{Duration, Instant};
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::testing::TestNamespace;
 use bai_etcd_store::{EtcdStore, Scope};
+use bai_redis::testing::PrivateRedis;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
@@ -31,11 +35,12 @@ const INSTALL_GUIDE_KEYPAIRS: [(&str, &str); 3] = [
     ),
 ];
 
-/// One test's database, etcd namespace and directory (with the manager's RPC keypair).
+/// One test's database, etcd namespace, Redis and directory (with the manager's RPC keypair).
 pub struct Stack {
     pub db: TestDatabase,
     pub etcd: TestNamespace,
     pub store: EtcdStore,
+    pub redis: PrivateRedis,
     pub dir: tempfile::TempDir,
 }
 
@@ -60,12 +65,11 @@ impl Stack {
     async fn on(db: TestDatabase, label: &str) -> Stack {
         let etcd = TestNamespace::new(&format!("server-{label}"));
         let store = etcd.store().await;
-        for (key, value) in [
-            ("config/redis/addr", "127.0.0.1:8110"),
-            ("config/redis/password", "develove"),
-        ] {
-            store.put(key, value, Scope::Global).await.expect("put");
-        }
+        let redis = PrivateRedis::start();
+        store
+            .put("config/redis/addr", &redis.addr(), Scope::Global)
+            .await
+            .expect("put");
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = dir.path().join("rpc");
         fs::create_dir(&keys).expect("mkdir");
@@ -81,6 +85,7 @@ impl Stack {
             db,
             etcd,
             store,
+            redis,
             dir,
         }
     }

@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
 use serde::Deserialize;
+
+use crate::SimError;
 
 /// `{ host = "…", port = … }`, or `"host:port"`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
@@ -15,19 +16,18 @@ pub enum HostPortSpec {
 }
 
 impl HostPortSpec {
-    pub fn split(&self) -> Result<(String, u16)> {
+    pub fn split(&self) -> Result<(String, u16), String> {
         match self {
             HostPortSpec::Table { host, port } => Ok((host.clone(), *port)),
             HostPortSpec::Text(text) => {
                 let (host, port) = text
                     .rsplit_once(':')
-                    .with_context(|| format!("{text:?} is not host:port"))?;
+                    .ok_or_else(|| format!("{text:?} is not host:port"))?;
                 let host = host.trim_start_matches('[').trim_end_matches(']');
-                Ok((
-                    host.to_owned(),
-                    port.parse()
-                        .with_context(|| format!("{text:?}: bad port"))?,
-                ))
+                let port = port
+                    .parse()
+                    .map_err(|_| format!("{text:?}: {port:?} is not a port"))?;
+                Ok((host.to_owned(), port))
             }
         }
     }
@@ -134,6 +134,9 @@ fn default_heartbeat_interval() -> f64 {
 /// The file.
 #[derive(Debug, Deserialize)]
 pub struct AgentToml {
+    /// Where it was read from, for messages.
+    #[serde(skip)]
+    pub path: String,
     pub etcd: EtcdSection,
     pub agent: AgentSection,
     #[serde(default)]
@@ -145,34 +148,38 @@ pub struct AgentToml {
 }
 
 impl AgentToml {
-    pub fn load(path: &Path) -> Result<AgentToml> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let config: AgentToml = toml::from_str(&text)
-            .with_context(|| format!("{}: not a valid agent.toml", path.display()))?;
+    pub fn load(path: &Path) -> Result<AgentToml, SimError> {
+        let error = |message: String| SimError::Config {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| error(source.to_string()))?;
+        let mut config: AgentToml =
+            toml::from_str(&text).map_err(|source| error(source.to_string()))?;
+        config.path = path.display().to_string();
         if !(config.debug.heartbeat_interval > 0.0) {
-            bail!(
-                "{}: debug.heartbeat-interval must be a positive number of seconds",
-                path.display()
-            );
+            return Err(error(
+                "debug.heartbeat-interval must be a positive number of seconds".to_owned(),
+            ));
         }
+        config.reserved_mem_bytes().map_err(error)?;
         Ok(config)
     }
 
     /// `resource.reserved-mem` in bytes.
-    pub fn reserved_mem_bytes(&self) -> Result<u64> {
+    pub fn reserved_mem_bytes(&self) -> Result<u64, String> {
         let text = match &self.resource.reserved_mem {
             toml::Value::Integer(bytes) => bytes.to_string(),
             toml::Value::String(text) => text.clone(),
-            other => bail!("resource.reserved-mem: {other} is not a size"),
+            other => return Err(format!("resource.reserved-mem: {other} is not a size")),
         };
         match bai_config::parse_binary_size(&text)
-            .with_context(|| format!("resource.reserved-mem = {text:?}"))?
+            .map_err(|error| format!("resource.reserved-mem: {error}"))?
         {
             bai_config::BinarySizeValue::Bytes(bytes) => u64::try_from(bytes)
-                .with_context(|| format!("resource.reserved-mem = {text:?} is out of range")),
+                .map_err(|_| format!("resource.reserved-mem = {text:?} is out of range")),
             bai_config::BinarySizeValue::Infinite => {
-                bail!("resource.reserved-mem cannot be infinite")
+                Err("resource.reserved-mem cannot be infinite".to_owned())
             }
         }
     }

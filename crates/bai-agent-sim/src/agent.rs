@@ -3,18 +3,21 @@
 //! `agent_heartbeat` every interval (the first at once) and `agent_terminated("shutdown")` when it
 //! stops.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result};
 use bai_etcd_store::{EtcdStore, Scope};
 use bai_events::{AgentInfo, Event, EventProducer};
 use tokio_util::sync::CancellationToken;
+
+use crate::SimError;
 
 /// One agent's identity and what its heartbeats say.
 #[derive(Clone, Debug)]
 pub struct SimAgent {
     pub info: AgentInfo,
     pub id: String,
+    /// See [`crate::SimOptions::stamp_version`].
+    pub stamp_version: bool,
     pub heartbeat_interval: Duration,
     /// How long it waits before it starts (agents of one process start spread over an interval).
     pub start_delay: Duration,
@@ -27,19 +30,23 @@ impl SimAgent {
         etcd: &EtcdStore,
         producer: &EventProducer,
         shutdown: &CancellationToken,
-    ) -> Result<()> {
+    ) -> Result<(), SimError> {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(self.start_delay) => {}
         }
         // The real agent writes its status at `nodes/agents/{id}/` (with the slash), its address below.
         let node_key = format!("nodes/agents/{}/", self.id);
+        let registering = |source| SimError::Etcd {
+            what: "registering the agent",
+            source,
+        };
         etcd.put(&node_key, "starting", Scope::Global)
             .await
-            .with_context(|| format!("agent {}: registering in etcd", self.id))?;
+            .map_err(registering)?;
         etcd.put(&format!("{node_key}ip"), &self.info.ip, Scope::Global)
             .await
-            .with_context(|| format!("agent {}: registering in etcd", self.id))?;
+            .map_err(registering)?;
         self.produce(
             producer,
             &Event::AgentStarted {
@@ -49,10 +56,10 @@ impl SimAgent {
         .await?;
         etcd.put(&node_key, "running", Scope::Global)
             .await
-            .with_context(|| format!("agent {}: registering in etcd", self.id))?;
+            .map_err(registering)?;
         tracing::info!("agent {} started ({})", self.id, self.info.addr);
 
-        let heartbeat = Event::AgentHeartbeat(Box::new(self.info.clone()));
+        let mut heartbeat = Event::AgentHeartbeat(Box::new(self.info.clone()));
         // Like the reference's timer: every interval from the start, not after the previous beat.
         let mut ticks = tokio::time::interval(self.heartbeat_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -61,9 +68,18 @@ impl SimAgent {
                 () = shutdown.cancelled() => break,
                 _ = ticks.tick() => {}
             }
+            if self.stamp_version
+                && let Event::AgentHeartbeat(info) = &mut heartbeat
+            {
+                let sent_ms = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_millis();
+                info.version = format!("{}+t{sent_ms}", crate::AGENT_VERSION);
+            }
             if let Err(error) = self.produce(producer, &heartbeat).await {
                 // The real agent logs a failed heartbeat and tries again at the next tick.
-                tracing::warn!("{error:#}");
+                tracing::warn!("{error}");
             }
         }
         self.produce(
@@ -77,11 +93,15 @@ impl SimAgent {
         Ok(())
     }
 
-    async fn produce(&self, producer: &EventProducer, event: &Event) -> Result<()> {
+    async fn produce(&self, producer: &EventProducer, event: &Event) -> Result<(), SimError> {
         producer
             .produce(event, &self.id)
             .await
-            .with_context(|| format!("agent {}: sending {}", self.id, event.name()))?;
-        Ok(())
+            .map(drop)
+            .map_err(|source| SimError::Produce {
+                agent: self.id.clone(),
+                event: event.name(),
+                source,
+            })
     }
 }
