@@ -11,7 +11,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::middleware::AddExtension;
-use bai_agents::AgentRegistry;
+use bai_agents::{AgentRegistry, UnknownGroupWarnings};
 use bai_api::ApiContext;
 use bai_config::ManagerConfig;
 use bai_events::{ConsumerOptions, Handlers, MANAGER_GROUP};
@@ -32,6 +32,8 @@ pub struct Manager {
     config: Arc<ManagerConfig>,
     /// The name the node registers under in etcd (`nodes/manager/{instance_id}`).
     instance_id: String,
+    /// Shared by the workers' agent registries: one warning per node.
+    unknown_group_warnings: Arc<UnknownGroupWarnings>,
 }
 
 impl Manager {
@@ -39,6 +41,7 @@ impl Manager {
         Manager {
             config,
             instance_id: bai_stores::instance_id(),
+            unknown_group_warnings: Arc::default(),
         }
     }
 }
@@ -77,7 +80,10 @@ impl bai_server::App for Manager {
                 }
             }
         }
-        let registry = Arc::new(AgentRegistry::new(&stores));
+        let registry = Arc::new(AgentRegistry::new(
+            &stores,
+            Arc::clone(&self.unknown_group_warnings),
+        ));
         let mut handlers = Handlers::default();
         bai_agents::handlers(&registry, &mut handlers);
         let options = ConsumerOptions::new(

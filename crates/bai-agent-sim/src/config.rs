@@ -157,7 +157,8 @@ impl AgentToml {
         let mut config: AgentToml =
             toml::from_str(&text).map_err(|source| error(source.to_string()))?;
         config.path = path.display().to_string();
-        if !(config.debug.heartbeat_interval > 0.0) {
+        let interval = config.debug.heartbeat_interval;
+        if !interval.is_finite() || interval <= 0.0 {
             return Err(error(
                 "debug.heartbeat-interval must be a positive number of seconds".to_owned(),
             ));

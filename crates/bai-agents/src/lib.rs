@@ -10,4 +10,4 @@
 
 mod registry;
 
-pub use registry::{AgentRegistry, handlers, run_lost_check};
+pub use registry::{AgentRegistry, UnknownGroupWarnings, handlers, run_lost_check};

@@ -30,10 +30,13 @@ pub struct AgentRegistry {
     producer: EventProducer,
     /// Registry names that count as such in image references (etcd `config/docker/registry`).
     registries: Vec<String>,
-    /// `(agent, resource group)` pairs already warned about: one warning per missing group, not
-    /// one per heartbeat.
-    warned_unknown_groups: Mutex<HashSet<(String, String)>>,
+    warned_unknown_groups: Arc<UnknownGroupWarnings>,
 }
+
+/// The `(agent, resource group)` pairs a node already warned about: one warning per missing
+/// group, not one per heartbeat or per worker. The registries of one node's workers share it.
+#[derive(Debug, Default)]
+pub struct UnknownGroupWarnings(Mutex<HashSet<(String, String)>>);
 
 fn unix_now() -> f64 {
     SystemTime::now()
@@ -43,7 +46,7 @@ fn unix_now() -> f64 {
 }
 
 impl AgentRegistry {
-    pub fn new(stores: &Stores) -> AgentRegistry {
+    pub fn new(stores: &Stores, warned_unknown_groups: Arc<UnknownGroupWarnings>) -> AgentRegistry {
         AgentRegistry {
             db: stores.db.clone(),
             etcd: stores.etcd.clone(),
@@ -56,7 +59,7 @@ impl AgentRegistry {
                 .keys()
                 .cloned()
                 .collect(),
-            warned_unknown_groups: Mutex::new(HashSet::new()),
+            warned_unknown_groups,
         }
     }
 
@@ -102,6 +105,7 @@ impl AgentRegistry {
             HeartbeatOutcome::UnknownScalingGroup => {
                 let first = self
                     .warned_unknown_groups
+                    .0
                     .lock()
                     .is_ok_and(|mut warned| warned.insert(group_key));
                 if first {
@@ -137,7 +141,7 @@ impl AgentRegistry {
             }
             HeartbeatOutcome::Unchanged => {}
         }
-        if let Ok(mut warned) = self.warned_unknown_groups.lock() {
+        if let Ok(mut warned) = self.warned_unknown_groups.0.lock() {
             warned.remove(&group_key);
         }
         self.redis

@@ -102,7 +102,7 @@ impl Harness {
     }
 
     fn registry(&self) -> AgentRegistry {
-        AgentRegistry::new(&self.stores)
+        AgentRegistry::new(&self.stores, Default::default())
     }
 
     async fn row(&self, agent_id: &str) -> Option<agents::Model> {
@@ -663,7 +663,7 @@ async fn the_lost_check_of_two_nodes_reports_a_silent_agent_once() {
     let harness = Harness::new("agents_lost_check").await;
     let node_a = harness.registry();
     let other_stores = harness.other_node().await;
-    let node_b = AgentRegistry::new(&other_stores);
+    let node_b = AgentRegistry::new(&other_stores, Default::default());
     let info = agent_info("default");
     heartbeat(&node_a, "i-silent", &info).await;
     heartbeat(&node_b, "i-fresh", &info).await;
@@ -722,7 +722,7 @@ async fn concurrent_first_heartbeats_insert_one_row() {
     let harness = Harness::new("agents_concurrent_first").await;
     let node_a = harness.registry();
     let other_stores = harness.other_node().await;
-    let node_b = AgentRegistry::new(&other_stores);
+    let node_b = AgentRegistry::new(&other_stores, Default::default());
     let info = agent_info("default");
     let agent_ids: Vec<String> = (0..8).map(|index| format!("i-twin-{index}")).collect();
     for agent_id in &agent_ids {
@@ -857,7 +857,14 @@ async fn the_handlers_run_on_a_consumer_of_the_event_bus() {
         slots(&[("cpu", "7"), ("mem", "16106127360"), ("cuda.device", "2")])
     );
     assert_eq!(row.public_key.as_deref(), Some(A_PUBLIC_KEY));
-    assert_eq!(harness.image_holders().await, ["i-bus"]);
+    // The row is written first; Redis follows within the same handler run.
+    wait_for(
+        "the agent among the image's holders",
+        Duration::from_secs(1),
+        || async { harness.image_holders().await == ["i-bus"] },
+    )
+    .await;
+    assert!(harness.last_seen("i-bus").await.is_some());
 
     producer
         .produce(

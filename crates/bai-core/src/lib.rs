@@ -9,8 +9,11 @@
 //!              db          PostgreSQL: entities, the 24.03 schema, typed queries (bai-db-models)
 //!              redis       Redis: the reference's databases and keys, typed (bai-redis)
 //!              stores      all three connected as one `Stores`, node registration (bai-stores)
+//! bus          events      the Redis stream `events`: msgpack, catalogue, consume/subscribe (bai-events)
 //! services     registry    container-registry scanner (bai-registry-scanner)
 //!              scheduler   resource slots, quota headroom (bai-scheduler)
+//!              agents      the agent registry: heartbeats, status, lost check (bai-agents)
+//! peers        agent_sim   simulated agents for tests and load (bai-agent-sim)
 //! api          api         the HTTP API as an axum `Router` over an `ApiContext` (bai-api)
 //! runtime      server      the manager's process runtime: workers, signals, TLS (bai-server)
 //! ```
@@ -23,10 +26,13 @@
 //! This crate must not hold logic of its own: it only re-exports, so that embedders and our own
 //! binaries use the very same code.
 
+pub use bai_agent_sim as agent_sim;
+pub use bai_agents as agents;
 pub use bai_api as api;
 pub use bai_config as config;
 pub use bai_db_models as db;
 pub use bai_etcd_store as etcd;
+pub use bai_events as events;
 pub use bai_redis as redis;
 pub use bai_registry_scanner as registry;
 pub use bai_rpc_keys as rpc_keys;

@@ -367,7 +367,7 @@ async fn a_manager_killed_and_restarted_while_agents_heartbeat_changes_no_agent_
 async fn the_real_dummy_agent_registers_is_lost_when_killed_and_comes_back() {
     let stack = Stack::with_install_guide_keypairs("agents_real").await;
     let port = free_port();
-    let config = stack.config("manager.toml", &settings(port, 1));
+    let config = stack.config("manager.toml", &settings(port, 2));
     let mut server = Server::start(&stack, &config, "server");
     server.wait_ready(port).await;
 
