@@ -1,6 +1,6 @@
-//! `manager-cli agent ...`: the agents the database `[db]` names knows (`agents`, as their
-//! heartbeats left them) and when the manager last heard from each (Redis database 2, found through
-//! etcd `config/redis`).
+//! `manager-cli agent ...`: the agents in the database `[db]` names (`agents`, as their heartbeats
+//! left them) and when the manager last heard from each (Redis database 2, found through etcd
+//! `config/redis`).
 //!
 //! The reference has no such `backend.ai mgr` command (its operators use `backend.ai admin agent`
 //! over the API); these read the stores directly, so they work while no manager serves.

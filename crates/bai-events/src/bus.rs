@@ -20,7 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bai_redis::{EntryId, RedisError, StreamDb, StreamEntry};
+use bai_redis::{ClaimedEntry, EntryId, RedisError, StreamDb, StreamEntry};
 use sha1::{Digest, Sha1};
 use tokio_util::sync::CancellationToken;
 
@@ -192,13 +192,18 @@ pub async fn run_consumer(
         };
         match pending {
             Ok(entries) if entries.is_empty() => break,
-            Ok(entries) => {
+            Ok(left) => {
                 outage.recovered();
-                tracing::info!(
-                    "event stream: handling {} entries left pending by this consumer before",
-                    entries.len()
-                );
-                handle_batch(&stream, &handlers, &options, entries).await;
+                // A restart under the same name counts as a delivery: an entry that kept killing
+                // this consumer is given up here, as one that killed others is on take-over.
+                let entries = give_up_overdelivered(&stream, &options, left).await;
+                if !entries.is_empty() {
+                    tracing::info!(
+                        "event stream: handling {} entries left pending by this consumer before",
+                        entries.len()
+                    );
+                    handle_batch(&stream, &handlers, &options, entries).await;
+                }
             }
             Err(error) => {
                 outage.failed("reading pending entries", &error);
@@ -221,23 +226,7 @@ pub async fn run_consumer(
             {
                 Ok(claimed) if !claimed.is_empty() => {
                     outage.recovered();
-                    let mut entries = Vec::with_capacity(claimed.len());
-                    let mut given_up = Vec::new();
-                    for claim in claimed {
-                        if claim.deliveries > options.max_deliveries {
-                            tracing::error!(
-                                "event stream: entry {} was delivered {} times without being \
-                                 handled; giving it up: {}",
-                                claim.entry.id,
-                                claim.deliveries,
-                                describe_entry(&claim.entry)
-                            );
-                            given_up.push(claim.entry.id);
-                        } else {
-                            entries.push(claim.entry);
-                        }
-                    }
-                    ack(&stream, &options, &given_up).await;
+                    let entries = give_up_overdelivered(&stream, &options, claimed).await;
                     if !entries.is_empty() {
                         tracing::info!(
                             "event stream: took over {} entries another consumer left pending",
@@ -274,6 +263,33 @@ async fn pause(shutdown: &CancellationToken) {
         () = shutdown.cancelled() => {}
         () = tokio::time::sleep(RETRY_PAUSE) => {}
     }
+}
+
+/// Acknowledges the entries delivered more than [`ConsumerOptions::max_deliveries`] times, each
+/// logged, without handling them; returns the others.
+async fn give_up_overdelivered(
+    stream: &StreamDb,
+    options: &ConsumerOptions,
+    claimed: Vec<ClaimedEntry>,
+) -> Vec<StreamEntry> {
+    let mut entries = Vec::with_capacity(claimed.len());
+    let mut given_up = Vec::new();
+    for claim in claimed {
+        if claim.deliveries > options.max_deliveries {
+            tracing::error!(
+                "event stream: entry {} was delivered {} times without being handled; giving it \
+                 up: {}",
+                claim.entry.id,
+                claim.deliveries,
+                describe_entry(&claim.entry)
+            );
+            given_up.push(claim.entry.id);
+        } else {
+            entries.push(claim.entry);
+        }
+    }
+    ack(stream, options, &given_up).await;
+    entries
 }
 
 async fn ack(stream: &StreamDb, options: &ConsumerOptions, ids: &[EntryId]) {
@@ -317,7 +333,7 @@ async fn handle_batch(
 async fn run_handlers(handlers: &Handlers, entries: Vec<StreamEntry>, attempts: Option<u32>) {
     let mut by_source: Vec<(String, Vec<Arc<Received>>)> = Vec::new();
     for entry in entries {
-        let Some(received) = decode_entry(handlers, &entry) else {
+        let Some(received) = decode_entry(handlers, &entry, attempts.is_some()) else {
             continue;
         };
         match by_source
@@ -338,33 +354,38 @@ async fn run_handlers(handlers: &Handlers, entries: Vec<StreamEntry>, attempts: 
     .await;
 }
 
-/// The entry as an event, if some handler wants it; entries that are not events are logged.
-fn decode_entry(handlers: &Handlers, entry: &StreamEntry) -> Option<Arc<Received>> {
+/// The entry as an event, if some handler wants it. A consumer (`consuming`) decodes every
+/// entry and logs those that are not events, once for the whole group; a subscriber, which every
+/// process runs, looks only at the entries its handlers want and logs nothing else.
+fn decode_entry(
+    handlers: &Handlers,
+    entry: &StreamEntry,
+    consuming: bool,
+) -> Option<Arc<Received>> {
     let (Some(name), Some(source), Some(args)) = (
         entry.field("name"),
         entry.field("source"),
         entry.field("args"),
     ) else {
-        tracing::warn!(
-            "event stream: entry {} lacks name, source or args; skipped: {}",
-            entry.id,
-            describe_entry(entry)
-        );
+        if consuming {
+            tracing::warn!(
+                "event stream: entry {} lacks name, source or args; skipped: {}",
+                entry.id,
+                describe_entry(entry)
+            );
+        }
         return None;
     };
-    if !handlers.handles(name)
-        && crate::catalogue::EVENT_NAMES
-            .iter()
-            .any(|known| known.as_bytes() == name)
-    {
+    if !consuming && !handlers.handles(name) {
         return None;
     }
     match Event::decode(name, args) {
-        Ok(event) => Some(Arc::new(Received {
+        Ok(event) if handlers.handles(name) => Some(Arc::new(Received {
             id: entry.id,
             source: String::from_utf8_lossy(source).into_owned(),
             event,
         })),
+        Ok(_) => None,
         Err(error) => {
             tracing::warn!(
                 "event stream: entry {} is not a valid event ({error}); skipped: {}",

@@ -1,0 +1,394 @@
+//! `manager-cli agent list/info` against the halfstack's real PostgreSQL (a database of each test's
+//! own, agents loaded as a fixture), etcd (a namespace of each test's own, whose `config/redis`
+//! points at the test's own Redis) and a private Redis holding when agents were last seen.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use bai_db_models::fixtures::{self, FixtureFile};
+use bai_db_models::testing::TestDatabase;
+use bai_etcd_store::Scope;
+use bai_etcd_store::testing::TestNamespace;
+use bai_redis::LiveDb;
+use bai_redis::testing::PrivateRedis;
+use serde_json::{Value, json};
+
+const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
+
+/// The resource group of [`agents_fixture`] (a file of its own: `json!` would sort `agents` first, and
+/// populate loads tables in the order the file names them).
+fn resource_group_fixture() -> String {
+    json!({
+        "scaling_groups": [{"name": "default", "driver": "static", "scheduler": "fifo"}],
+    })
+    .to_string()
+}
+
+/// Three agents of the resource group `default`: one alive (seen 5 s ago), one lost, one
+/// terminated with slots of other kinds.
+fn agents_fixture() -> String {
+    json!({
+        "agents": [
+            {
+                "id": "i-beta", "status": "LOST", "region": "local",
+                "status_changed": "2024-05-02T11:00:00+00:00",
+                "available_slots": {"cpu": "8", "mem": "34359738368"},
+                "occupied_slots": {},
+                "addr": "tcp://10.0.0.2:6011", "version": "24.03.10", "architecture": "aarch64",
+                "first_contact": "2024-05-01T10:00:00+00:00",
+                "lost_at": "2024-05-02T11:00:00+00:00",
+            },
+            {
+                "id": "i-alpha", "status": "ALIVE", "region": "local", "schedulable": true,
+                "status_changed": "2024-05-01T10:00:00+00:00",
+                "available_slots": {"cpu": "4", "mem": "17179869184", "cuda.shares": "2.5"},
+                "occupied_slots": {"cpu": "1", "mem": "1073741824"},
+                "addr": "tcp://10.0.0.1:6011", "public_host": "agent1.example.com",
+                "public_key": "Rt0Q!sJ3vl5aOMqbH8zNGQyr)FJg[PDG1iU&Ec#A",
+                "version": "24.03.11", "architecture": "x86_64",
+                "compute_plugins": {"cuda": {"version": "12.2"}},
+                "auto_terminate_abusing_kernel": true,
+                "first_contact": "2024-05-01T10:00:00+00:00",
+            },
+            {
+                "id": "i-gamma", "status": "TERMINATED", "region": "local", "schedulable": false,
+                "available_slots": {"cpu": "2", "mem": "1536"},
+                "occupied_slots": {},
+                "addr": "tcp://10.0.0.3:6011", "version": "24.03.11", "architecture": "x86_64",
+            },
+        ],
+    })
+    .to_string()
+}
+
+/// A database, an etcd namespace and a Redis of the test's own, and a manager.toml pointing at
+/// them.
+struct Cluster {
+    db: TestDatabase,
+    redis: PrivateRedis,
+    _etcd: TestNamespace,
+    dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    async fn new(label: &str) -> Cluster {
+        let db = TestDatabase::with_schema(label).await;
+        let etcd = TestNamespace::new(label);
+        let redis = PrivateRedis::start();
+        etcd.store()
+            .await
+            .put("config/redis/addr", &redis.addr(), Scope::Global)
+            .await
+            .expect("put config/redis/addr");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (db_line, ns_line) = ("name = \"backend\"", "namespace = \"local\"");
+        assert!(HALFSTACK_TOML.contains(db_line) && HALFSTACK_TOML.contains(ns_line));
+        let toml = HALFSTACK_TOML
+            .replace(db_line, &format!("name = \"{}\"", db.config.name))
+            .replace(ns_line, &format!("namespace = \"{}\"", etcd.name));
+        std::fs::write(dir.path().join("manager.toml"), toml).expect("write manager.toml");
+        Cluster {
+            db,
+            redis,
+            _etcd: etcd,
+            dir,
+        }
+    }
+
+    /// A cluster with the three agents of [`agents_fixture`], `i-alpha` seen 5 s ago.
+    async fn with_agents(label: &str) -> Cluster {
+        let cluster = Cluster::new(label).await;
+        for (name, text) in [
+            ("resource-group.json", resource_group_fixture()),
+            ("agents.json", agents_fixture()),
+        ] {
+            let file = FixtureFile::parse(name, &text).expect("fixture");
+            fixtures::populate(&cluster.db.connection, &file)
+                .await
+                .unwrap_or_else(|error| panic!("loading {name}: {error}"));
+        }
+        let live = LiveDb::connect(&cluster.redis.config())
+            .await
+            .expect("connect to the private Redis");
+        live.record_agent_seen("i-alpha", unix_now() - 5.0)
+            .await
+            .expect("record agent seen");
+        cluster
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        manager_cli(self.dir.path(), &[&["agent"], args].concat())
+    }
+
+    /// Runs `agent ARGS`, asserts success and nothing on stderr, returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "agent {args:?} failed: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    }
+
+    /// Runs `agent ARGS`, asserts exit code `code` and nothing on stdout, returns stderr.
+    fn fails(&self, args: &[&str], code: i32) -> String {
+        let output = self.run(args);
+        assert_eq!(
+            output.status.code(),
+            Some(code),
+            "agent {args:?}: stdout {} stderr {}",
+            text(&output.stdout),
+            text(&output.stderr)
+        );
+        assert_eq!(text(&output.stdout), "", "agent {args:?}");
+        text(&output.stderr)
+    }
+}
+
+fn manager_cli(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_manager-cli"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("BACKEND_CONFIG_FILE")
+        .output()
+        .expect("manager-cli runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs_f64()
+}
+
+/// The cells of a printed table (columns are two or more spaces apart; no cell holds two spaces).
+fn cells(table: &str) -> Vec<Vec<String>> {
+    table
+        .lines()
+        .map(|line| {
+            line.split("  ")
+                .map(str::trim)
+                .filter(|cell| !cell.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
+        .collect()
+}
+
+/// Asserts that `cell` says a few seconds ago (the test recorded 5 s before running the command).
+fn assert_seconds_ago(cell: &str) {
+    let seconds: u64 = cell
+        .strip_suffix("s ago")
+        .and_then(|number| number.parse().ok())
+        .unwrap_or_else(|| panic!("not `Ns ago`: {cell:?}"));
+    assert!((5..=120).contains(&seconds), "{cell}");
+}
+
+const HEADER: [&str; 9] = [
+    "ID",
+    "STATUS",
+    "RESOURCE GROUP",
+    "ADDR",
+    "AVAILABLE",
+    "OCCUPIED",
+    "VERSION",
+    "LAST SEEN",
+    "LOST AT",
+];
+
+/// The list's row of each fixture agent, `LAST SEEN` of `i-alpha` left out (it is checked apart).
+fn expected_row(id: &str) -> Vec<&'static str> {
+    match id {
+        "i-alpha" => vec![
+            "i-alpha",
+            "ALIVE",
+            "default",
+            "tcp://10.0.0.1:6011",
+            "cpu=4 cuda.shares=2.5 mem=16G",
+            "cpu=1 mem=1G",
+            "24.03.11",
+            "-",
+        ],
+        "i-beta" => vec![
+            "i-beta",
+            "LOST",
+            "default",
+            "tcp://10.0.0.2:6011",
+            "cpu=8 mem=32G",
+            "-",
+            "24.03.10",
+            "-",
+            "2024-05-02 11:00:00+00:00",
+        ],
+        "i-gamma" => vec![
+            "i-gamma",
+            "TERMINATED",
+            "default",
+            "tcp://10.0.0.3:6011",
+            "cpu=2 mem=1536",
+            "-",
+            "24.03.11",
+            "-",
+            "-",
+        ],
+        other => panic!("no fixture agent {other}"),
+    }
+}
+
+/// Asserts that `listed` is the table of the fixture agents `ids`, in that order.
+fn assert_listed(listed: &str, ids: &[&str]) {
+    let mut rows = cells(listed);
+    assert_eq!(rows.remove(0), HEADER, "{listed}");
+    let mut listed_ids = Vec::new();
+    for mut row in rows {
+        if row[0] == "i-alpha" {
+            assert_seconds_ago(&row.remove(7));
+        }
+        listed_ids.push(row[0].clone());
+        assert_eq!(row, expected_row(&row[0]), "{listed}");
+    }
+    assert_eq!(listed_ids, ids, "{listed}");
+}
+
+#[tokio::test]
+async fn list_shows_every_agent_sorted_by_id() {
+    let cluster = Cluster::with_agents("cli_agent_list").await;
+    let listed = cluster.ok(&["list"]);
+    assert_listed(&listed, &["i-alpha", "i-beta", "i-gamma"]);
+}
+
+#[tokio::test]
+async fn list_filters_by_status_in_any_case() {
+    let cluster = Cluster::with_agents("cli_agent_status").await;
+    assert_listed(&cluster.ok(&["list", "--status", "LOST"]), &["i-beta"]);
+    assert_listed(
+        &cluster.ok(&["list", "--status", "lost,Terminated"]),
+        &["i-beta", "i-gamma"],
+    );
+    assert_listed(
+        &cluster.ok(&["list", "-s", "alive", "--status", "LOST"]),
+        &["i-alpha", "i-beta"],
+    );
+    assert_eq!(
+        cluster.ok(&["list", "--status", "RESTARTING"]),
+        "There are no agents with status RESTARTING.\n"
+    );
+}
+
+#[tokio::test]
+async fn list_refuses_an_unknown_status() {
+    let cluster = Cluster::with_agents("cli_agent_badstatus").await;
+    let stderr = cluster.fails(&["list", "--status", "LOST,dead"], 2);
+    assert!(
+        stderr.contains("unknown agent status \"dead\"")
+            && stderr.contains("ALIVE, LOST, RESTARTING, TERMINATED"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn list_without_agents_says_so() {
+    let cluster = Cluster::new("cli_agent_none").await;
+    assert_eq!(cluster.ok(&["list"]), "There are no agents.\n");
+    assert_eq!(cluster.ok(&["list", "--json"]), "[]\n");
+}
+
+#[tokio::test]
+async fn list_json_has_every_column_and_last_seen() {
+    let cluster = Cluster::with_agents("cli_agent_json").await;
+    let listed: Value = serde_json::from_str(&cluster.ok(&["list", "--json"])).expect("JSON");
+    let rows = listed.as_array().expect("an array");
+    let ids: Vec<&str> = rows
+        .iter()
+        .map(|row| row["id"].as_str().expect("id"))
+        .collect();
+    assert_eq!(ids, ["i-alpha", "i-beta", "i-gamma"]);
+    let mut alpha = rows[0].clone();
+    let seen = alpha["last_seen"].take().as_f64().expect("last_seen");
+    assert!((unix_now() - seen - 5.0).abs() < 120.0, "{seen}");
+    assert_eq!(
+        alpha,
+        json!({
+            "id": "i-alpha", "status": "ALIVE",
+            "status_changed": "2024-05-01T10:00:00+00:00",
+            "region": "local", "scaling_group": "default", "schedulable": true,
+            "available_slots": {"cpu": "4", "cuda.shares": "2.5", "mem": "17179869184"},
+            "occupied_slots": {"cpu": "1", "mem": "1073741824"},
+            "addr": "tcp://10.0.0.1:6011", "public_host": "agent1.example.com",
+            "public_key": "Rt0Q!sJ3vl5aOMqbH8zNGQyr)FJg[PDG1iU&Ec#A",
+            "first_contact": "2024-05-01T10:00:00+00:00", "lost_at": null,
+            "version": "24.03.11", "architecture": "x86_64",
+            "compute_plugins": {"cuda": {"version": "12.2"}},
+            "auto_terminate_abusing_kernel": true,
+            "last_seen": null,
+        })
+    );
+    assert_eq!(rows[1]["last_seen"], Value::Null);
+    assert_eq!(rows[1]["lost_at"], "2024-05-02T11:00:00+00:00");
+    let lost: Value =
+        serde_json::from_str(&cluster.ok(&["list", "--json", "-s", "LOST"])).expect("JSON");
+    assert_eq!(lost, json!([rows[1]]));
+}
+
+#[tokio::test]
+async fn info_shows_every_column_and_last_seen() {
+    let cluster = Cluster::with_agents("cli_agent_info").await;
+    let mut lines = cells(&cluster.ok(&["info", "i-alpha"]));
+    let last_seen = lines.pop().expect("a last line");
+    assert_eq!(last_seen[0], "Last seen:");
+    let (ago, at) = last_seen[1].split_once(" (").expect("`N s ago (TIME)`");
+    assert_seconds_ago(ago);
+    assert!(at.ends_with("+00:00)"), "{at}");
+    let expected = [
+        ["ID:", "i-alpha"],
+        ["Status:", "ALIVE"],
+        ["Status changed:", "2024-05-01 10:00:00+00:00"],
+        ["Region:", "local"],
+        ["Resource group:", "default"],
+        ["Schedulable:", "yes"],
+        ["Available slots:", "cpu=4 cuda.shares=2.5 mem=16G"],
+        ["Occupied slots:", "cpu=1 mem=1G"],
+        ["Address:", "tcp://10.0.0.1:6011"],
+        ["Public host:", "agent1.example.com"],
+        ["Public key:", "Rt0Q!sJ3vl5aOMqbH8zNGQyr)FJg[PDG1iU&Ec#A"],
+        ["First contact:", "2024-05-01 10:00:00+00:00"],
+        ["Lost at:", "-"],
+        ["Version:", "24.03.11"],
+        ["Architecture:", "x86_64"],
+        ["Compute plugins:", r#"{"cuda":{"version":"12.2"}}"#],
+        ["Auto-terminate abusing kernel:", "yes"],
+    ];
+    assert_eq!(lines, expected);
+
+    let beta = cells(&cluster.ok(&["info", "i-beta"]));
+    assert!(beta.contains(&vec!["Status:".to_owned(), "LOST".to_owned()]));
+    assert!(beta.contains(&vec![
+        "Lost at:".to_owned(),
+        "2024-05-02 11:00:00+00:00".to_owned()
+    ]));
+    assert!(beta.contains(&vec!["Occupied slots:".to_owned(), "-".to_owned()]));
+    assert_eq!(
+        beta.last(),
+        Some(&vec!["Last seen:".to_owned(), "-".to_owned()])
+    );
+
+    let json: Value =
+        serde_json::from_str(&cluster.ok(&["info", "i-gamma", "--json"])).expect("JSON");
+    assert_eq!(json["status"], "TERMINATED");
+    assert_eq!(json["schedulable"], false);
+    assert_eq!(json["compute_plugins"], json!({}));
+    assert_eq!(json["last_seen"], Value::Null);
+}
+
+#[tokio::test]
+async fn info_of_an_unknown_agent_fails() {
+    let cluster = Cluster::with_agents("cli_agent_unknown").await;
+    let stderr = cluster.fails(&["info", "i-nowhere"], 1);
+    assert_eq!(stderr, "error: no agent \"i-nowhere\"\n");
+}
