@@ -10,13 +10,18 @@ use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::image_ref::{ImageRef, KnownRegistries};
 use bai_db_models::queries::agent_registry::{self, HeartbeatOutcome, HeartbeatRow};
 use bai_etcd_store::{EtcdStore, Scope};
-use bai_events::{AgentInfo, Event, EventProducer, HandlerError, Handlers, Received};
+use bai_events::{
+    AgentInfo, Event, EventProducer, HandlerError, Handlers, MANAGER_GROUP, Received,
+};
 use bai_redis::Redis;
 use bai_stores::Stores;
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
+
+/// How far behind the event consumers may be before the lost check waits for them.
+const BACKLOG_TOLERANCE: Duration = Duration::from_secs(1);
 
 /// Where the reference keeps the unit of every slot type agents report.
 const RESOURCE_SLOTS_PREFIX: &str = "config/resource_slots";
@@ -256,6 +261,21 @@ impl AgentRegistry {
     /// `agent_terminated("agent-lost")`, once: of all the processes that see it stale, the one that
     /// removes its `agent.last_seen` entry reports it.
     pub async fn check_lost(&self, timeout: Duration) -> Result<usize, HandlerError> {
+        // Heartbeats waiting in the stream are not lost: while the manager group is behind (a
+        // restart, an outage), `agent.last_seen` is old news and the check waits for the backlog.
+        if let Some(age) = self
+            .redis
+            .stream
+            .oldest_unhandled_age(MANAGER_GROUP)
+            .await?
+            && age > BACKLOG_TOLERANCE
+        {
+            tracing::debug!(
+                "agent lost check waits: the oldest unhandled event is {:.1} s old",
+                age.as_secs_f64()
+            );
+            return Ok(0);
+        }
         let now = unix_now();
         let mut reported = 0;
         for seen in self.redis.live.agents_last_seen().await? {

@@ -194,15 +194,31 @@ impl StreamDb {
     }
 
     /// Up to `count` entries delivered to `consumer` before and not acknowledged, from the oldest
-    /// (what a restarted process left behind under its own consumer name).
+    /// (what a restarted process left behind under its own consumer name), each with its delivery
+    /// count: Redis counts this read as one more delivery, as it does a take-over.
     pub async fn own_pending(
         &self,
         group: &str,
         consumer: &str,
         count: usize,
-    ) -> Result<Vec<StreamEntry>, RedisError> {
-        self.read_group_from(group, consumer, count, None, "0")
-            .await
+    ) -> Result<Vec<ClaimedEntry>, RedisError> {
+        let entries = self
+            .read_group_from(group, consumer, count, None, "0")
+            .await?;
+        let (Some(first), Some(last)) = (entries.first(), entries.last()) else {
+            return Ok(Vec::new());
+        };
+        let counts = self.delivery_counts(group, first.id, last.id).await?;
+        Ok(entries
+            .into_iter()
+            .map(|entry| ClaimedEntry {
+                deliveries: counts
+                    .iter()
+                    .find(|(id, _)| *id == entry.id)
+                    .map_or(1, |(_, count)| *count),
+                entry,
+            })
+            .collect())
     }
 
     async fn read_group_from(
@@ -450,6 +466,82 @@ impl StreamDb {
             .as_i64()
             .and_then(|count| u64::try_from(count).ok())
             .ok_or_else(|| unexpected("XTRIM", &answer))
+    }
+
+    /// How long the oldest entry `group` has not finished with (delivered and not acknowledged,
+    /// or not delivered yet) has been in the stream, by the Redis server's clock (which also made
+    /// the entry ids); `None` when the group is done with every entry, or does not exist.
+    pub async fn oldest_unhandled_age(&self, group: &str) -> Result<Option<Duration>, RedisError> {
+        let Some(delivered) = self.last_delivered(group).await? else {
+            return Ok(None);
+        };
+        let undelivered = self
+            .command(
+                "XRANGE",
+                vec![
+                    STREAM.into(),
+                    format!("({delivered}").into(),
+                    "+".into(),
+                    "COUNT".into(),
+                    "1".into(),
+                ],
+            )
+            .await?;
+        let undelivered = parse_entries(&undelivered)
+            .ok_or_else(|| unexpected("XRANGE", &undelivered))?
+            .first()
+            .map(|entry| entry.id);
+        let oldest = match (self.first_pending(group).await?, undelivered) {
+            (Some(pending), Some(undelivered)) => pending.min(undelivered),
+            (Some(oldest), None) | (None, Some(oldest)) => oldest,
+            (None, None) => return Ok(None),
+        };
+        let time = self.command("TIME", Vec::new()).await?;
+        let now_millis = match array(&time) {
+            Some([seconds, micros]) => {
+                let seconds: u64 = seconds
+                    .as_str()
+                    .and_then(|text| text.parse().ok())
+                    .unwrap_or(0);
+                let micros: u64 = micros
+                    .as_str()
+                    .and_then(|text| text.parse().ok())
+                    .unwrap_or(0);
+                seconds * 1000 + micros / 1000
+            }
+            _ => return Err(unexpected("TIME", &time)),
+        };
+        Ok(Some(Duration::from_millis(
+            now_millis.saturating_sub(oldest.millis),
+        )))
+    }
+
+    /// The `last-delivered-id` of `group`, if it exists.
+    async fn last_delivered(&self, group: &str) -> Result<Option<EntryId>, RedisError> {
+        let answer = match self
+            .command("XINFO", vec!["GROUPS".into(), STREAM.into()])
+            .await
+        {
+            Err(error) if error.source.details().starts_with("ERR no such key") => {
+                return Ok(None);
+            }
+            other => other?,
+        };
+        let groups = array(&answer).ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
+        for info in groups.iter().filter_map(field_map) {
+            let is_group = info
+                .iter()
+                .any(|(key, value)| key == "name" && value.as_string().as_deref() == Some(group));
+            if is_group {
+                return info
+                    .iter()
+                    .find(|(key, _)| key == "last-delivered-id")
+                    .and_then(|(_, value)| parse_id(value))
+                    .map(Some)
+                    .ok_or_else(|| unexpected("XINFO GROUPS", &answer));
+            }
+        }
+        Ok(None)
     }
 
     /// How many entries `group` has delivered and not had acknowledged (0 without the group).

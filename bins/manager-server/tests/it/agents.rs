@@ -337,7 +337,9 @@ async fn a_manager_killed_and_restarted_while_agents_heartbeat_changes_no_agent_
     // A crash: entries read and not yet acknowledged stay pending for the restarted workers.
     server.signal(Signal::SIGKILL);
     server.wait_exit(Duration::from_secs(5)).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // Down for longer than the heartbeat timeout: the heartbeats sent meanwhile wait in the
+    // stream, and the agents must not be declared lost before they are handled.
+    tokio::time::sleep(Duration::from_secs_f64(HEARTBEAT_TIMEOUT + 1.0)).await;
     let mut server = Server::start(&stack, &config, "server-again");
     server.wait_ready(port).await;
     tokio::time::sleep(Duration::from_secs(3)).await;

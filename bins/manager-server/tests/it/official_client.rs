@@ -49,7 +49,7 @@ async fn check_client(client: &Client, label: &str) {
         Some("running")
     );
     let redis = client.cli(&stack, port, &["admin", "etcd", "get", "config/redis/addr"]);
-    assert!(redis.contains("127.0.0.1:8110"), "{redis}");
+    assert!(redis.contains(&stack.redis.addr()), "{redis}");
     let slots = client.cli(&stack, port, &["admin", "resource", "query-slots"]);
     assert!(slots.contains("cpu") && slots.contains("mem"), "{slots}");
 
