@@ -7,10 +7,12 @@
 //! stopped or killed mid-handler leaves it pending, for itself at restart or for another consumer
 //! once idle), that a slow handler keeps its entry, retries and giving up, that bad entries are
 //! logged with their id and acknowledged without stopping the loop, per-source order with
-//! concurrency across sources, `max_deliveries`, that a subscriber sees only what comes after it
-//! started and acknowledges nothing, and that the trimmer removes acknowledged entries. A tiny RESP
-//! client below writes what `StreamDb` deliberately cannot (an entry without `args`) and reads the
-//! group's pending count (`XPENDING`).
+//! concurrency across sources, `max_deliveries` (on take-over and on a restart under the same
+//! name), that a subscriber sees only what comes after it started, acknowledges nothing and reports
+//! only malformed entries of events it handles, and that the trimmer removes acknowledged entries.
+//! Log lines are captured with a `tracing-subscriber` writer per loop. A tiny RESP client below
+//! writes what `StreamDb` deliberately cannot (an entry without `args`) and reads the group's
+//! pending count (`XPENDING`).
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -91,7 +93,8 @@ async fn spawn_consumer(
     let stream = connect(redis).await;
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(
-        run_consumer(stream, handlers, options, shutdown.clone()).with_subscriber(logs.subscriber()),
+        run_consumer(stream, handlers, options, shutdown.clone())
+            .with_subscriber(logs.subscriber()),
     );
     Running { shutdown, task }
 }
@@ -326,7 +329,10 @@ async fn produced_events_are_handled_once_by_every_handler_and_acknowledged() {
         "both handlers of agent_started ran, once"
     );
     assert_eq!(
-        stream.group_entries_read(MANAGER_GROUP).await.expect("XINFO"),
+        stream
+            .group_entries_read(MANAGER_GROUP)
+            .await
+            .expect("XINFO"),
         Some(3)
     );
     consumer.stop().await;
@@ -336,13 +342,15 @@ async fn produced_events_are_handled_once_by_every_handler_and_acknowledged() {
 async fn a_consumer_stops_promptly_on_shutdown_when_idle() {
     let redis = PrivateRedis::start();
     let (handlers, _seen) = recording(&["do_schedule"]);
-    let consumer = spawn_consumer(&redis, handlers, options("c1"), &Logs::default()).await;
+    let mut options = options("c1");
+    options.block = Duration::from_secs(10);
+    let consumer = spawn_consumer(&redis, handlers, options, &Logs::default()).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let stopping = Instant::now();
     consumer.stop().await;
     assert!(
-        stopping.elapsed() < Duration::from_millis(150),
-        "returned after {:?}, without finishing its blocking read",
+        stopping.elapsed() < Duration::from_secs(1),
+        "returned after {:?}, without finishing its 10-s blocking read",
         stopping.elapsed()
     );
 }
@@ -449,8 +457,8 @@ async fn an_entry_left_in_a_handler_is_handled_again_by_the_same_consumer_then_t
     assert_eq!(again.id, id);
     assert_eq!(again.event, started("self-started"));
     assert!(
-        restarted.elapsed() < CLAIM_MIN_IDLE,
-        "handled at start, without waiting for the entry to be idle ({:?})",
+        restarted.elapsed() < Duration::from_secs(1),
+        "handled at start, before the first take-over round 1 s after it ({:?})",
         restarted.elapsed()
     );
     second.shutdown.cancel();
@@ -490,7 +498,13 @@ async fn a_handler_running_longer_than_claim_min_idle_keeps_its_entry() {
         }
     });
     let logs = Logs::default();
-    let a = spawn_consumer(&redis, slow, options("a"), &logs).await;
+    // Twice the usual idle time: a loaded machine may delay a's refreshes a little.
+    let with_idle = |consumer: &str| {
+        let mut options = options(consumer);
+        options.claim_min_idle = CLAIM_MIN_IDLE * 2;
+        options
+    };
+    let a = spawn_consumer(&redis, slow, with_idle("a"), &logs).await;
     let id = EventProducer::new(stream.clone())
         .produce(&started("self-started"), "i-agent-1")
         .await
@@ -499,7 +513,7 @@ async fn a_handler_running_longer_than_claim_min_idle_keeps_its_entry() {
 
     // b starts claiming idle entries 1 s after it started, while a's handler still runs.
     let (handlers, mut seen_b) = recording(&["agent_started"]);
-    let b = spawn_consumer(&redis, handlers, options("b"), &logs).await;
+    let b = spawn_consumer(&redis, handlers, with_idle("b"), &logs).await;
     eventually_nothing_pending(&redis).await;
     nothing_more(&mut seen_b, Duration::from_millis(300)).await;
     assert!(
@@ -601,13 +615,21 @@ async fn bad_entries_are_logged_with_their_id_and_acknowledged_and_later_events_
     add("empty args", "agent_started", &[]).await;
     add("trailing bytes", "agent_started", &[0x90, 0x90]).await;
     add("an unknown event name", "no_such_event", &[0x90]).await;
-    add("a heartbeat with 2 args", "agent_heartbeat", &[0x92, 0xc0, 0xc0]).await;
+    add(
+        "a heartbeat with 2 args",
+        "agent_heartbeat",
+        &[0x92, 0xc0, 0xc0],
+    )
+    .await;
     add("a heartbeat of no map", "agent_heartbeat", &[0x91, 0x01]).await;
     add("a mistyped arg", "agent_started", &[0x91, 0x01]).await;
     add("args of no array", "agent_started", &[0xa1, b'x']).await;
     bad.push((
         "no args field",
-        raw_add(&redis, &[("name", b"agent_started"), ("source", b"i-agent-1")]),
+        raw_add(
+            &redis,
+            &[("name", b"agent_started"), ("source", b"i-agent-1")],
+        ),
     ));
     bad.push((
         "no source field",
@@ -624,9 +646,17 @@ async fn bad_entries_are_logged_with_their_id_and_acknowledged_and_later_events_
             ],
         ),
     ));
-    // Known events no handler wants are acknowledged silently, however malformed.
-    let unwanted = stream
-        .add("kernel_started", "i-agent-1", &[0xc1])
+    // The consumer reports a malformed entry whether or not a handler wants its event...
+    bad.push((
+        "a malformed event no handler wants",
+        stream
+            .add("kernel_started", "i-agent-1", &[0xc1])
+            .await
+            .expect("XADD"),
+    ));
+    // ...and acknowledges a valid one no handler wants silently.
+    let unwanted = EventProducer::new(stream.clone())
+        .produce(&Event::DoPrepare, "manager")
         .await
         .expect("XADD");
     let good = EventProducer::new(stream.clone())
@@ -651,10 +681,19 @@ async fn bad_entries_are_logged_with_their_id_and_acknowledged_and_later_events_
     }
     assert!(
         !text.contains(&unwanted.to_string()),
-        "an entry no handler wants is not logged:\n{text}"
+        "a valid entry no handler wants is not logged:\n{text}"
     );
     assert!(!text.contains("panicked"), "{text}");
     consumer.stop().await;
+}
+
+/// One handler run, its times relative to the start of the test.
+#[derive(Clone, Debug)]
+struct Run {
+    source: String,
+    reason: String,
+    began: Duration,
+    finished: Duration,
 }
 
 #[tokio::test]
@@ -663,8 +702,7 @@ async fn entries_of_one_source_are_handled_in_order_and_other_sources_meanwhile(
     let redis = PrivateRedis::start();
     let stream = connect(&redis).await;
     stream.ensure_group(MANAGER_GROUP).await.expect("group");
-    // (source, reason, started, finished), relative to the start of the test
-    let runs: Arc<Mutex<Vec<(String, String, Duration, Duration)>>> = Arc::default();
+    let runs: Arc<Mutex<Vec<Run>>> = Arc::default();
     let origin = Instant::now();
     let log = Arc::clone(&runs);
     let mut handlers = Handlers::default();
@@ -675,12 +713,12 @@ async fn entries_of_one_source_are_handled_in_order_and_other_sources_meanwhile(
             if received.source == "i-slow" {
                 tokio::time::sleep(SLOW).await;
             }
-            log.lock().expect("lock").push((
-                received.source.clone(),
-                reason_of(&received).to_owned(),
+            log.lock().expect("lock").push(Run {
+                source: received.source.clone(),
+                reason: reason_of(&received).to_owned(),
                 began,
-                origin.elapsed(),
-            ));
+                finished: origin.elapsed(),
+            });
             Ok::<(), HandlerError>(())
         }
     });
@@ -704,27 +742,26 @@ async fn entries_of_one_source_are_handled_in_order_and_other_sources_meanwhile(
     })
     .await;
     let runs = runs.lock().expect("lock").clone();
-    let of = |source: &str| -> Vec<(String, Duration, Duration)> {
+    let of = |source: &str| -> Vec<Run> {
         runs.iter()
-            .filter(|(from, ..)| from == source)
-            .map(|(_, reason, began, finished)| (reason.clone(), *began, *finished))
+            .filter(|run| run.source == source)
+            .cloned()
             .collect()
     };
+    let reasons =
+        |runs: &[Run]| -> Vec<String> { runs.iter().map(|run| run.reason.clone()).collect() };
     let slow = of("i-slow");
     let fast = of("i-fast");
-    let reasons = |runs: &[(String, Duration, Duration)]| -> Vec<String> {
-        runs.iter().map(|(reason, ..)| reason.clone()).collect()
-    };
     assert_eq!(reasons(&slow), ["s1", "s2", "s3"]);
     assert_eq!(reasons(&fast), ["f1", "f2"]);
     for pair in slow.windows(2) {
         assert!(
-            pair[1].1 >= pair[0].2,
+            pair[1].began >= pair[0].finished,
             "one source's entries do not overlap: {slow:?}"
         );
     }
     assert!(
-        fast[1].2 < slow[0].2,
+        fast[1].finished < slow[0].finished,
         "the fast source is not held up behind the slow one: fast {fast:?}, slow {slow:?}"
     );
     eventually_nothing_pending(&redis).await;
@@ -773,8 +810,96 @@ async fn an_entry_delivered_more_than_max_deliveries_is_acknowledged_without_its
     consumer.stop().await;
 }
 
+#[tokio::test]
+async fn an_entry_that_kills_its_consumer_at_every_restart_is_given_up_after_max_deliveries() {
+    let redis = PrivateRedis::start();
+    let stream = connect(&redis).await;
+    stream.ensure_group(MANAGER_GROUP).await.expect("group");
+    let producer = EventProducer::new(stream.clone());
+    let deadly = producer
+        .produce(&started("deadly"), "i-agent-1")
+        .await
+        .expect("XADD");
+    let runs = Arc::new(AtomicUsize::new(0));
+    let logs = Logs::default();
+    let mut options = options("a");
+    options.max_deliveries = 2;
+
+    // The handler panics, which kills the consumer (bai-server then stops the process, and
+    // systemd starts it again under the same consumer name): twice.
+    for delivery in 1..=2 {
+        let counter = Arc::clone(&runs);
+        let mut handlers = Handlers::default();
+        handlers.on("agent_started", "deadly", move |_| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async move { panic!("the handler takes the consumer down") }
+        });
+        let consumer = spawn_consumer(&redis, handlers, options.clone(), &logs).await;
+        let died = tokio::time::timeout(PATIENCE, consumer.task)
+            .await
+            .expect("the consumer dies");
+        assert!(died.expect_err("a panic").is_panic());
+        assert_eq!(runs.load(Ordering::SeqCst), delivery);
+        assert_eq!(pending(&redis), 1);
+    }
+
+    // The third start under the same name: delivered a third time (> 2), given up at once.
+    let (handlers, mut seen) = recording(&["agent_started"]);
+    let consumer = spawn_consumer(&redis, handlers, options, &logs).await;
+    eventually_nothing_pending(&redis).await;
+    let given_up = logs.lines_with("giving it up");
+    assert_eq!(given_up.len(), 1, "{}", logs.text());
+    assert!(given_up[0].contains(&deadly.to_string()), "{}", given_up[0]);
+    assert!(given_up[0].contains("delivered 3 times"), "{}", given_up[0]);
+    let later = producer
+        .produce(&started("fine"), "i-agent-1")
+        .await
+        .expect("XADD");
+    assert_eq!(
+        next(&mut seen).await.id,
+        later,
+        "the deadly entry never reached a handler again"
+    );
+    assert_eq!(runs.load(Ordering::SeqCst), 2);
+    consumer.stop().await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Subscribing and trimming
+
+/// Runs a subscriber on a connection of its own, its log lines into `logs`.
+async fn spawn_subscriber(redis: &PrivateRedis, handlers: Handlers, logs: &Logs) -> Running {
+    let stream = connect(redis).await;
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(
+        run_subscriber(stream, handlers, shutdown.clone()).with_subscriber(logs.subscriber()),
+    );
+    Running { shutdown, task }
+}
+
+/// Produces `do_schedule` probes until a subscriber recording them sees one: from then on it sees
+/// everything produced. Returns the probes and the first one seen.
+async fn probe_until_seen(
+    producer: &EventProducer,
+    seen: &mut mpsc::UnboundedReceiver<Arc<Received>>,
+) -> (Vec<EntryId>, Arc<Received>) {
+    let mut probes = Vec::new();
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        assert!(Instant::now() < deadline, "the subscriber never reads");
+        probes.push(
+            producer
+                .produce(&Event::DoSchedule, "manager")
+                .await
+                .expect("XADD"),
+        );
+        if let Ok(Some(received)) =
+            tokio::time::timeout(Duration::from_millis(50), seen.recv()).await
+        {
+            return (probes, received);
+        }
+    }
+}
 
 #[tokio::test]
 async fn a_subscriber_sees_only_later_events_and_acknowledges_nothing() {
@@ -788,31 +913,12 @@ async fn a_subscriber_sees_only_later_events_and_acknowledges_nothing() {
         .expect("XADD");
 
     let (handlers, mut seen) = recording(&["agent_started", "do_schedule"]);
-    let shutdown = CancellationToken::new();
-    let subscriber = Running {
-        task: tokio::spawn(run_subscriber(
-            connect(&redis).await,
-            handlers,
-            shutdown.clone(),
-        )),
-        shutdown,
-    };
-    // Probe until the subscriber reads: from then on, it sees everything produced.
-    let mut probes = Vec::new();
-    let first_seen = loop {
-        probes.push(
-            producer
-                .produce(&Event::DoSchedule, "manager")
-                .await
-                .expect("XADD"),
-        );
-        if let Ok(Some(received)) =
-            tokio::time::timeout(Duration::from_millis(50), seen.recv()).await
-        {
-            break received;
-        }
-    };
-    assert_ne!(first_seen.id, before, "the entry before the start is not seen");
+    let subscriber = spawn_subscriber(&redis, handlers, &Logs::default()).await;
+    let (probes, first_seen) = probe_until_seen(&producer, &mut seen).await;
+    assert_ne!(
+        first_seen.id, before,
+        "the entry before the start is not seen"
+    );
     assert!(probes.contains(&first_seen.id));
     let after = producer
         .produce(&started("after"), "i-agent-2")
@@ -836,7 +942,10 @@ async fn a_subscriber_sees_only_later_events_and_acknowledges_nothing() {
         .expect("a probe");
     let mut expect: Vec<EntryId> = probes[first_probe_seen..].to_vec();
     expect.push(after);
-    assert_eq!(seen_ids, expect, "every entry after the first one seen, in order");
+    assert_eq!(
+        seen_ids, expect,
+        "every entry after the first one seen, in order"
+    );
 
     subscriber.stop().await;
     assert_eq!(pending(&redis), 0, "nothing delivered to the group");
@@ -849,7 +958,54 @@ async fn a_subscriber_sees_only_later_events_and_acknowledges_nothing() {
         probes.len() + 2,
         "the consumer group still gets every entry"
     );
-    assert_eq!(stream.entry_count().await.expect("XLEN"), probes.len() as u64 + 2);
+    assert_eq!(
+        stream.entry_count().await.expect("XLEN"),
+        probes.len() as u64 + 2
+    );
+}
+
+#[tokio::test]
+async fn a_subscriber_reports_malformed_entries_only_of_events_it_handles() {
+    let redis = PrivateRedis::start();
+    let stream = connect(&redis).await;
+    let producer = EventProducer::new(stream.clone());
+    let (handlers, mut seen) = recording(&["agent_started", "do_schedule"]);
+    let logs = Logs::default();
+    let subscriber = spawn_subscriber(&redis, handlers, &logs).await;
+    probe_until_seen(&producer, &mut seen).await;
+
+    let handled_but_bad = stream
+        .add("agent_started", "i-agent-1", &[0xc1])
+        .await
+        .expect("XADD");
+    let unhandled_and_bad = stream
+        .add("kernel_started", "i-agent-1", &[0xc1])
+        .await
+        .expect("XADD");
+    let without_args = raw_add(
+        &redis,
+        &[("name", b"agent_started"), ("source", b"i-agent-1")],
+    );
+    let after = producer
+        .produce(&started("after"), "i-agent-1")
+        .await
+        .expect("XADD");
+    loop {
+        if next(&mut seen).await.id == after {
+            break;
+        }
+    }
+    subscriber.stop().await;
+
+    let text = logs.text();
+    let lines = logs.lines_with(&format!("entry {handled_but_bad} "));
+    assert_eq!(lines.len(), 1, "{text}");
+    assert!(lines[0].contains("is not a valid event"), "{}", lines[0]);
+    assert!(
+        !text.contains(&unhandled_and_bad.to_string()),
+        "every process subscribes: only what its handlers want is reported:\n{text}"
+    );
+    assert!(!text.contains(&without_args.to_string()), "{text}");
 }
 
 #[tokio::test]
@@ -908,14 +1064,12 @@ async fn the_trimmer_removes_acknowledged_entries_and_keeps_pending_ones() {
         assert!(Instant::now() < deadline, "still {count} entries");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let stopping = Instant::now();
     trimmer.stop().await;
-    assert!(stopping.elapsed() < Duration::from_millis(150));
     let left = stream
         .own_pending(MANAGER_GROUP, "c1", 10)
         .await
         .expect("own");
     assert_eq!(left.len(), 1, "the pending entry is kept");
-    assert_eq!(left[0].id, held);
-    assert_eq!(left[0].field("name"), Some(&b"agent_started"[..]));
+    assert_eq!(left[0].entry.id, held);
+    assert_eq!(left[0].entry.field("name"), Some(&b"agent_started"[..]));
 }

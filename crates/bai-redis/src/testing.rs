@@ -3,6 +3,7 @@
 //! ([`PrivateRedis`]) for tests of the event stream, whose key and database are fixed by the
 //! protocol and so would be shared by every test on one server.
 
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -41,7 +42,9 @@ impl PrivateRedis {
                 .expect("redis-server (Debian package redis-server) must be installed");
             let deadline = Instant::now() + Duration::from_secs(5);
             while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                // Another test's server may have taken the port between the probe above and this
+                // one's bind (this one then exits): only ours will do.
+                if serves_as(port, child.id()) {
                     return PrivateRedis { child, port };
                 }
                 if matches!(child.try_wait(), Ok(Some(_))) {
@@ -75,6 +78,36 @@ impl PrivateRedis {
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
+}
+
+/// Whether the server listening on `port` of 127.0.0.1 is process `pid` (`INFO server`).
+fn serves_as(port: u16, pid: u32) -> bool {
+    let Ok(mut connection) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = connection.set_read_timeout(Some(Duration::from_secs(2)));
+    if connection.write_all(b"INFO server\r\n").is_err() {
+        return false;
+    }
+    let mut reader = BufReader::new(connection);
+    let mut header = String::new();
+    if reader.read_line(&mut header).is_err() {
+        return false;
+    }
+    let Some(len) = header
+        .strip_prefix('$')
+        .and_then(|len| len.trim_end().parse::<usize>().ok())
+    else {
+        return false;
+    };
+    let mut info = vec![0; len];
+    if reader.read_exact(&mut info).is_err() {
+        return false;
+    }
+    let expect = format!("process_id:{pid}");
+    String::from_utf8_lossy(&info)
+        .lines()
+        .any(|line| line.trim_end() == expect)
 }
 
 impl Drop for PrivateRedis {

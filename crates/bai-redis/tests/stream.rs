@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use bai_redis::testing::PrivateRedis;
-use bai_redis::{EntryId, ImageDb, LiveDb, StreamDb, StreamEntry};
+use bai_redis::{ClaimedEntry, EntryId, ImageDb, LiveDb, StreamDb, StreamEntry};
 
 const BLOCK: Duration = Duration::from_millis(200);
 const MIN_IDLE: Duration = Duration::from_millis(300);
@@ -39,6 +39,10 @@ async fn add_many(stream: &StreamDb, count: usize) -> Vec<EntryId> {
 
 fn ids_of(entries: &[StreamEntry]) -> Vec<EntryId> {
     entries.iter().map(|entry| entry.id).collect()
+}
+
+fn claimed_ids(claims: &[ClaimedEntry]) -> Vec<EntryId> {
+    claims.iter().map(|claim| claim.entry.id).collect()
 }
 
 /// Reads everything `group` has not been delivered yet, as `consumer`, in pages.
@@ -100,10 +104,15 @@ async fn an_added_entry_is_read_once_with_its_fields_and_stays_pending_until_ack
             .is_empty(),
         "nor to another consumer of the group"
     );
+    let own = stream.own_pending("manager", "c1", 10).await.expect("own");
+    assert_eq!(own.len(), 1);
     assert_eq!(
-        stream.own_pending("manager", "c1", 10).await.expect("own"),
-        read,
+        own[0].entry, read[0],
         "pending for the consumer that read it, with its fields"
+    );
+    assert_eq!(
+        own[0].deliveries, 2,
+        "reading one's own pending entries again counts as a delivery"
     );
     assert!(
         stream
@@ -128,6 +137,34 @@ async fn an_added_entry_is_read_once_with_its_fields_and_stays_pending_until_ack
         "acknowledged already"
     );
     assert_eq!(stream.ack("manager", &[]).await.expect("no ids"), 0);
+}
+
+#[tokio::test]
+async fn every_read_of_ones_own_pending_entries_counts_as_a_delivery() {
+    let redis = PrivateRedis::start();
+    let stream = stream_of(&redis).await;
+    stream.ensure_group("manager").await.expect("XGROUP CREATE");
+    let ids = add_many(&stream, 3).await;
+    assert_eq!(ids_of(&read_all(&stream, "manager", "a").await), ids);
+    stream.ack("manager", &ids[1..2]).await.expect("XACK");
+
+    for deliveries in 2..=4 {
+        let own = stream.own_pending("manager", "a", 10).await.expect("own");
+        assert_eq!(claimed_ids(&own), [ids[0], ids[2]], "oldest first");
+        assert!(
+            own.iter().all(|claim| claim.deliveries == deliveries),
+            "{deliveries}: {own:?}"
+        );
+    }
+    let first = stream.own_pending("manager", "a", 1).await.expect("own");
+    assert_eq!(claimed_ids(&first), [ids[0]], "COUNT limits the read");
+    assert!(
+        stream
+            .own_pending("other", "a", 10)
+            .await
+            .expect("own pending of a missing group")
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -188,7 +225,12 @@ async fn idle_entries_are_taken_over_with_their_delivery_count() {
     let stream = stream_of(&redis).await;
     stream.ensure_group("manager").await.expect("XGROUP CREATE");
     let ids = add_many(&stream, 2).await;
-    assert_eq!(ids_of(&read_all(&stream, "manager", "a").await), ids);
+    // One read that returns at once: a blocking read that times out may return late.
+    let read = stream
+        .read_group("manager", "a", 10, BLOCK)
+        .await
+        .expect("XREADGROUP");
+    assert_eq!(ids_of(&read), ids);
 
     assert!(
         stream
@@ -203,14 +245,13 @@ async fn idle_entries_are_taken_over_with_their_delivery_count() {
         .claim_idle("manager", "b", MIN_IDLE, 10)
         .await
         .expect("XAUTOCLAIM");
-    let claimed_ids: Vec<EntryId> = claimed.iter().map(|claim| claim.entry.id).collect();
-    assert_eq!(claimed_ids, ids);
+    assert_eq!(claimed_ids(&claimed), ids);
     for claim in &claimed {
         assert_eq!(claim.deliveries, 2, "read by a, then claimed by b");
         assert_eq!(claim.entry.field("name"), Some(&b"do_schedule"[..]));
     }
     assert_eq!(
-        ids_of(&stream.own_pending("manager", "b", 10).await.expect("own")),
+        claimed_ids(&stream.own_pending("manager", "b", 10).await.expect("own")),
         ids,
         "b holds them now"
     );
@@ -236,8 +277,7 @@ async fn claiming_pages_through_the_whole_pending_list() {
         .claim_idle("manager", "b", MIN_IDLE, 10)
         .await
         .expect("XAUTOCLAIM in pages of 10");
-    let claimed_ids: Vec<EntryId> = claimed.iter().map(|claim| claim.entry.id).collect();
-    assert_eq!(claimed_ids, ids);
+    assert_eq!(claimed_ids(&claimed), ids);
     assert!(claimed.iter().all(|claim| claim.deliveries == 2));
 }
 
@@ -344,7 +384,7 @@ async fn trimming_keeps_what_a_lagging_group_has_not_read_or_acknowledged() {
     );
     assert_eq!(stream.entry_count().await.expect("XLEN"), 250 - removed);
     assert_eq!(
-        ids_of(&stream.own_pending("slow", "s", 200).await.expect("own")),
+        claimed_ids(&stream.own_pending("slow", "s", 200).await.expect("own")),
         ids[150..],
         "every entry slow still holds is in the stream with its fields"
     );
