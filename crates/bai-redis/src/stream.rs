@@ -421,29 +421,10 @@ impl StreamDb {
     /// any group has pending or not yet read. Entries some group still needs stay, however many.
     /// Without any group nothing is trimmed. Returns how many entries were removed.
     pub async fn trim_consumed(&self) -> Result<u64, RedisError> {
-        let answer = match self
-            .command("XINFO", vec!["GROUPS".into(), STREAM.into()])
-            .await
-        {
-            Err(error) if error.source.details().starts_with("ERR no such key") => return Ok(0),
-            other => other?,
-        };
-        let groups = array(&answer).ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
         let mut oldest_needed: Option<EntryId> = None;
-        for group in groups {
-            let info = field_map(group).ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
-            let name = info
-                .iter()
-                .find(|(key, _)| key == "name")
-                .and_then(|(_, value)| value.as_string())
-                .ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
-            let delivered = info
-                .iter()
-                .find(|(key, _)| key == "last-delivered-id")
-                .and_then(|(_, value)| parse_id(value))
-                .ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
-            let mut needed = delivered.next();
-            if let Some(first_pending) = self.first_pending(&name).await? {
+        for group in self.groups().await? {
+            let mut needed = group.last_delivered.next();
+            if let Some(first_pending) = self.first_pending(&group.name).await? {
                 needed = needed.min(first_pending);
             }
             oldest_needed = Some(oldest_needed.map_or(needed, |oldest| oldest.min(needed)));
@@ -516,32 +497,51 @@ impl StreamDb {
         )))
     }
 
-    /// The `last-delivered-id` of `group`, if it exists.
-    async fn last_delivered(&self, group: &str) -> Result<Option<EntryId>, RedisError> {
+    /// The consumer groups of the stream (none without the stream), as `XINFO GROUPS` tells.
+    async fn groups(&self) -> Result<Vec<GroupInfo>, RedisError> {
         let answer = match self
             .command("XINFO", vec!["GROUPS".into(), STREAM.into()])
             .await
         {
             Err(error) if error.source.details().starts_with("ERR no such key") => {
-                return Ok(None);
+                return Ok(Vec::new());
             }
             other => other?,
         };
         let groups = array(&answer).ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
-        for info in groups.iter().filter_map(field_map) {
-            let is_group = info
-                .iter()
-                .any(|(key, value)| key == "name" && value.as_string().as_deref() == Some(group));
-            if is_group {
-                return info
-                    .iter()
-                    .find(|(key, _)| key == "last-delivered-id")
-                    .and_then(|(_, value)| parse_id(value))
-                    .map(Some)
-                    .ok_or_else(|| unexpected("XINFO GROUPS", &answer));
-            }
-        }
-        Ok(None)
+        groups
+            .iter()
+            .map(|group| {
+                let info = field_map(group)?;
+                let field = |name: &str| {
+                    info.iter()
+                        .find(|(key, _)| key == name)
+                        .map(|(_, value)| value)
+                };
+                Some(GroupInfo {
+                    name: field("name")?.as_string()?,
+                    last_delivered: parse_id(field("last-delivered-id")?)?,
+                    // Nil when Redis does not know (a group made at `$` of a non-empty stream).
+                    entries_read: field("entries-read")
+                        .and_then(Value::as_i64)
+                        .and_then(|count| u64::try_from(count).ok()),
+                })
+            })
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| unexpected("XINFO GROUPS", &answer))
+    }
+
+    async fn group(&self, name: &str) -> Result<Option<GroupInfo>, RedisError> {
+        Ok(self
+            .groups()
+            .await?
+            .into_iter()
+            .find(|group| group.name == name))
+    }
+
+    /// The `last-delivered-id` of `group`, if it exists.
+    async fn last_delivered(&self, group: &str) -> Result<Option<EntryId>, RedisError> {
+        Ok(self.group(group).await?.map(|group| group.last_delivered))
     }
 
     /// How many entries `group` has delivered and not had acknowledged (0 without the group).
@@ -588,30 +588,18 @@ impl StreamDb {
     /// How many entries `group` has read in all (`entries-read` of `XINFO GROUPS`), if the group
     /// exists and Redis knows the count.
     pub async fn group_entries_read(&self, group: &str) -> Result<Option<u64>, RedisError> {
-        let answer = match self
-            .command("XINFO", vec!["GROUPS".into(), STREAM.into()])
-            .await
-        {
-            Err(error) if error.source.details().starts_with("ERR no such key") => {
-                return Ok(None);
-            }
-            other => other?,
-        };
-        let groups = array(&answer).ok_or_else(|| unexpected("XINFO GROUPS", &answer))?;
-        for info in groups.iter().filter_map(field_map) {
-            let is_group = info
-                .iter()
-                .any(|(key, value)| key == "name" && value.as_string().as_deref() == Some(group));
-            if is_group {
-                return Ok(info
-                    .iter()
-                    .find(|(key, _)| key == "entries-read")
-                    .and_then(|(_, value)| value.as_i64())
-                    .and_then(|count| u64::try_from(count).ok()));
-            }
-        }
-        Ok(None)
+        Ok(self
+            .group(group)
+            .await?
+            .and_then(|group| group.entries_read))
     }
+}
+
+/// What `XINFO GROUPS` says about one group.
+struct GroupInfo {
+    name: String,
+    last_delivered: EntryId,
+    entries_read: Option<u64>,
 }
 
 fn array(value: &Value) -> Option<&[Value]> {

@@ -2,10 +2,10 @@
 //! own, agents loaded as a fixture), etcd (a namespace of each test's own, whose `config/redis`
 //! points at the test's own Redis) and a private Redis holding when agents were last seen.
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::support::{manager_cli, text};
 use bai_db_models::fixtures::{self, FixtureFile};
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::Scope;
@@ -145,19 +145,6 @@ impl Cluster {
         assert_eq!(text(&output.stdout), "", "agent {args:?}");
         text(&output.stderr)
     }
-}
-
-fn manager_cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_manager-cli"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("BACKEND_CONFIG_FILE")
-        .output()
-        .expect("manager-cli runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn unix_now() -> f64 {

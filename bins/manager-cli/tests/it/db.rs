@@ -2,8 +2,8 @@
 //! database of its own.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+use crate::support::{manager_cli, text};
 use bai_db_models::testing::TestDatabase;
 use sea_orm::ConnectionTrait;
 
@@ -15,19 +15,6 @@ fn write_config(dir: &Path, database: &str) {
     assert!(HALFSTACK_TOML.contains(original), "halfstack.toml changed");
     let text = HALFSTACK_TOML.replace(original, &format!("name = \"{database}\""));
     std::fs::write(dir.join("manager.toml"), text).expect("write manager.toml");
-}
-
-fn manager_cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_manager-cli"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("BACKEND_CONFIG_FILE")
-        .output()
-        .expect("manager-cli runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 #[tokio::test]

@@ -3,9 +3,9 @@
 //! namespace of each test's own, holding `config/redis`) and Redis database 3 (keys named after
 //! each test's own registry, deleted at the end).
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::support::{manager_cli, text};
 use bai_db_models::entities::enums::ImageType;
 use bai_db_models::entities::{image_aliases, images};
 use bai_db_models::testing::TestDatabase;
@@ -115,19 +115,6 @@ impl Catalogue {
         rows.sort();
         rows
     }
-}
-
-fn manager_cli(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_manager-cli"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("BACKEND_CONFIG_FILE")
-        .output()
-        .expect("manager-cli runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// A registry name no other test (or earlier run) uses, so Redis keys never collide.

@@ -3,8 +3,9 @@
 //! its exit codes.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use crate::support::{manager_cli, manager_cli_command, text};
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::testing::TestNamespace;
 use bai_etcd_store::{Scope, quote};
@@ -58,25 +59,6 @@ impl Setup {
     fn rescan(&self, args: &[&str]) -> Output {
         manager_cli(self.dir.path(), &[&["image", "rescan"], args].concat())
     }
-}
-
-fn manager_cli(dir: &Path, args: &[&str]) -> Output {
-    manager_cli_command(dir, args)
-        .output()
-        .expect("manager-cli runs")
-}
-
-fn manager_cli_command(dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_manager-cli"));
-    command
-        .args(args)
-        .current_dir(dir)
-        .env_remove("BACKEND_CONFIG_FILE");
-    command
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 fn image(repository: &str, tag: &str) -> TestImage {

@@ -7,3 +7,4 @@ mod db;
 mod etcd;
 mod image_commands;
 mod image_rescan;
+mod support;
