@@ -257,6 +257,24 @@ impl AgentRegistry {
         Ok(())
     }
 
+    /// The registry's part of an event: heartbeats and lifecycle events of agents.
+    async fn handle_event(self: Arc<Self>, received: Arc<Received>) -> Result<(), HandlerError> {
+        match &received.event {
+            Event::AgentHeartbeat(info) => {
+                let sent_at = DateTime::<Utc>::from_timestamp_millis(
+                    i64::try_from(received.id.millis).unwrap_or(i64::MAX),
+                )
+                .unwrap_or_else(Utc::now);
+                self.handle_heartbeat(&received.source, info, sent_at).await
+            }
+            Event::AgentStarted { reason } => self.handle_started(&received.source, reason).await,
+            Event::AgentTerminated { reason } => {
+                self.handle_terminated(&received.source, reason).await
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// One round of the lost check: every agent not heard from for `timeout` is reported with
     /// `agent_terminated("agent-lost")`, once: of all the processes that see it stale, the one that
     /// removes its `agent.last_seen` entry reports it.
@@ -317,54 +335,16 @@ impl AgentRegistry {
 
 /// The registry's event handlers: heartbeats, `agent_started`, `agent_terminated`.
 pub fn handlers(registry: &Arc<AgentRegistry>, into: &mut Handlers) {
-    let on_heartbeat = Arc::clone(registry);
-    into.on(
-        "agent_heartbeat",
-        "handle_heartbeat",
-        move |received: Arc<Received>| {
-            let registry = Arc::clone(&on_heartbeat);
-            async move {
-                let Event::AgentHeartbeat(info) = &received.event else {
-                    return Ok(());
-                };
-                let sent_at = DateTime::<Utc>::from_timestamp_millis(
-                    i64::try_from(received.id.millis).unwrap_or(i64::MAX),
-                )
-                .unwrap_or_else(Utc::now);
-                registry
-                    .handle_heartbeat(&received.source, info, sent_at)
-                    .await
-            }
-        },
-    );
-    let on_started = Arc::clone(registry);
-    into.on(
-        "agent_started",
-        "handle_agent_started",
-        move |received: Arc<Received>| {
-            let registry = Arc::clone(&on_started);
-            async move {
-                let Event::AgentStarted { reason } = &received.event else {
-                    return Ok(());
-                };
-                registry.handle_started(&received.source, reason).await
-            }
-        },
-    );
-    let on_terminated = Arc::clone(registry);
-    into.on(
-        "agent_terminated",
-        "handle_agent_terminated",
-        move |received: Arc<Received>| {
-            let registry = Arc::clone(&on_terminated);
-            async move {
-                let Event::AgentTerminated { reason } = &received.event else {
-                    return Ok(());
-                };
-                registry.handle_terminated(&received.source, reason).await
-            }
-        },
-    );
+    for (event, handler) in [
+        ("agent_heartbeat", "handle_heartbeat"),
+        ("agent_started", "handle_agent_started"),
+        ("agent_terminated", "handle_agent_terminated"),
+    ] {
+        let registry = Arc::clone(registry);
+        into.on(event, handler, move |received| {
+            Arc::clone(&registry).handle_event(received)
+        });
+    }
 }
 
 /// Runs the lost check every second until `shutdown`.
