@@ -8,9 +8,9 @@
 //! and a `BinarySize` (ext 16) an integer. Decimals, enums, slots and sizes arrive as Python
 //! pickles; a strict reader takes the few shapes they have apart and never runs anything.
 //!
-//! [`encode`] writes plain values and the one ext type Python peers need from us, the UUID
-//! ([`uuid_value`]). We never write pickles: Python peers accept plain strings where they expect
-//! enums and decimals, and a 23.09 peer cannot read ext 8, so slots go as `{slot: "decimal"}` maps.
+//! [`encode`] writes plain values, as the reference's events write ids (`str(uuid)`). We never
+//! write pickles: Python peers accept plain strings where they expect enums and decimals, and a
+//! 23.09 peer cannot read ext 8, so slots go as `{slot: "decimal"}` maps.
 //!
 //! It must not know which event or field a value belongs to; the event catalogue does.
 
@@ -70,11 +70,6 @@ pub fn encode(value: &Value) -> Vec<u8> {
     rmpv::encode::write_value(&mut bytes, value)
         .expect("writing to a Vec fails only when memory runs out");
     bytes
-}
-
-/// A UUID as Python peers expect it in UUID fields: ext 1 with the 16 bytes.
-pub fn uuid_value(uuid: uuid::Uuid) -> Value {
-    Value::Ext(ext::UUID, uuid.as_bytes().to_vec())
 }
 
 /// rmpv counts a level for each value and one more for each container or string body, so this
