@@ -1,6 +1,7 @@
 //! A throwaway cluster for tests on the halfstack: a fresh database with the 24.03 schema and the
-//! install guide's example fixtures, a fresh etcd namespace whose `config/redis` points at the
-//! halfstack's Redis, and a manager config over both. Plus request signing as the official client
+//! install guide's example fixtures, a fresh etcd namespace whose `config/redis` points at a Redis
+//! server of the test's own (agents write keys such as `computer.metadata` that every test on a
+//! shared Redis would see), and a manager config over them. Plus request signing as the official client
 //! does it, with the example keypairs.
 
 use std::path::Path;
@@ -12,6 +13,7 @@ pub use bai_db_models::testing::INSTALL_GUIDE_FIXTURES;
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::Scope;
 use bai_etcd_store::testing::TestNamespace;
+use bai_redis::testing::PrivateRedis;
 use bai_stores::Stores;
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::{Method, Request};
@@ -53,31 +55,29 @@ pub const MONITOR: ExampleUser = ExampleUser {
     secret_key: "7tuEwF1J7FfK41vOM4uSSyWCUWjPBolpVwvgkSBu",
 };
 
-/// A database and an etcd namespace that exist for one test.
+/// A database, an etcd namespace and a Redis server that exist for one test.
 #[derive(Debug)]
 pub struct TestCluster {
     pub database: TestDatabase,
     pub namespace: TestNamespace,
+    pub redis: PrivateRedis,
     pub config: Arc<ManagerConfig>,
 }
 
 impl TestCluster {
-    /// Creates the database (schema and install-guide fixtures, a copy of their template) and the
-    /// namespace (Redis of the halfstack in `config/redis`). Panics with a hint when the halfstack
-    /// is not running.
+    /// Creates the database (schema and install-guide fixtures, a copy of their template), the
+    /// Redis server and the namespace (with that Redis in `config/redis`). Panics with a hint when
+    /// the halfstack is not running.
     pub async fn start(label: &str) -> TestCluster {
         let database = TestDatabase::with_fixtures(label, &INSTALL_GUIDE_FIXTURES).await;
         let namespace = TestNamespace::new(label);
-        let store = namespace.store().await;
-        for (key, value) in [
-            ("config/redis/addr", "127.0.0.1:8110"),
-            ("config/redis/password", "develove"),
-        ] {
-            store
-                .put(key, value, Scope::Global)
-                .await
-                .unwrap_or_else(|error| panic!("etcd put {key}: {error}"));
-        }
+        let redis = PrivateRedis::start();
+        namespace
+            .store()
+            .await
+            .put("config/redis/addr", &redis.addr(), Scope::Global)
+            .await
+            .unwrap_or_else(|error| panic!("etcd put config/redis/addr: {error}"));
         // The router tests bind nothing; servers started by tests get their own `manager_toml`.
         let toml = manager_toml(&database, &namespace, TEST_HOST);
         let config = bai_config::load_from_str(
@@ -91,6 +91,7 @@ impl TestCluster {
         TestCluster {
             database,
             namespace,
+            redis,
             config: Arc::new(config),
         }
     }

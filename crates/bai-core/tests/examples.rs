@@ -134,7 +134,8 @@ async fn list_users_prints_the_shared_config_and_the_example_accounts() {
         "list_users failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("redis: 127.0.0.1:8110"), "{stdout}");
+    let redis = format!("redis: {}", cluster.redis.addr());
+    assert!(stdout.contains(&redis), "{stdout}");
     for expected in [
         "admin@lablup.com",
         "user@lablup.com",

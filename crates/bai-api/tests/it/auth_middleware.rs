@@ -417,8 +417,8 @@ async fn cors_preflight_answers_as_aiohttp_cors() {
 #[tokio::test]
 async fn a_keypair_over_its_rate_limit_gets_429_and_is_still_counted() {
     let api = Api::start("api_ratelimit").await;
-    // Rate-limit windows live in Redis under the bare access key, shared by every test on the
-    // halfstack: this test counts on a user and keypair of its own.
+    // Rate-limit windows live in Redis under the bare access key: this test counts on a user and
+    // keypair of its own.
     let uuid = uuid::Uuid::new_v4();
     let access_key = format!("AKIARL{}", &uuid.simple().to_string()[..14]).to_uppercase();
     // Tables load in file order (users before keypairs), so the JSON is spelled out in that order.

@@ -65,7 +65,7 @@ async fn slot_details_list_the_known_slots_metadata() {
     assert_eq!(answer.text, format!("{{{CPU_METADATA}, {MEM_METADATA}}}"));
 
     // A slot becomes known through etcd; its metadata is the built-in one unless an agent reports
-    // its own in Redis (`computer.metadata`, shared by all tests: only slots no other test knows).
+    // its own in Redis (`computer.metadata`).
     let store = api.cluster.namespace.store().await;
     for slot in ["cuda.device", "tpu.device", "bai-test.device"] {
         store

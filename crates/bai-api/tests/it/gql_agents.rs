@@ -27,7 +27,7 @@ async fn data(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Va
     answer.json["data"].clone()
 }
 
-/// Agent ids unique to one test: the live statistics in Redis are shared by every test.
+/// Agent ids of one test, with their live statistics in the test's Redis.
 struct Agents {
     prefix: String,
 }

@@ -38,7 +38,7 @@ async fn error_message(api: &Api, who: &ExampleUser, query: &str, variables: Val
         .to_owned()
 }
 
-/// Image rows whose tags are unique to one test: the Redis image database is shared by every test.
+/// Image rows of one test, with the agents holding them in the test's Redis image database.
 struct Images {
     suffix: String,
 }

@@ -345,7 +345,7 @@ async fn keypairs_and_keypair_list() {
     assert_eq!(user["resource_policy"], "default");
     assert_eq!(user["rate_limit"], 30000);
     assert!(user["concurrency_used"].is_i64(), "{user}");
-    // Redis (shared by every test of the halfstack) holds the counters of these keypairs.
+    // Redis holds the counters of these keypairs.
     assert!(user["num_queries"].is_i64(), "{user}");
 
     // A domain admin sees the domain's keypairs, and only its own secret key.
