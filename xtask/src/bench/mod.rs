@@ -4,7 +4,8 @@
 //! A case builds a [`Benchmark`]: a list of [`Contender`]s, ours first, each a command line with
 //! an optional per-run preparation. [`measure`] runs hyperfine on them and prints the table, so a
 //! new case (`bench etcd-put`, ...) is one subcommand variant and one function building commands.
-//! `bench server` is the exception: it load-tests running HTTP servers with wrk ([`server`]).
+//! `bench server` is the exception: it load-tests running HTTP servers with wrk ([`server`]), and
+//! so is `bench agents`: simulated agents heartbeating against a running server ([`agents`]).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,6 +17,7 @@ use crate::cmd::{self, shell_quote};
 use crate::halfstack::etcd;
 use crate::{apt, consts, venv};
 
+mod agents;
 mod rescan;
 mod server;
 mod sign;
@@ -37,6 +39,10 @@ enum Case {
     /// `manager-cli image rescan` of a registry of 200 repositories x 3 tags, against the
     /// reference's `backend.ai mgr image rescan`, each on a fresh database.
     Rescan(rescan::Args),
+    /// `agent-sim` agents heartbeating against `manager-server` (and the reference manager), each
+    /// on a fresh database, etcd namespace and private Redis: heartbeats handled per second, lag
+    /// from XADD to the database (p50/p99), the server's CPU and memory.
+    Agents(agents::Args),
 }
 
 /// The cases that time CLI commands with hyperfine.
@@ -107,6 +113,7 @@ pub fn run(args: Args) -> Result<()> {
         Case::Cli(case) => cli_case(case),
         Case::Server(args) => server::run(args),
         Case::Rescan(args) => rescan::run(args),
+        Case::Agents(args) => agents::run(args),
     }
 }
 

@@ -163,14 +163,14 @@ pub fn run(args: Args) -> Result<()> {
 
 /// A server under test: a program started with `ARGS -f CONFIG`.
 #[derive(Debug)]
-struct Server {
-    label: &'static str,
-    program: PathBuf,
-    args: Vec<String>,
-    env: Vec<(&'static str, String)>,
-    port: u16,
+pub(super) struct Server {
+    pub(super) label: &'static str,
+    pub(super) program: PathBuf,
+    pub(super) args: Vec<String>,
+    pub(super) env: Vec<(&'static str, String)>,
+    pub(super) port: u16,
     /// Listening sockets on `port` once every worker is up.
-    listeners: usize,
+    pub(super) listeners: usize,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -230,7 +230,7 @@ struct ServerResult {
 /// or a Docker socket, although it talks to Docker only for the overlay networks of multi-node
 /// sessions. Without either, every worker dies at start-up ("Missing valid docker_host"), so on a
 /// machine without Docker it gets the conventional address, which nothing here connects to.
-fn reference_env() -> Vec<(&'static str, String)> {
+pub(super) fn reference_env() -> Vec<(&'static str, String)> {
     let socket = ["/run/docker.sock", "/var/run/docker.sock"]
         .iter()
         .any(|path| std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_socket()));
@@ -314,16 +314,21 @@ fn measure(
 /// A database and an etcd namespace of the halfstack for one server, with its manager.toml;
 /// both are deleted on drop.
 #[derive(Debug)]
-struct Deployment {
-    database: String,
-    namespace: String,
-    config: PathBuf,
+pub(super) struct Deployment {
+    pub(super) database: String,
+    pub(super) namespace: String,
+    pub(super) config: PathBuf,
 }
 
 impl Deployment {
     /// The install guide's steps, with our CLI: schema oneshot, the four fixture files, the etcd
     /// keys (Redis, the container registry, the storage proxy); then the raised rate limit.
-    fn prepare(scratch: &Scratch, cli: &Path, server: &Server, num_proc: usize) -> Result<Self> {
+    pub(super) fn prepare(
+        scratch: &Scratch,
+        cli: &Path,
+        server: &Server,
+        num_proc: usize,
+    ) -> Result<Self> {
         let pid = std::process::id();
         let database = format!("bench_server_{}_{pid}", server.label);
         let namespace = format!("bench-server-{}-{pid}", server.label);
@@ -472,17 +477,17 @@ fn install_guide_etcd() -> serde_json::Value {
 /// A server process we started, with its output in a log file. Stopped on drop if
 /// [`RunningServer::stop`] was not called (an error on the way).
 #[derive(Debug)]
-struct RunningServer {
+pub(super) struct RunningServer {
     label: &'static str,
     port: u16,
     listeners: usize,
     child: Child,
-    log: PathBuf,
+    pub(super) log: PathBuf,
     stopped: bool,
 }
 
 impl RunningServer {
-    fn start(scratch: &Scratch, server: &Server, config: &Path) -> Result<Self> {
+    pub(super) fn start(scratch: &Scratch, server: &Server, config: &Path) -> Result<Self> {
         let log = scratch.0.join(format!("{}.log", server.label));
         let (stdout, stderr) = cmd::log_files(&log)?;
         let mut command = Command::new(&server.program);
@@ -517,7 +522,7 @@ impl RunningServer {
     /// Waits until `GET /` answers 200 and as many sockets listen on the port as the server has
     /// workers, unchanged for [`SETTLE`]: with `SO_REUSEPORT` the kernel spreads connections over
     /// the sockets that exist when they connect, so a load started early would miss a worker.
-    fn wait_ready(&mut self) -> Result<()> {
+    pub(super) fn wait_ready(&mut self) -> Result<()> {
         let deadline = Instant::now() + READY_TIMEOUT;
         let mut settled: Option<(usize, Instant)> = None;
         loop {
@@ -580,6 +585,11 @@ impl RunningServer {
         Ok(())
     }
 
+    /// The pid of the server's main process.
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sums of VmRSS and Pss over the server's process tree (parent and workers), KiB.
     fn memory_kib(&self) -> (u64, u64) {
         sys::process_tree(self.child.id())
@@ -590,7 +600,7 @@ impl RunningServer {
 
     /// SIGTERM to the server (the parent, which stops its workers), SIGKILL after
     /// [`STOP_TIMEOUT`]; workers left behind by a killed parent are killed by pid.
-    fn stop(&mut self) -> Result<()> {
+    pub(super) fn stop(&mut self) -> Result<()> {
         if self.stopped {
             return Ok(());
         }
