@@ -31,7 +31,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
-use super::server::{Deployment, RunningServer, Server, reference_env};
+use super::server::{Deployment, RunningServer, Server, reference_env, reference_python};
 use super::{Scratch, build_release};
 use crate::{apt, cmd, consts, sys};
 
@@ -102,18 +102,7 @@ const TARGET_CORES: f64 = 1.0;
 const TARGET_KEEP_UP_SHARE: f64 = 0.98;
 
 pub fn run(args: Args) -> Result<()> {
-    // Absolute (the server runs in the scratch folder) but not canonical: the venv's `python` is
-    // a symlink, and what it points at would run outside the venv.
-    let reference = match &args.reference_server {
-        Some(python) if !python.is_file() => {
-            bail!("--reference-server {}: no such file", python.display())
-        }
-        Some(python) => Some(
-            std::path::absolute(python)
-                .with_context(|| format!("--reference-server {}", python.display()))?,
-        ),
-        None => None,
-    };
+    let reference = reference_python(args.reference_server.as_deref())?;
     apt::ensure(&["redis-server"])?;
     let binaries = build_release(&["manager-cli", "manager-server", "agent-sim"])?;
     let tools = Tools {
@@ -277,8 +266,6 @@ fn measure(
         .context("step: start the private redis-server")?;
     let deployment = Deployment::prepare(scratch, &tools.cli, server, num_proc)
         .context("step: prepare the database and the etcd namespace")?;
-    monitor_ports(&deployment.config, num_proc)
-        .context("step: give the aiomonitor ports of the reference's workers")?;
     let redis_addr = format!("{}:{}", consts::HOST, redis.port);
     let etcd = |args: &[&str]| {
         cmd::run(
@@ -477,44 +464,6 @@ fn measure(
     drop(deployment);
     drop(redis);
     Ok(figures)
-}
-
-/// Sets `[manager] aiomonitor-termui-port` and `aiomonitor-webui-port` of `config` to the first
-/// of `num_proc` free ports each (each worker of the reference adds its index). At the defaults
-/// (48100, 49100) a worker whose port is taken, by any other process on the machine, never starts
-/// serving: its monitor thread dies and the worker waits for it forever.
-fn monitor_ports(config: &Path, num_proc: usize) -> Result<()> {
-    let text = std::fs::read_to_string(config)
-        .with_context(|| format!("cannot read {}", config.display()))?;
-    if text.matches("[manager]\n").count() != 1 {
-        bail!("{} has no single [manager] table", config.display());
-    }
-    let termui = free_ports(num_proc)?;
-    let webui = free_ports(num_proc)?;
-    let text = text.replace(
-        "[manager]\n",
-        &format!("[manager]\naiomonitor-termui-port = {termui}\naiomonitor-webui-port = {webui}\n"),
-    );
-    std::fs::write(config, text).with_context(|| format!("cannot write {}", config.display()))
-}
-
-/// The first of `count` consecutive TCP ports of the halfstack host that are free now (the
-/// listeners that proved it are closed again).
-fn free_ports(count: usize) -> Result<u16> {
-    for _ in 0..100 {
-        let first = TcpListener::bind((consts::HOST, 0)).context("cannot find a free port")?;
-        let base = first.local_addr()?.port();
-        let rest: Option<Vec<TcpListener>> = (1..count)
-            .map(|offset| {
-                let port = base.checked_add(u16::try_from(offset).ok()?)?;
-                TcpListener::bind((consts::HOST, port)).ok()
-            })
-            .collect();
-        if rest.is_some() {
-            return Ok(base);
-        }
-    }
-    bail!("found no {count} consecutive free ports")
 }
 
 /// What is read at both ends of the window.

@@ -16,7 +16,7 @@
 //! just never trips.
 
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::fs::FileTypeExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -112,12 +112,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 
 pub fn run(args: Args) -> Result<()> {
     apt::ensure(&["wrk"])?;
-    let reference = match args.reference_server {
-        Some(python) if !python.is_file() => {
-            bail!("--reference-server {}: no such file", python.display())
-        }
-        other => other,
-    };
+    let reference = reference_python(args.reference_server.as_deref())?;
     let binaries = build_release(&["manager-cli", "manager-server"])?;
     let (cli, ours) = (&binaries[0], &binaries[1]);
     let scratch = Scratch::new()?;
@@ -320,6 +315,61 @@ pub(super) struct Deployment {
     pub(super) config: PathBuf,
 }
 
+/// The Python of `--reference-server`, checked, made absolute (the servers run in the scratch
+/// folder) but not canonical: the venv's `python` is a symlink, and what it points at would run
+/// outside the venv.
+pub(super) fn reference_python(python: Option<&Path>) -> Result<Option<PathBuf>> {
+    match python {
+        Some(python) if !python.is_file() => {
+            bail!("--reference-server {}: no such file", python.display())
+        }
+        Some(python) => {
+            Ok(Some(std::path::absolute(python).with_context(|| {
+                format!("--reference-server {}", python.display())
+            })?))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Sets `[manager] aiomonitor-termui-port` and `aiomonitor-webui-port` of `config` to the first
+/// of `num_proc` free ports each (each worker of the reference adds its index). At the defaults
+/// (48100, 49100) a worker whose port is taken, by any other process on the machine, never starts
+/// serving: its monitor thread dies and the worker waits for it forever.
+fn monitor_ports(config: &Path, num_proc: usize) -> Result<()> {
+    let text = std::fs::read_to_string(config)
+        .with_context(|| format!("cannot read {}", config.display()))?;
+    if text.matches("[manager]\n").count() != 1 {
+        bail!("{} has no single [manager] table", config.display());
+    }
+    let termui = free_ports(num_proc)?;
+    let webui = free_ports(num_proc)?;
+    let text = text.replace(
+        "[manager]\n",
+        &format!("[manager]\naiomonitor-termui-port = {termui}\naiomonitor-webui-port = {webui}\n"),
+    );
+    std::fs::write(config, text).with_context(|| format!("cannot write {}", config.display()))
+}
+
+/// The first of `count` consecutive TCP ports of the halfstack host that are free now (the
+/// listeners that proved it are closed again).
+fn free_ports(count: usize) -> Result<u16> {
+    for _ in 0..100 {
+        let first = TcpListener::bind((consts::HOST, 0)).context("cannot find a free port")?;
+        let base = first.local_addr()?.port();
+        let rest: Option<Vec<TcpListener>> = (1..count)
+            .map(|offset| {
+                let port = base.checked_add(u16::try_from(offset).ok()?)?;
+                TcpListener::bind((consts::HOST, port)).ok()
+            })
+            .collect();
+        if rest.is_some() {
+            return Ok(base);
+        }
+    }
+    bail!("found no {count} consecutive free ports")
+}
+
 impl Deployment {
     /// The install guide's steps, with our CLI: schema oneshot, the four fixture files, the etcd
     /// keys (Redis, the container registry, the storage proxy); then the raised rate limit.
@@ -361,6 +411,7 @@ impl Deployment {
                 ("colored = true", "colored = false"),
             ],
         )?;
+        monitor_ports(&config, num_proc)?;
         // From here on, drop cleans up whatever was made.
         let deployment = Deployment {
             database,
