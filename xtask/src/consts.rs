@@ -48,12 +48,15 @@ pub const HALFSTACK_PACKAGES: &[&str] = &[
 /// Debian packages needed to build and test the workspace, besides the halfstack ones.
 /// `libprotobuf-dev` holds the well-known `.proto` files (`google/protobuf/descriptor.proto`) that
 /// etcd-client's protos import; `protobuf-compiler` alone does not bring them. `libsodium-dev` is
-/// what libsodium-sys-stable links through pkg-config (`.cargo/config.toml` `[env]`).
+/// what libsodium-sys-stable links through pkg-config (`.cargo/config.toml` `[env]`). `libzmq3-dev` is
+/// the libzmq (built with libsodium, so with CURVE) that the `zmq` 0.9 crate of `bai-agent-rpc` links;
+/// the `zmq` 0.10 crate would build a bundled libzmq without CURVE instead.
 pub const BUILD_PACKAGES: &[&str] = &[
     "protobuf-compiler",
     "libprotobuf-dev",
     "pkg-config",
     "libsodium-dev",
+    "libzmq3-dev",
 ];
 
 /// Folder of `cargo xtask halfstack` data, relative to the workspace root.

@@ -10,6 +10,7 @@
 //!              redis       Redis: the reference's databases and keys, typed (bai-redis)
 //!              stores      all three connected as one `Stores`, node registration (bai-stores)
 //! bus          events      the Redis stream `events`: msgpack, catalogue, consume/subscribe (bai-events)
+//!              agent_rpc   Callosum RPC to agents over ZeroMQ, with CURVE (bai-agent-rpc)
 //! services     registry    container-registry scanner (bai-registry-scanner)
 //!              scheduler   resource slots, quota headroom (bai-scheduler)
 //!              agents      the agent registry: heartbeats, status, lost check (bai-agents)
@@ -26,6 +27,7 @@
 //! This crate must not hold logic of its own: it only re-exports, so that embedders and our own
 //! binaries use the very same code.
 
+pub use bai_agent_rpc as agent_rpc;
 pub use bai_agent_sim as agent_sim;
 pub use bai_agents as agents;
 pub use bai_api as api;

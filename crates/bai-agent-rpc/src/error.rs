@@ -1,0 +1,92 @@
+//! What can go wrong talking to an agent; every error names the agent, and the method when there
+//! is one.
+
+use std::time::Duration;
+
+use crate::message::MessageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RpcError {
+    /// The socket could not be set up (a bad address, a key libzmq refuses).
+    #[error("agent {agent}: cannot open a ZeroMQ connection to {addr}: {source}")]
+    Socket {
+        agent: String,
+        addr: String,
+        source: zmq::Error,
+    },
+    /// The connection's thread could not be started.
+    #[error("agent {agent}: cannot start the connection's thread: {source}")]
+    Thread {
+        agent: String,
+        source: std::io::Error,
+    },
+    /// The agent has a public key, so the connection needs CURVE, but no manager keypair was given.
+    #[error(
+        "agent {agent} requires CURVE, and no manager keypair (rpc-auth-manager-keypair) is loaded"
+    )]
+    NoManagerKeypair { agent: String },
+    /// With CURVE, an unanswered PING means the agent dropped the handshake: a wrong agent public
+    /// key on our side, or an agent that does not accept this manager's key.
+    #[error(
+        "agent {agent} at {addr}: the CURVE handshake failed: no answer to PING within {timeout:?} \
+         (check the agent's public key and that the agent accepts this manager's key)"
+    )]
+    CurveHandshake {
+        agent: String,
+        addr: String,
+        timeout: Duration,
+    },
+    /// Without CURVE: nothing answers at the address.
+    #[error("agent {agent} at {addr} did not answer PING within {timeout:?}")]
+    NoAnswer {
+        agent: String,
+        addr: String,
+        timeout: Duration,
+    },
+    /// No answer within the call's timeout; the request was cancelled on the agent.
+    #[error("agent {agent}: {method} got no answer within {timeout:?} (cancelled)")]
+    Timeout {
+        agent: String,
+        method: String,
+        timeout: Duration,
+    },
+    /// The agent's handler raised (Callosum FAILURE; the reference's `AgentError`).
+    #[error("agent {agent}: {method} raised {exc_name}: {repr}")]
+    Failure {
+        agent: String,
+        method: String,
+        exc_name: String,
+        repr: String,
+        traceback: String,
+    },
+    /// Callosum failed inside the agent (Callosum ERROR; the reference's `RPCInternalError`).
+    #[error("agent {agent}: {method} failed inside the agent's RPC layer: {exc_name}: {repr}")]
+    Internal {
+        agent: String,
+        method: String,
+        exc_name: String,
+        repr: String,
+        traceback: String,
+    },
+    /// The agent cancelled the call (Callosum CANCELLED).
+    #[error("agent {agent}: {method} was cancelled by the agent")]
+    Cancelled { agent: String, method: String },
+    /// The request could not be queued: the connection's send queue is full, or it never
+    /// connected.
+    #[error("agent {agent}: cannot send {method}: {source}")]
+    Send {
+        agent: String,
+        method: String,
+        source: zmq::Error,
+    },
+    /// The connection ended (its socket failed) before the answer came.
+    #[error("agent {agent}: the connection closed before {method} was answered")]
+    Closed { agent: String, method: String },
+    /// The answer could not be read.
+    #[error("agent {agent}: bad answer to {method}: {source}")]
+    BadReply {
+        agent: String,
+        method: String,
+        source: MessageError,
+    },
+}
