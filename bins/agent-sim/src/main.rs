@@ -4,18 +4,22 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use bai_agent_sim::{AgentToml, SimOptions};
+use std::time::Duration;
+
+use bai_agent_sim::{AgentToml, Faults, RpcOptions, SimOptions};
 use clap::Parser;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// Simulated Backend.AI agents: etcd registration, agent_started, heartbeats and
-/// agent_terminated, as the real agent sends them.
+/// agent_terminated, as the real agent sends them, and the agent RPC (Callosum over ZeroMQ, CURVE
+/// when rpc-auth-agent-keypair is set) with kernel lifecycle events.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
     /// The real agent's configuration file ([etcd], [agent] id, rpc-listen-addr, scaling-group,
-    /// rpc-auth-agent-keypair, [resource], [debug] heartbeat-interval).
+    /// rpc-auth-agent-keypair, rpc-auth-manager-public-key, [resource], [debug]
+    /// heartbeat-interval).
     #[arg(short = 'f', long = "config", default_value = "agent.toml")]
     config: PathBuf,
     /// Run this many agents, with ids `{id}-{i}` and RPC ports `port + i` (i from 0).
@@ -31,6 +35,18 @@ struct Args {
     /// how long the manager takes to store heartbeats (every heartbeat then changes the row).
     #[arg(long)]
     stamp_version: bool,
+    /// Seconds that create_kernels, destroy_kernel and restart_kernel take.
+    #[arg(long, default_value_t = 0.05)]
+    rpc_delay: f64,
+    /// create_kernels answers with a FAILURE.
+    #[arg(long)]
+    fail_create: bool,
+    /// RPC requests are read and never answered.
+    #[arg(long)]
+    never_answer: bool,
+    /// The RPC server stops on receiving create_kernels, without answering.
+    #[arg(long)]
+    die_mid_call: bool,
     /// Log level.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
@@ -59,7 +75,18 @@ fn main() -> ExitCode {
         mem,
         stamp_version: args.stamp_version,
     };
-    let agents = match bai_agent_sim::agents(&config, &options) {
+    if !args.rpc_delay.is_finite() || args.rpc_delay < 0.0 {
+        return fail("--rpc-delay must be a number of seconds, 0 or more");
+    }
+    let rpc = RpcOptions {
+        delay: Duration::from_secs_f64(args.rpc_delay),
+        faults: Faults {
+            fail_create: args.fail_create,
+            never_answer: args.never_answer,
+            die_mid_call: args.die_mid_call,
+        },
+    };
+    let agents = match bai_agent_sim::agents_with_rpc(&config, &options, rpc) {
         Ok(agents) => agents,
         Err(error) => return fail(&error.to_string()),
     };

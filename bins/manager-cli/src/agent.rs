@@ -4,12 +4,19 @@
 //!
 //! The reference has no such `backend.ai mgr` command (its operators use `backend.ai admin agent`
 //! over the API); these read the stores directly, so they work while no manager serves.
+//!
+//! `agent ping` and `agent hwinfo` call the agent over RPC (`bai-agent-rpc`, through the agent
+//! RPC cache of `bai-agents`) at the address and public key of its row, with the manager keypair
+//! of `[manager] rpc-auth-manager-keypair` (as the reference's `backend.ai mgr agent ping`).
 
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use bai_config::{BinarySize, LoadOptions};
+use bai_agent_rpc::{AgentConnection, AgentMethod, RpcClient, RpcError};
+use bai_agents::{AgentRpcCache, AgentRpcError};
+use bai_config::{BinarySize, LoadOptions, ManagerSection};
 use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::entities::{ResourceSlot, agents};
 use bai_db_models::queries::agent_listing::{
@@ -18,8 +25,8 @@ use bai_db_models::queries::agent_listing::{
 use bai_etcd_store::shared_config::RedisConfig;
 use bai_redis::{AgentLastSeen, LiveDb};
 use clap::Subcommand;
-use sea_orm::ActiveEnum;
 use sea_orm::prelude::{DateTimeUtc, DateTimeWithTimeZone};
+use sea_orm::{ActiveEnum, DatabaseConnection};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -48,6 +55,33 @@ pub enum AgentCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Call the agent's `ping` over RPC and print the round trip time.
+    ///
+    /// Connects to the address (and CURVE public key) of the agent's row with the manager keypair
+    /// of `[manager] rpc-auth-manager-keypair`; exits 1 when the agent does not answer in time.
+    Ping {
+        id: String,
+        /// Seconds to wait for the connection and for the answer, each.
+        #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_timeout)]
+        timeout: f64,
+    },
+    /// Call the agent's `gather_hwinfo` over RPC and print what it reports as JSON.
+    Hwinfo {
+        id: String,
+        /// Seconds to wait for the connection and for the answer, each.
+        #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_timeout)]
+        timeout: f64,
+    },
+}
+
+/// A `--timeout` value: positive seconds.
+fn parse_timeout(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => Ok(secs),
+        _ => Err(format!(
+            "{text:?} is not a number of seconds between 0 and 86400"
+        )),
+    }
 }
 
 pub fn run(command: AgentCommand, options: &LoadOptions) -> anyhow::Result<ExitCode> {
@@ -58,6 +92,24 @@ pub fn run(command: AgentCommand, options: &LoadOptions) -> anyhow::Result<ExitC
     crate::block_on(async move {
         let db = bai_db_models::connect(&config.db).await?;
         match command {
+            AgentCommand::Ping { id, timeout } => {
+                let timeout = Duration::from_secs_f64(timeout);
+                let result = rpc_ping(&db, &config.manager, &id, timeout).await;
+                db.close().await.ok();
+                let elapsed = result?;
+                println!(
+                    "agent {id}: ping answered in {:.3} ms",
+                    elapsed.as_secs_f64() * 1000.0
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            AgentCommand::Hwinfo { id, timeout } => {
+                let timeout = Duration::from_secs_f64(timeout);
+                let result = rpc_hwinfo(&db, &config.manager, &id, timeout).await;
+                db.close().await.ok();
+                println!("{}", serde_json::to_string_pretty(&result?)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             AgentCommand::List { status, json } => {
                 let scope = AgentScope {
                     statuses: (!status.is_empty()).then_some(status),
@@ -97,6 +149,73 @@ pub fn run(command: AgentCommand, options: &LoadOptions) -> anyhow::Result<ExitC
             .context("closing the database connection")?;
         Ok(ExitCode::SUCCESS)
     })?
+}
+
+/// A connection to agent `id` (its row's address and public key), with the manager keypair when
+/// it loads: an agent without a public key needs none.
+async fn rpc_connection(
+    db: &DatabaseConnection,
+    manager: &ManagerSection,
+    id: &str,
+    timeout: Duration,
+) -> anyhow::Result<Arc<AgentConnection>> {
+    let keypair = bai_rpc_keys::load_keypair(&manager.rpc_auth_manager_keypair);
+    let (keypair, keypair_error) = match keypair {
+        Ok(keypair) => (Some(keypair), None),
+        Err(error) => (None, Some(error)),
+    };
+    let client = RpcClient::new(keypair).with_handshake_timeout(timeout);
+    let cache = AgentRpcCache::new(db.clone(), client);
+    match cache.get(id).await {
+        Ok(connection) => Ok(connection),
+        Err(AgentRpcError::UnknownAgent(_)) => anyhow::bail!("no agent {id:?}"),
+        Err(AgentRpcError::Rpc(RpcError::NoManagerKeypair { .. })) => {
+            let reason = keypair_error.map_or_else(String::new, |error| format!(": {error}"));
+            anyhow::bail!(
+                "agent {id} requires CURVE, and the manager keypair \
+                 ([manager] rpc-auth-manager-keypair = {}) cannot be loaded{reason}",
+                manager.rpc_auth_manager_keypair.display()
+            )
+        }
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// `ping` on agent `id`: the round trip time of the call (the connection made before it).
+async fn rpc_ping(
+    db: &DatabaseConnection,
+    manager: &ManagerSection,
+    id: &str,
+    timeout: Duration,
+) -> anyhow::Result<Duration> {
+    let connection = rpc_connection(db, manager, id, timeout).await?;
+    let started = Instant::now();
+    let answer = connection.ping(id, Some(timeout)).await?;
+    let elapsed = started.elapsed();
+    anyhow::ensure!(
+        answer == id,
+        "agent {id}: ping answered {answer:?}, not the {id:?} it was sent"
+    );
+    Ok(elapsed)
+}
+
+/// `gather_hwinfo` on agent `id`, as JSON.
+async fn rpc_hwinfo(
+    db: &DatabaseConnection,
+    manager: &ManagerSection,
+    id: &str,
+    timeout: Duration,
+) -> anyhow::Result<Value> {
+    let connection = rpc_connection(db, manager, id, timeout).await?;
+    let hwinfo = connection
+        .invoke_with_timeout(
+            AgentMethod::GatherHwinfo,
+            Vec::new(),
+            Vec::new(),
+            Some(timeout),
+        )
+        .await?;
+    Ok(bai_events::to_json(&hwinfo))
 }
 
 /// A `--status` value: a member name of `AgentStatus` in any case.

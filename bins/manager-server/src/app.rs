@@ -1,7 +1,8 @@
 //! What each worker of the server is: its own connected `bai_stores::Stores` (etcd, PostgreSQL,
 //! Redis, like one worker process of the reference), the API router over them, and its consumer of
 //! the event stream (one of the `manager` group). Worker 0 also registers the node in etcd (and
-//! removes the registration when it stops), checks for lost agents and trims the stream.
+//! removes the registration when it stops), checks for lost agents and trims the stream. Each
+//! worker keeps its own agent RPC connections (`AgentRpcCache`), shared by its registry and API.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -11,11 +12,13 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::middleware::AddExtension;
-use bai_agents::{AgentRegistry, UnknownGroupWarnings};
+use bai_agent_rpc::RpcClient;
+use bai_agents::{AgentRegistry, AgentRpcCache, UnknownGroupWarnings};
 use bai_api::ApiContext;
 use bai_config::ManagerConfig;
 use bai_events::{ConsumerOptions, Handlers, MANAGER_GROUP};
 use bai_redis::StreamDb;
+use bai_rpc_keys::CurveKeypair;
 use bai_server::{Criticality, Tasks};
 use bai_stores::{Stores, StoresError};
 use tower::Layer;
@@ -34,14 +37,17 @@ pub struct Manager {
     instance_id: String,
     /// Shared by the workers' agent registries: one warning per node.
     unknown_group_warnings: Arc<UnknownGroupWarnings>,
+    /// Opens agent RPC connections with the manager keypair (`rpc-auth-manager-keypair`).
+    rpc_client: RpcClient,
 }
 
 impl Manager {
-    pub fn new(config: Arc<ManagerConfig>) -> Manager {
+    pub fn new(config: Arc<ManagerConfig>, manager_keypair: CurveKeypair) -> Manager {
         Manager {
             config,
             instance_id: bai_stores::instance_id(),
             unknown_group_warnings: Arc::default(),
+            rpc_client: RpcClient::new(Some(manager_keypair)),
         }
     }
 }
@@ -80,10 +86,15 @@ impl bai_server::App for Manager {
                 }
             }
         }
-        let registry = Arc::new(AgentRegistry::new(
-            &stores,
-            Arc::clone(&self.unknown_group_warnings),
+        // The worker's agent RPC connections: its registry drops those of agents that moved.
+        let agent_rpc = Arc::new(AgentRpcCache::new(
+            stores.db.clone(),
+            self.rpc_client.clone(),
         ));
+        let registry = Arc::new(
+            AgentRegistry::new(&stores, Arc::clone(&self.unknown_group_warnings))
+                .with_rpc_cache(Arc::clone(&agent_rpc)),
+        );
         let mut handlers = Handlers::default();
         bai_agents::handlers(&registry, &mut handlers);
         let options = ConsumerOptions::new(
@@ -120,7 +131,9 @@ impl bai_server::App for Manager {
                 },
             );
         }
-        let router = bai_api::router(ApiContext::new(Arc::clone(&self.config), stores.clone()));
+        let router = bai_api::router(
+            ApiContext::new(Arc::clone(&self.config), stores.clone()).with_agent_rpc(agent_rpc),
+        );
         Ok(Worker {
             index,
             stores,

@@ -128,12 +128,13 @@ fn run(loaded: LoadedConfig) -> anyhow::Result<ExitCode> {
 
     let manager = &loaded.config.manager;
     // The reference refuses to start without a usable keypair; so do we, before binding anything.
-    bai_rpc_keys::load_keypair(&manager.rpc_auth_manager_keypair).with_context(|| {
-        format!(
-            "{}: [manager] rpc-auth-manager-keypair",
-            loaded.source.display()
-        )
-    })?;
+    let manager_keypair = bai_rpc_keys::load_keypair(&manager.rpc_auth_manager_keypair)
+        .with_context(|| {
+            format!(
+                "{}: [manager] rpc-auth-manager-keypair",
+                loaded.source.display()
+            )
+        })?;
     std::fs::create_dir_all(&manager.ipc_base_path).with_context(|| {
         format!(
             "{}: [manager] ipc-base-path: cannot create {}",
@@ -145,8 +146,10 @@ fn run(loaded: LoadedConfig) -> anyhow::Result<ExitCode> {
     let options = ServerOptions::from_config(manager);
     let config = Arc::new(loaded.config);
     // bai-server logs why it stopped; only the exit status is left to say.
-    Ok(match bai_server::run(options, app::Manager::new(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(_) => ExitCode::FAILURE,
-    })
+    Ok(
+        match bai_server::run(options, app::Manager::new(config, manager_keypair)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(_) => ExitCode::FAILURE,
+        },
+    )
 }

@@ -89,4 +89,19 @@ pub enum RpcError {
         method: String,
         source: MessageError,
     },
+    /// The agent's version lacks the method; nothing was sent (an unknown method would end the
+    /// Python agent's RPC loop).
+    #[error("agent {agent} (version {version:?}) has no RPC method {method}; not sent")]
+    Unsupported {
+        agent: String,
+        method: String,
+        version: String,
+    },
+    /// The agent answered with a value of the wrong shape for the method.
+    #[error("agent {agent}: unexpected answer to {method}: {detail}")]
+    UnexpectedReply {
+        agent: String,
+        method: String,
+        detail: String,
+    },
 }

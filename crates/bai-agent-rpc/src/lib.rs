@@ -14,11 +14,18 @@
 //! public key from the agent registry), read configuration or key files (callers pass the loaded
 //! keypair), touch the database, etcd or Redis, or log a key or a call's arguments. It must not
 //! call a method on an agent that lacks it (an unknown method ends the Python agent's RPC loop):
-//! that check belongs to the typed method table above it.
+//! that check belongs to the typed method table ([`AgentMethod`], [`AgentConnection`]), which
+//! refuses such a call with [`RpcError::Unsupported`] before sending.
 
 mod client;
 mod error;
 pub mod message;
+mod methods;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use crate::client::{AgentTarget, Connection, DEFAULT_HANDSHAKE_TIMEOUT, RpcClient};
 pub use crate::error::RpcError;
+pub use crate::methods::{
+    AgentConnection, AgentMethod, AgentVersion, CommitOptions, ExecuteRequest, check_method,
+};

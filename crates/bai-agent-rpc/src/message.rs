@@ -9,8 +9,11 @@
 //! as the reference manager's `PeerInvoker` sends it.
 //!
 //! We write what the manager writes (requests and cancellations) and read what an agent answers
-//! (results, failures, errors, cancellations). Compressed (`zip`) bodies are refused: no Backend.AI
-//! peer ever sends one.
+//! (results, failures, errors, cancellations). For an agent's side (the simulator), the server
+//! direction too: [`decode_request`] reads what a ROUTER receives and `encode_result`,
+//! `encode_failure`, `encode_error`, `encode_cancelled` write the replies, echoing the request's
+//! `meth`, `okey` (with its msgpack type) and `seq`. Compressed (`zip`) bodies are refused: no
+//! Backend.AI peer ever sends one.
 
 use bai_events::codec::{self, CodecError};
 use rmpv::Value;
@@ -107,6 +110,8 @@ pub enum MessageError {
     UnknownType(u64),
     #[error("a {0:?} message is not a reply")]
     NotAReply(MessageType),
+    #[error("a {0:?} message is not a request")]
+    NotARequest(MessageType),
     #[error("the body is compressed (snappy), which no Backend.AI peer sends")]
     Compressed,
     #[error("the error metadata is not [name, repr, traceback]")]
@@ -217,6 +222,149 @@ pub fn decode_reply(header: &[u8], body: &[u8]) -> Result<(Header, Outcome), Mes
     let header = decode_header(header)?;
     let outcome = decode_reply_body(header.kind, body)?;
     Ok((header, outcome))
+}
+
+/// The first frame of a handshake request, its answer, and of every RPC message.
+pub const PING: &[u8] = b"PING";
+pub const PONG: &[u8] = b"PONG";
+pub const UPPER: &[u8] = b"UPPER";
+
+/// What a client asks of an agent.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Request {
+    /// `method(*args, **kwargs)`; a request without a body has no arguments.
+    Function {
+        header: Header,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    },
+    /// The client gave up on the request `header` names (by `meth`, `okey`, `seq`).
+    Cancel { header: Header },
+}
+
+/// Reads a request (FUNCTION or CANCEL) from the header and body frames a ROUTER receives after
+/// the peer's routing id and `"UPPER"`.
+pub fn decode_request(header: &[u8], body: &[u8]) -> Result<Request, MessageError> {
+    const PART: &str = "request";
+    let header = decode_header(header)?;
+    match header.kind {
+        MessageType::Cancel => Ok(Request::Cancel { header }),
+        MessageType::Function => {
+            let fields = read_map(body, "body")?;
+            let request = match field(&fields, "body", "body")? {
+                Value::Nil => Value::Nil,
+                Value::Binary(bytes) if bytes.is_empty() => Value::Nil,
+                Value::Binary(bytes) => codec::decode(bytes)?,
+                _ => {
+                    return Err(MessageError::BadField {
+                        part: "body",
+                        field: "body",
+                    });
+                }
+            };
+            let (mut args, mut kwargs) = (Vec::new(), Vec::new());
+            match request {
+                Value::Nil => {}
+                Value::Map(entries) => {
+                    for (key, value) in entries {
+                        match (key.as_str(), value) {
+                            (Some("args"), Value::Array(items)) => args = items,
+                            (Some("args"), Value::Nil) => {}
+                            (Some("kwargs"), Value::Map(items)) => {
+                                for (name, value) in items {
+                                    let name = name.as_str().ok_or(MessageError::BadField {
+                                        part: PART,
+                                        field: "kwargs",
+                                    })?;
+                                    kwargs.push((name.to_owned(), value));
+                                }
+                            }
+                            (Some("kwargs"), Value::Nil) => {}
+                            (Some("args"), _) => {
+                                return Err(MessageError::BadField {
+                                    part: PART,
+                                    field: "args",
+                                });
+                            }
+                            (Some("kwargs"), _) => {
+                                return Err(MessageError::BadField {
+                                    part: PART,
+                                    field: "kwargs",
+                                });
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                _ => return Err(MessageError::NotAMap(PART)),
+            }
+            Ok(Request::Function {
+                header,
+                args,
+                kwargs,
+            })
+        }
+        other => Err(MessageError::NotARequest(other)),
+    }
+}
+
+/// The RESULT of the request `request`: its handler returned `value` (`Nil` for `None`).
+pub fn encode_result(request: &Header, value: &Value) -> Frames {
+    Frames {
+        header: reply_header(MessageType::Result, request),
+        body: body(EMPTY_ARRAY.to_vec(), Some(codec::encode(value))),
+    }
+}
+
+/// The FAILURE of the request `request`: its handler raised `exception`.
+pub fn encode_failure(request: &Header, exception: &ExceptionInfo) -> Frames {
+    exception_reply(MessageType::Failure, request, exception)
+}
+
+/// The ERROR of the request `request`: the RPC layer failed (e.g. an unknown method).
+pub fn encode_error(request: &Header, exception: &ExceptionInfo) -> Frames {
+    exception_reply(MessageType::Error, request, exception)
+}
+
+/// The CANCELLED answer to the request `request`, after its client cancelled it.
+pub fn encode_cancelled(request: &Header) -> Frames {
+    Frames {
+        header: reply_header(MessageType::Cancelled, request),
+        body: body(EMPTY_ARRAY.to_vec(), None),
+    }
+}
+
+/// The answer to a handshake `["PING", a, b]` (without the ROUTER's routing id): `["PONG", a, b]`;
+/// `None` when `frames` is not a PING.
+pub fn pong(frames: &[Vec<u8>]) -> Option<[Vec<u8>; 3]> {
+    match frames {
+        [kind, first, second] if kind == PING => {
+            Some([PONG.to_vec(), first.clone(), second.clone()])
+        }
+        _ => None,
+    }
+}
+
+fn exception_reply(kind: MessageType, request: &Header, exception: &ExceptionInfo) -> Frames {
+    let meta = codec::encode(&Value::Array(vec![
+        Value::from(exception.exc_name.as_str()),
+        Value::from(exception.repr.as_str()),
+        Value::from(exception.traceback.as_str()),
+    ]));
+    Frames {
+        header: reply_header(kind, request),
+        body: body(meta, None),
+    }
+}
+
+fn reply_header(kind: MessageType, request: &Header) -> Vec<u8> {
+    codec::encode(&Value::Map(vec![
+        (Value::from("type"), Value::from(kind as u8)),
+        (Value::from("meth"), Value::from(request.method.as_str())),
+        (Value::from("okey"), request.order_key.clone()),
+        (Value::from("seq"), Value::from(request.seq)),
+        (Value::from("zip"), Value::from(false)),
+    ]))
 }
 
 /// msgpack `[]`, the metadata of results and cancellations.
@@ -447,5 +595,113 @@ mod tests {
             ),
             Err(MessageError::BadErrorMeta)
         ));
+    }
+
+    #[test]
+    fn requests_are_read_as_an_agent_reads_them() {
+        let frames = encode_function(
+            "destroy_kernel",
+            7,
+            vec![Value::from("k1"), Value::from("s1"), Value::Nil],
+            vec![("suppress_events".to_owned(), Value::from(true))],
+        );
+        let request = decode_request(&frames.header, &frames.body).expect("request");
+        let Request::Function {
+            header,
+            args,
+            kwargs,
+        } = request
+        else {
+            panic!("not a function: {request:?}");
+        };
+        assert_eq!(header.method, "destroy_kernel");
+        assert_eq!(header.seq, 7);
+        assert_eq!(header.order_key, Value::from(""));
+        assert_eq!(args, vec![Value::from("k1"), Value::from("s1"), Value::Nil]);
+        assert_eq!(
+            kwargs,
+            vec![("suppress_events".to_owned(), Value::from(true))]
+        );
+
+        let frames = encode_cancel("ping", 3);
+        let request = decode_request(&frames.header, &frames.body).expect("cancel");
+        assert!(matches!(request, Request::Cancel { header } if header.seq == 3));
+
+        // A nil body means no arguments; a reply is not a request.
+        let nil_body = unhex("82a46d657461c400a4626f6479c0");
+        let request = decode_request(&unhex(PING_HEADER), &nil_body).expect("no args");
+        assert!(
+            matches!(request, Request::Function { args, kwargs, .. } if args.is_empty() && kwargs.is_empty())
+        );
+        let result = PING_HEADER.replace("a47479706501", "a47479706502");
+        assert!(matches!(
+            decode_request(&unhex(&result), &nil_body),
+            Err(MessageError::NotARequest(MessageType::Result))
+        ));
+    }
+
+    #[test]
+    fn replies_are_what_callosum_writes_and_the_client_reads() {
+        let request = decode_header(&unhex(PING_HEADER)).expect("header");
+        let frames = encode_result(&request, &Value::from("hello"));
+        assert_eq!(
+            frames.header,
+            unhex(&PING_HEADER.replace("a47479706501", "a47479706502"))
+        );
+        assert_eq!(
+            frames.body,
+            unhex("82a46d657461c40190a4626f6479c406a568656c6c6f")
+        );
+        let cancelled = encode_cancelled(&request);
+        assert_eq!(
+            cancelled.header,
+            unhex(&PING_HEADER.replace("a47479706501", "a47479706506"))
+        );
+        assert_eq!(cancelled.body, unhex("82a46d657461c40190a4626f6479c0"));
+        let info = ExceptionInfo {
+            exc_name: "ValueError".to_owned(),
+            repr: "ValueError('boom')".to_owned(),
+            traceback: "Traceback (most recent call last):\n  File \"/tmp/vec/gen.py\", \
+                        line 19, in <module>\n    raise ValueError(\"boom\")\n\
+                        ValueError: boom\n"
+                .to_owned(),
+        };
+        let failure = encode_failure(&request, &info);
+        assert_eq!(
+            failure.body,
+            unhex(
+                "82a46d657461c4a193aa56616c75654572726f72b256616c75654572726f722827626f6f6d2729\
+                 d98054726163656261636b20286d6f737420726563656e742063616c6c206c617374293a0a20\
+                 2046696c6520222f746d702f7665632f67656e2e7079222c206c696e652031392c20696e203c\
+                 6d6f64756c653e0a2020202072616973652056616c75654572726f722822626f6f6d22290a56\
+                 616c75654572726f723a20626f6f6d0aa4626f6479c0"
+            )
+        );
+        let (header, outcome) = decode_reply(&failure.header, &failure.body).expect("failure");
+        assert_eq!(header.kind, MessageType::Failure);
+        assert_eq!(outcome, Outcome::Failure(info.clone()));
+        let error = encode_error(&request, &info);
+        assert_eq!(
+            decode_reply(&error.header, &error.body).expect("error").1,
+            Outcome::Error(info)
+        );
+
+        // The order key is echoed with its msgpack type (bin stays bin).
+        let raw = Header {
+            order_key: Value::Binary(Vec::new()),
+            ..request
+        };
+        let frames = encode_result(&raw, &Value::Nil);
+        assert_eq!(
+            decode_header(&frames.header).expect("header").order_key,
+            Value::Binary(Vec::new())
+        );
+
+        let ping = vec![PING.to_vec(), b"a".to_vec(), Vec::new()];
+        assert_eq!(
+            pong(&ping),
+            Some([PONG.to_vec(), b"a".to_vec(), Vec::new()])
+        );
+        assert_eq!(pong(&ping[..2]), None);
     }
 }

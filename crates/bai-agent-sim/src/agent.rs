@@ -1,7 +1,8 @@
 //! One simulated agent: what the real agent does on the event bus and in etcd from start to stop.
 //! It registers under `nodes/agents/{id}`, announces itself with `agent_started`, sends
 //! `agent_heartbeat` every interval (the first at once) and `agent_terminated("shutdown")` when it
-//! stops.
+//! stops. Before announcing itself it binds its RPC server (`rpc`), which it closes after the
+//! goodbye.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -9,7 +10,9 @@ use bai_etcd_store::{EtcdStore, Scope};
 use bai_events::{AgentInfo, Event, EventProducer};
 use tokio_util::sync::CancellationToken;
 
-use crate::SimError;
+use crate::methods::Agent;
+use crate::rpc::{self, RpcContext};
+use crate::{RpcOptions, SimError};
 
 /// One agent's identity and what its heartbeats say.
 #[derive(Clone, Debug)]
@@ -21,20 +24,39 @@ pub struct SimAgent {
     pub heartbeat_interval: Duration,
     /// How long it waits before it starts (agents of one process start spread over an interval).
     pub start_delay: Duration,
+    /// Where its RPC server binds (`tcp://host:port`).
+    pub rpc_bind_addr: String,
+    /// How its RPC methods behave.
+    pub rpc: RpcOptions,
 }
 
 impl SimAgent {
     /// Runs until `shutdown`, then says goodbye.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         etcd: &EtcdStore,
         producer: &EventProducer,
+        rpc: &RpcContext,
         shutdown: &CancellationToken,
     ) -> Result<(), SimError> {
         tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
             () = tokio::time::sleep(self.start_delay) => {}
         }
+        let methods = std::sync::Arc::new(Agent::new(self, producer.clone()));
+        let server =
+            rpc::run_server(rpc, methods, &self.rpc_bind_addr, self.rpc.faults, shutdown).await?;
+        let outcome = self.announce_and_beat(etcd, producer, shutdown).await;
+        server.stop().await;
+        outcome
+    }
+
+    async fn announce_and_beat(
+        &self,
+        etcd: &EtcdStore,
+        producer: &EventProducer,
+        shutdown: &CancellationToken,
+    ) -> Result<(), SimError> {
         // The real agent writes its status at `nodes/agents/{id}/` (with the slash), its address below.
         let node_key = format!("nodes/agents/{}/", self.id);
         let registering = |source| SimError::Etcd {
@@ -57,7 +79,12 @@ impl SimAgent {
         etcd.put(&node_key, "running", Scope::Global)
             .await
             .map_err(registering)?;
-        tracing::info!("agent {} started ({})", self.id, self.info.addr);
+        tracing::info!(
+            "agent {} started (RPC at {}, listening on {})",
+            self.id,
+            self.info.addr,
+            self.rpc_bind_addr
+        );
 
         let mut heartbeat = Event::AgentHeartbeat(Box::new(self.info.clone()));
         // Like the reference's timer: every interval from the start, not after the previous beat.

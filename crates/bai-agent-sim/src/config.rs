@@ -61,6 +61,9 @@ pub struct AgentSection {
     pub region: Option<String>,
     pub public_host: Option<String>,
     pub rpc_auth_agent_keypair: Option<PathBuf>,
+    /// The manager's public certificate; required with `rpc-auth-agent-keypair` (only that
+    /// manager key passes the agent's ZAP handler).
+    pub rpc_auth_manager_public_key: Option<PathBuf>,
     #[serde(default)]
     pub skip_manager_detection: bool,
     #[serde(default)]

@@ -3,11 +3,19 @@
 //! `agent_info` map, `agent_terminated` on stop), configured by the real agent's `agent.toml` so
 //! that one file drives either. Many run in one process, for tests and load.
 //!
+//! Each agent also serves the agent RPC (Callosum 1.0.3 over a ZeroMQ ROUTER, CURVE with a ZAP
+//! handler when `rpc-auth-agent-keypair` is set): the methods the manager's scheduler calls, with
+//! the dummy backend's behaviour (no containers, fake ports), slots allocated from the agent's
+//! capacity, the kernel lifecycle events a real agent emits, configurable delays, and fault
+//! injection ([`Faults`]) for the manager's error paths.
+//!
 //! It is a peer of the manager, not a part of it: it must not use the manager's crates above the
 //! stores and the event bus (the registry, the API). It spawns tasks only inside [`run`].
 
 mod agent;
 mod config;
+mod methods;
+mod rpc;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use agent::SimAgent;
 pub use config::{AgentToml, HostPortSpec};
+pub use rpc::Faults;
 
 /// The agent version the simulator speaks the protocol of.
 pub const AGENT_VERSION: &str = "24.03.11";
@@ -47,6 +56,8 @@ pub enum SimError {
         #[source]
         source: bai_redis::RedisError,
     },
+    #[error("RPC: {0}")]
+    Rpc(String),
     #[error("{0} agent(s) failed")]
     Agents(usize),
 }
@@ -67,8 +78,34 @@ pub struct SimOptions {
     pub stamp_version: bool,
 }
 
-/// The agents `config` and `options` describe.
+/// How the agents' RPC methods behave.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RpcOptions {
+    /// How long `create_kernels`, `destroy_kernel` and `restart_kernel` take.
+    pub delay: Duration,
+    pub faults: Faults,
+}
+
+impl Default for RpcOptions {
+    fn default() -> RpcOptions {
+        RpcOptions {
+            delay: Duration::from_millis(50),
+            faults: Faults::default(),
+        }
+    }
+}
+
+/// The agents `config` and `options` describe, with the default [`RpcOptions`].
 pub fn agents(config: &AgentToml, options: &SimOptions) -> Result<Vec<SimAgent>, SimError> {
+    agents_with_rpc(config, options, RpcOptions::default())
+}
+
+/// The agents `config` and `options` describe, their RPC methods behaving as `rpc` says.
+pub fn agents_with_rpc(
+    config: &AgentToml,
+    options: &SimOptions,
+    rpc: RpcOptions,
+) -> Result<Vec<SimAgent>, SimError> {
     let bad = |message: String| SimError::Config {
         path: config.path.clone(),
         message,
@@ -129,6 +166,11 @@ pub fn agents(config: &AgentToml, options: &SimOptions) -> Result<Vec<SimAgent>,
                     SimError::Options("the agents' RPC ports would run past 65535".to_owned())
                 })
             };
+            let bind_host = match listen_host.as_str() {
+                "" => "0.0.0.0",
+                host => host,
+            };
+            let rpc_bind_addr = tcp_addr(bind_host, port_of(base_port)?);
             let (host, port) = match &advertised {
                 Some((host, port)) => (host.clone(), port_of(*port)?),
                 None => (listen_host.clone(), port_of(base_port)?),
@@ -138,11 +180,7 @@ pub fn agents(config: &AgentToml, options: &SimOptions) -> Result<Vec<SimAgent>,
             } else {
                 host
             };
-            let addr = if host.contains(':') {
-                format!("tcp://[{host}]:{port}")
-            } else {
-                format!("tcp://{host}:{port}")
-            };
+            let addr = tcp_addr(&host, port);
             let public_host = config
                 .agent
                 .public_host
@@ -184,9 +222,53 @@ pub fn agents(config: &AgentToml, options: &SimOptions) -> Result<Vec<SimAgent>,
                 heartbeat_interval: interval,
                 // Spread over one interval, as independently started agents would be.
                 start_delay: interval.mul_f64(index as f64 / count as f64),
+                rpc_bind_addr,
+                rpc,
             })
         })
         .collect()
+}
+
+fn tcp_addr(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("tcp://[{host}]:{port}")
+    } else {
+        format!("tcp://{host}:{port}")
+    }
+}
+
+/// CURVE for the RPC servers: on iff `rpc-auth-agent-keypair` is set, and then the manager's
+/// public key is required too.
+fn rpc_curve(config: &AgentToml) -> Result<Option<rpc::Curve>, SimError> {
+    let bad = |message: String| SimError::Config {
+        path: config.path.clone(),
+        message,
+    };
+    let Some(keypair) = &config.agent.rpc_auth_agent_keypair else {
+        return Ok(None);
+    };
+    let agent = bai_rpc_keys::load_keypair(keypair).map_err(|error| {
+        bad(format!(
+            "agent.rpc-auth-agent-keypair {}: {error}",
+            keypair.display()
+        ))
+    })?;
+    let manager = config
+        .agent
+        .rpc_auth_manager_public_key
+        .as_ref()
+        .ok_or_else(|| {
+            bad("agent.rpc-auth-manager-public-key is required with rpc-auth-agent-keypair".into())
+        })?;
+    let manager = bai_rpc_keys::load_certificate(manager)
+        .map_err(|error| {
+            bad(format!(
+                "agent.rpc-auth-manager-public-key {}: {error}",
+                manager.display()
+            ))
+        })?
+        .public;
+    Ok(Some(rpc::Curve { agent, manager }))
 }
 
 /// Runs `agents` until `shutdown`: connects to etcd, waits for a manager (unless the config skips
@@ -217,6 +299,7 @@ pub async fn run(
     if !config.agent.skip_manager_detection && !wait_for_manager(&etcd, &shutdown).await? {
         return Ok(());
     }
+    let rpc = Arc::new(rpc::RpcContext::new(rpc_curve(config)?)?);
     let shared = SharedConfig::load(&etcd).await?;
     let stream = StreamDb::connect(&shared.redis).await?;
     let producer = EventProducer::new(stream.clone());
@@ -231,7 +314,8 @@ pub async fn run(
     let mut running = tokio::task::JoinSet::new();
     for agent in agents {
         let (etcd, producer, shutdown) = (Arc::clone(&etcd), producer.clone(), shutdown.clone());
-        running.spawn(async move { agent.run(&etcd, &producer, &shutdown).await });
+        let rpc = Arc::clone(&rpc);
+        running.spawn(async move { agent.run(&etcd, &producer, &rpc, &shutdown).await });
     }
     let mut failures = 0;
     while let Some(outcome) = running.join_next().await {
@@ -248,6 +332,9 @@ pub async fn run(
         }
     }
     stream.close().await;
+    if let Ok(rpc) = Arc::try_unwrap(rpc) {
+        let _ = tokio::task::spawn_blocking(move || rpc.stop()).await;
+    }
     if failures > 0 {
         return Err(SimError::Agents(failures));
     }

@@ -4,10 +4,17 @@
 //! images it holds (Redis database 3); `agent_started` and `agent_terminated` change its status;
 //! the lost check reports agents whose heartbeats stopped, once per loss.
 //!
+//! [`AgentRpcCache`] keeps one RPC connection (`bai-agent-rpc`) per agent, made from its row on
+//! first use and shared by all callers; a registry given the cache ([`AgentRegistry::with_rpc_cache`])
+//! drops an agent's connection when a heartbeat changes its address, public key or version, and
+//! when the agent restarts, terminates or is lost.
+//!
 //! It must not know HTTP or manager.toml (it is handed the heartbeat timeout), and it spawns no
 //! tasks: [`handlers`] go into a consumer of `bai-events`, [`run_lost_check`] is a future the
 //! server runs. SQL goes through `bai-db-models`, Redis through `bai-redis`.
 
 mod registry;
+mod rpc_cache;
 
 pub use registry::{AgentRegistry, UnknownGroupWarnings, handlers, run_lost_check};
+pub use rpc_cache::{AgentRpcCache, AgentRpcError, DEFAULT_REVALIDATE_AFTER};

@@ -20,6 +20,8 @@ use rust_decimal::Decimal;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 
+use crate::rpc_cache::AgentRpcCache;
+
 /// How far behind the event consumers may be before the lost check waits for them.
 const BACKLOG_TOLERANCE: Duration = Duration::from_secs(1);
 
@@ -36,7 +38,12 @@ pub struct AgentRegistry {
     /// Registry names that count as such in image references (etcd `config/docker/registry`).
     registries: Vec<String>,
     warned_unknown_groups: Arc<UnknownGroupWarnings>,
+    /// The RPC connections to forget when an agent moves, changes its key or goes away.
+    rpc_cache: Option<Arc<AgentRpcCache>>,
 }
+
+/// The heartbeat columns whose change makes a cached RPC connection stale.
+const RPC_COLUMNS: [&str; 3] = ["addr", "public_key", "version"];
 
 /// The `(agent, resource group)` pairs a node already warned about: one warning per missing
 /// group, not one per heartbeat or per worker. The registries of one node's workers share it.
@@ -65,6 +72,20 @@ impl AgentRegistry {
                 .cloned()
                 .collect(),
             warned_unknown_groups,
+            rpc_cache: None,
+        }
+    }
+
+    /// Keeps `cache` true: an agent's connection is dropped when a heartbeat changes its address,
+    /// public key or version, and when it restarts, terminates or is lost.
+    pub fn with_rpc_cache(mut self, cache: Arc<AgentRpcCache>) -> AgentRegistry {
+        self.rpc_cache = Some(cache);
+        self
+    }
+
+    fn forget_connection(&self, agent_id: &str) {
+        if let Some(cache) = &self.rpc_cache {
+            cache.forget(agent_id);
         }
     }
 
@@ -140,9 +161,13 @@ impl AgentRegistry {
             }
             HeartbeatOutcome::Revived { previous } => {
                 tracing::info!("agent {agent_id} is back (it was {previous:?})");
+                self.forget_connection(agent_id);
             }
             HeartbeatOutcome::Updated(columns) => {
                 tracing::debug!("agent {agent_id}: heartbeat changed {}", columns.join(", "));
+                if columns.iter().any(|column| RPC_COLUMNS.contains(column)) {
+                    self.forget_connection(agent_id);
+                }
             }
             HeartbeatOutcome::Unchanged => {}
         }
@@ -236,6 +261,7 @@ impl AgentRegistry {
         agent_id: &str,
         reason: &str,
     ) -> Result<(), HandlerError> {
+        self.forget_connection(agent_id);
         if reason == "agent-restart" {
             agent_registry::set_agent_status(&self.db, agent_id, AgentStatus::Restarting).await?;
             return Ok(());

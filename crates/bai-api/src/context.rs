@@ -1,9 +1,11 @@
-//! What a worker's request handlers share: the configuration, the connected stores and the HTTP
-//! layer's own per-worker state (the cached manager status).
+//! What a worker's request handlers share: the configuration, the connected stores, the agent RPC
+//! connections (`bai-agents`) and the HTTP layer's own per-worker state (the cached manager
+//! status).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use bai_agents::AgentRpcCache;
 use bai_config::ManagerConfig;
 use bai_etcd_store::{EtcdError, EtcdStore, SharedConfig};
 use bai_redis::Redis;
@@ -24,6 +26,8 @@ struct Inner {
     config: Arc<ManagerConfig>,
     stores: Stores,
     status_cache: Mutex<Option<(Instant, ManagerStatus)>>,
+    /// The worker's RPC connections to agents, when the embedder gave them.
+    agent_rpc: OnceLock<Arc<AgentRpcCache>>,
 }
 
 impl ApiContext {
@@ -34,8 +38,22 @@ impl ApiContext {
                 config,
                 stores,
                 status_cache: Mutex::new(None),
+                agent_rpc: OnceLock::new(),
             }),
         }
+    }
+
+    /// Lets the handlers call agents (`Agent.hardware_metadata`) through `cache`; without it,
+    /// what needs an agent RPC answers as for an agent that is not alive. Only the first call
+    /// counts.
+    pub fn with_agent_rpc(self, cache: Arc<AgentRpcCache>) -> ApiContext {
+        let _ = self.inner.agent_rpc.set(cache);
+        self
+    }
+
+    /// The agent RPC connections, if given.
+    pub fn agent_rpc(&self) -> Option<&Arc<AgentRpcCache>> {
+        self.inner.agent_rpc.get()
     }
 
     pub fn config(&self) -> &ManagerConfig {

@@ -26,3 +26,5 @@ pub use catalogue::{
     VolumeUnmount,
 };
 pub use coalesce::{Coalesced, Trigger, coalescing};
+/// A msgpack value (an event's or an RPC answer's) as JSON.
+pub use json::to_json;

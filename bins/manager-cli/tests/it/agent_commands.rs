@@ -6,12 +6,14 @@ use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::support::{manager_cli, text};
+use bai_agent_rpc::testing::{MANAGER_UP_KEY, RealAgent, free_port};
 use bai_db_models::fixtures::{self, FixtureFile};
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::Scope;
 use bai_etcd_store::testing::TestNamespace;
 use bai_redis::LiveDb;
 use bai_redis::testing::PrivateRedis;
+use bai_rpc_keys::CurveKeypair;
 use serde_json::{Value, json};
 
 const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
@@ -378,4 +380,141 @@ async fn info_of_an_unknown_agent_fails() {
     let cluster = Cluster::with_agents("cli_agent_unknown").await;
     let stderr = cluster.fails(&["info", "i-nowhere"], 1);
     assert_eq!(stderr, "error: no agent \"i-nowhere\"\n");
+}
+
+/// The real agent `id`, registered in the cluster's etcd namespace, with CURVE when given the
+/// agent's and the manager's keypairs.
+async fn start_real_agent(
+    cluster: &Cluster,
+    id: &str,
+    curve: Option<(&CurveKeypair, &CurveKeypair)>,
+) -> RealAgent {
+    cluster
+        ._etcd
+        .store()
+        .await
+        .put(MANAGER_UP_KEY, "up", Scope::Global)
+        .await
+        .expect("etcd put");
+    match curve {
+        Some((agent, manager)) => {
+            RealAgent::start_with_curve(&cluster._etcd.name, id, agent, manager)
+        }
+        None => RealAgent::start(&cluster._etcd.name, id),
+    }
+}
+
+/// Adds an `agents` row for the agent `id` listening at `addr`, with `public_key` (Z85).
+async fn add_agent_row(cluster: &Cluster, id: &str, addr: &str, public_key: Option<String>) {
+    let text = json!({
+        "agents": [{
+            "id": id, "status": "ALIVE", "region": "local", "schedulable": true,
+            "available_slots": {"cpu": "4"}, "occupied_slots": {},
+            "addr": addr, "version": "24.3.11", "architecture": "x86_64",
+            "public_key": public_key,
+        }],
+    })
+    .to_string();
+    let file = FixtureFile::parse("agent.json", &text).expect("fixture");
+    fixtures::populate(&cluster.db.connection, &file)
+        .await
+        .expect("loading the agent row");
+}
+
+#[tokio::test]
+async fn ping_and_hwinfo_reach_the_real_agent_with_the_manager_keypair() {
+    let cluster = Cluster::with_agents("cli_agent_ping_real").await;
+    // The keypair `[manager] rpc-auth-manager-keypair` names, relative to the test's directory.
+    let keys = cluster.dir.path().join("fixtures/manager");
+    std::fs::create_dir_all(&keys).expect("mkdir");
+    let keypair = CurveKeypair::generate().expect("keypair");
+    bai_rpc_keys::write_certificates(&keys, "manager", &keypair, bai_rpc_keys::Overwrite::Refuse)
+        .expect("manager certificates");
+    let plain = start_real_agent(&cluster, "i-real", None).await;
+    add_agent_row(&cluster, "i-real", &plain.addr(), None).await;
+    let agent_keypair = CurveKeypair::generate().expect("keypair");
+    let curve = start_real_agent(&cluster, "i-curve", Some((&agent_keypair, &keypair))).await;
+    add_agent_row(
+        &cluster,
+        "i-curve",
+        &curve.addr(),
+        Some(agent_keypair.public_key().to_z85()),
+    )
+    .await;
+
+    for (id, agent) in [("i-real", &plain), ("i-curve", &curve)] {
+        // The agent takes a few seconds to listen.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let pinged = loop {
+            let output = cluster.run(&["ping", id, "--timeout", "1"]);
+            if output.status.success() {
+                break text(&output.stdout);
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "agent ping {id} never succeeded: {}; agent log:\n{}",
+                text(&output.stderr),
+                agent.log()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        };
+        assert!(
+            pinged.starts_with(&format!("agent {id}: ping answered in "))
+                && pinged.trim_end().ends_with(" ms"),
+            "{pinged}"
+        );
+
+        let hwinfo: Value = serde_json::from_str(&cluster.ok(&["hwinfo", id])).expect("JSON");
+        // The dummy agent reports no devices.
+        assert_eq!(hwinfo, json!({}), "{id}");
+    }
+
+    // A wrong agent key in the row: the CURVE handshake fails, and says so.
+    let wrong = CurveKeypair::generate().expect("keypair");
+    add_agent_row(
+        &cluster,
+        "i-curve-wrong-key",
+        &curve.addr(),
+        Some(wrong.public_key().to_z85()),
+    )
+    .await;
+    let stderr = cluster.fails(&["ping", "i-curve-wrong-key", "--timeout", "1"], 1);
+    assert!(stderr.contains("CURVE handshake failed"), "{stderr}");
+}
+
+#[tokio::test]
+async fn ping_fails_clearly_for_unknown_silent_and_curve_agents() {
+    let cluster = Cluster::with_agents("cli_agent_ping_errors").await;
+
+    let stderr = cluster.fails(&["ping", "i-nobody"], 1);
+    assert!(stderr.contains("no agent \"i-nobody\""), "{stderr}");
+    let stderr = cluster.fails(&["hwinfo", "i-nobody"], 1);
+    assert!(stderr.contains("no agent \"i-nobody\""), "{stderr}");
+
+    // Nothing listens at the row's address: exit 1 within the timeout, saying so.
+    add_agent_row(
+        &cluster,
+        "i-silent",
+        &format!("tcp://127.0.0.1:{}", free_port()),
+        None,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    let stderr = cluster.fails(&["ping", "i-silent", "--timeout", "1"], 1);
+    assert!(
+        stderr.contains("agent i-silent") && stderr.contains("did not answer PING within 1s"),
+        "{stderr}"
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+
+    // `i-alpha` has a public key, and this test's directory has no manager keypair.
+    let stderr = cluster.fails(&["ping", "i-alpha", "--timeout", "1"], 1);
+    assert!(
+        stderr.contains("agent i-alpha requires CURVE")
+            && stderr.contains("rpc-auth-manager-keypair"),
+        "{stderr}"
+    );
+
+    let stderr = cluster.fails(&["ping", "i-alpha", "--timeout", "0"], 2);
+    assert!(stderr.contains("not a number of seconds"), "{stderr}");
 }

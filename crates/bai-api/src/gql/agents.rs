@@ -86,9 +86,6 @@ pub struct Agent {
     pub lost_at: Option<DateTime<FixedOffset>>,
     pub version: Option<String>,
     pub compute_plugins: Option<JsonString>,
-    /// The reference asks a live agent for it over the agent RPC, which this manager does not
-    /// speak yet; always null here (as the reference answers for agents that are not alive).
-    pub hardware_metadata: Option<JsonString>,
     pub auto_terminate_abusing_kernel: Option<bool>,
     /// `{"agent": {"auto_terminate_abusing_kernel": ...}}`.
     pub local_config: Option<JsonString>,
@@ -133,7 +130,6 @@ impl Agent {
             lost_at: row.lost_at,
             version: Some(row.version),
             compute_plugins: Some(JsonString(row.compute_plugins)),
-            hardware_metadata: None,
             auto_terminate_abusing_kernel: Some(row.auto_terminate_abusing_kernel),
         }
     }
@@ -178,6 +174,34 @@ impl Agent {
 
 #[ComplexObject(rename_fields = "snake_case", rename_args = "snake_case")]
 impl Agent {
+    /// What the agent reports of its devices (`gather_hwinfo` over the agent RPC:
+    /// `{device: {status, status_info, metadata}}`); null unless the agent is ALIVE (or when
+    /// this server was started without agent RPC).
+    async fn hardware_metadata(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<JsonString>> {
+        if self.status.as_deref() != Some("ALIVE") {
+            return Ok(None);
+        }
+        let Some(cache) = gql(ctx).api.agent_rpc() else {
+            return Ok(None);
+        };
+        let agent_id = self.agent_id();
+        let failed = |error: &dyn std::fmt::Display| {
+            tracing::warn!("Agent.hardware_metadata: {error}");
+            async_graphql::Error::new(format!("agent RPC failed: {error}"))
+        };
+        let connection = cache.get(agent_id).await.map_err(|error| failed(&error))?;
+        match connection.gather_hwinfo().await {
+            Ok(hwinfo) => Ok(Some(JsonString(bai_events::to_json(&hwinfo)))),
+            Err(error) => {
+                cache.forget_if_broken(agent_id, &error);
+                Err(failed(&error))
+            }
+        }
+    }
+
     /// The live statistics as the agent last reported them; null when there are none.
     async fn live_stat(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<JsonString>> {
         Ok(self.live_stats(ctx).await?.map(JsonString))

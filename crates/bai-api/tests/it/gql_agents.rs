@@ -402,3 +402,79 @@ async fn summaries_show_the_agents_of_usable_resource_groups() {
         answer.text
     );
 }
+
+/// `hardware_metadata` asks an ALIVE agent (`gather_hwinfo` over the agent RPC, here the real
+/// 24.3.11 dummy agent, which reports no devices); an agent that does not answer is an error
+/// naming it; without agent RPC in the context it is null.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hardware_metadata_comes_from_the_agent_over_rpc() {
+    use bai_agent_rpc::testing::{MANAGER_UP_KEY, RealAgent, free_port};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    let mut api = crate::common::Api::start("gql_agents_hwinfo").await;
+    let agents = Agents::new();
+    let cache = Arc::new(bai_agents::AgentRpcCache::new(
+        api.ctx.db().clone(),
+        bai_agent_rpc::RpcClient::new(None).with_handshake_timeout(Duration::from_secs(1)),
+    ));
+    let without_rpc = api.router.clone();
+    api.ctx = api.cluster.context().await.with_agent_rpc(cache);
+    api.router = bai_api::router(api.ctx.clone());
+
+    api.ctx
+        .etcd()
+        .put(MANAGER_UP_KEY, "up", bai_etcd_store::Scope::Global)
+        .await
+        .expect("etcd put");
+    let real = RealAgent::start(&api.cluster.namespace.name, &agents.id("real"));
+    for (name, addr) in [
+        ("real", real.addr()),
+        ("silent", format!("tcp://127.0.0.1:{}", free_port())),
+    ] {
+        agents
+            .insert(&api, name, "default", AgentStatus::Alive, "local")
+            .await;
+        agents::ActiveModel {
+            id: Set(agents.id(name)),
+            addr: Set(addr),
+            ..Default::default()
+        }
+        .update(&api.cluster.database.connection)
+        .await
+        .expect("setting the agent's address");
+    }
+    let query = "query($id: String!) { agent(agent_id: $id) { hardware_metadata } }";
+
+    // The agent takes a few seconds to answer RPC.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let hwinfo = loop {
+        let answer = ask(&api, &SUPERADMIN, query, json!({"id": agents.id("real")})).await;
+        if answer.json.get("errors").is_none() {
+            break answer.json["data"]["agent"]["hardware_metadata"].clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{}; agent log:\n{}",
+            answer.text,
+            real.log()
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    assert_eq!(hwinfo, json!("{}"));
+
+    let answer = ask(&api, &SUPERADMIN, query, json!({"id": agents.id("silent")})).await;
+    let message = answer.json["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("agent RPC failed")
+            && message.contains(&agents.id("silent"))
+            && message.contains("did not answer PING"),
+        "{}",
+        answer.text
+    );
+
+    // The router of a context without agent RPC answers null, as for agents not alive.
+    api.router = without_rpc;
+    let plain = data(&api, &SUPERADMIN, query, json!({"id": agents.id("real")})).await;
+    assert_eq!(plain["agent"]["hardware_metadata"], Value::Null);
+}

@@ -1,0 +1,158 @@
+//! For tests of the crates above: the real Backend.AI 24.3.11 agent in dummy mode (from the
+//! workspace's `.venvs/agent`, made by `cargo xtask venv agent`), with RPC auth off or CURVE, in a directory
+//! of its own, on free ports, registered in a given etcd namespace (whose `config/redis/addr` the
+//! caller has set, and where a manager must be marked up: [`MANAGER_UP_KEY`]).
+
+use std::fs;
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use bai_rpc_keys::{CurveKeypair, Overwrite, write_certificates};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+
+/// The agent waits until some manager is up: put `"up"` at this etcd key (global scope) first.
+pub const MANAGER_UP_KEY: &str = "nodes/manager/i-test";
+
+/// The agent process, stopped (its whole process group: its worker outlives a SIGKILL of the
+/// main process) when dropped.
+#[derive(Debug)]
+pub struct RealAgent {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl RealAgent {
+    /// Starts agent `agent_id` of etcd namespace `namespace`, RPC auth off. It answers RPC a few
+    /// seconds later.
+    pub fn start(namespace: &str, agent_id: &str) -> RealAgent {
+        RealAgent::start_inner(namespace, agent_id, None)
+    }
+
+    /// [`start`](Self::start) with CURVE on: the agent's keypair (`rpc-auth-agent-keypair`) and
+    /// the manager's (whose public key it accepts, `rpc-auth-manager-public-key`).
+    pub fn start_with_curve(
+        namespace: &str,
+        agent_id: &str,
+        agent: &CurveKeypair,
+        manager: &CurveKeypair,
+    ) -> RealAgent {
+        RealAgent::start_inner(namespace, agent_id, Some((agent, manager)))
+    }
+
+    fn start_inner(
+        namespace: &str,
+        agent_id: &str,
+        curve: Option<(&CurveKeypair, &CurveKeypair)>,
+    ) -> RealAgent {
+        let python = workspace_file(".venvs/agent/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: make the venv with `cargo xtask venv agent`",
+            python.display()
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let mut replacements = vec![
+            (
+                "namespace = \"local\"".to_owned(),
+                format!("namespace = {namespace:?}"),
+            ),
+            (
+                "id = \"i-dummy-1\"".to_owned(),
+                format!("id = {agent_id:?}"),
+            ),
+            ("port = 6001".to_owned(), format!("port = {port}")),
+            (
+                "aiomonitor-termui-port = 48200".to_owned(),
+                format!("aiomonitor-termui-port = {}", free_port()),
+            ),
+            (
+                "aiomonitor-webui-port = 49200".to_owned(),
+                format!("aiomonitor-webui-port = {}", free_port()),
+            ),
+        ];
+        if let Some((agent, manager)) = curve {
+            let keys = dir.path().join("keys");
+            fs::create_dir(&keys).expect("mkdir");
+            let agent = write_certificates(&keys, "agent", agent, Overwrite::Refuse)
+                .expect("agent certificates");
+            let manager = write_certificates(&keys, "manager", manager, Overwrite::Refuse)
+                .expect("manager certificates");
+            replacements.push((
+                "mode = \"dummy\"".to_owned(),
+                format!(
+                    "mode = \"dummy\"\nrpc-auth-agent-keypair = {:?}\n\
+                     rpc-auth-manager-public-key = {:?}",
+                    agent.secret, manager.public
+                ),
+            ));
+        }
+        let mut text = fs::read_to_string(workspace_file("configs/agent/dummy-agent.toml"))
+            .expect("configs/agent/dummy-agent.toml");
+        for (from, to) in replacements {
+            assert!(text.contains(&from), "the template lost {from:?}");
+            text = text.replace(&from, &to);
+        }
+        fs::write(dir.path().join("agent.toml"), text).expect("agent.toml");
+        fs::copy(
+            workspace_file("configs/agent/agent.dummy.toml"),
+            dir.path().join("agent.dummy.toml"),
+        )
+        .expect("agent.dummy.toml");
+        let log = fs::File::create(dir.path().join("agent.log")).expect("log file");
+        let child = Command::new(python)
+            .args(["-m", "ai.backend.agent.server", "-f", "agent.toml"])
+            .current_dir(dir.path())
+            // Without a Docker socket the agent would report an error every 5 s (spec §5.2).
+            .env("DOCKER_HOST", "unix:///nonexistent.sock")
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log file"))
+            .stderr(log)
+            .spawn()
+            .expect("start the real agent");
+        RealAgent { child, dir, port }
+    }
+
+    /// The RPC port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `tcp://127.0.0.1:{port}`, as its heartbeat's `addr` would be.
+    pub fn addr(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+
+    /// What the agent logged so far.
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for RealAgent {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn workspace_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// A TCP port nothing listens on at the moment.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}

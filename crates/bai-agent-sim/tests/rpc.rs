@@ -1,0 +1,645 @@
+//! agent-sim's RPC server against the manager's client (`bai-agent-rpc`), the agents running in
+//! this process on a fresh etcd namespace and a private Redis: the methods, the kernel lifecycle
+//! events on the stream, slot allocation, CURVE with the ZAP handler, and the fault injection.
+//! Every wait has a timeout.
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use bai_agent_rpc::{AgentTarget, Connection, RpcClient, RpcError};
+use bai_agent_sim::{AgentToml, Faults, RpcOptions, SimError, SimOptions};
+use bai_etcd_store::Scope;
+use bai_etcd_store::testing::TestNamespace;
+use bai_events::Event;
+use bai_redis::testing::PrivateRedis;
+use bai_redis::{EntryId, StreamDb};
+use bai_rpc_keys::{CurveKeypair, Overwrite, PublicKey, write_certificates};
+use rmpv::Value;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+const CALL: Option<Duration> = Some(Duration::from_secs(10));
+
+/// One simulated agent (4 cores, 8 GiB after the reserve) and its stores.
+struct Sim {
+    id: String,
+    addr: String,
+    public_key: Option<PublicKey>,
+    stream: StreamDb,
+    shutdown: CancellationToken,
+    task: Option<JoinHandle<Result<(), SimError>>>,
+    _dir: tempfile::TempDir,
+    _etcd: TestNamespace,
+    _redis: PrivateRedis,
+}
+
+/// The keys of a CURVE test: the agent's pair and the manager's public key it accepts.
+struct Curve {
+    agent: CurveKeypair,
+    manager: CurveKeypair,
+}
+
+impl Sim {
+    async fn start(label: &str, faults: Faults, curve: Option<&Curve>) -> Sim {
+        Sim::start_with(label, faults, curve, Duration::from_millis(20), None).await
+    }
+
+    async fn start_with(
+        label: &str,
+        faults: Faults,
+        curve: Option<&Curve>,
+        delay: Duration,
+        agents: Option<usize>,
+    ) -> Sim {
+        let etcd = TestNamespace::new(&format!("sim-rpc-{label}"));
+        let redis = PrivateRedis::start();
+        let store = etcd.store().await;
+        store
+            .put("config/redis/addr", &redis.addr(), Scope::Global)
+            .await
+            .expect("etcd put");
+        store
+            .put("nodes/manager/x", "up", Scope::Global)
+            .await
+            .expect("etcd put");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_port();
+        let id = format!("i-sim-{label}");
+        let mut auth = String::new();
+        if let Some(curve) = curve {
+            let agent = write_certificates(dir.path(), "agent", &curve.agent, Overwrite::Refuse)
+                .expect("agent certificates");
+            let manager =
+                write_certificates(dir.path(), "manager", &curve.manager, Overwrite::Refuse)
+                    .expect("manager certificates");
+            auth = format!(
+                "rpc-auth-agent-keypair = {:?}\nrpc-auth-manager-public-key = {:?}\n",
+                agent.secret, manager.public
+            );
+        }
+        let text = format!(
+            "[etcd]\nnamespace = {:?}\naddr = {{ host = \"127.0.0.1\", port = 8120 }}\n\n\
+             [agent]\nid = {id:?}\nrpc-listen-addr = {{ host = \"127.0.0.1\", port = {port} }}\n\
+             {auth}\n[debug]\nheartbeat-interval = 1.0\n",
+            etcd.name
+        );
+        let path = dir.path().join("agent.toml");
+        fs::write(&path, text).expect("agent.toml");
+        let config = AgentToml::load(&path).expect("agent.toml loads");
+        let options = SimOptions {
+            agents,
+            cpu: 5,
+            mem: 9 << 30,
+            stamp_version: false,
+        };
+        let rpc = RpcOptions { delay, faults };
+        let agents = bai_agent_sim::agents_with_rpc(&config, &options, rpc).expect("agents");
+        let shutdown = CancellationToken::new();
+        let token = shutdown.clone();
+        let task = tokio::spawn(async move { bai_agent_sim::run(&config, agents, token).await });
+        let stream = StreamDb::connect(&redis.config())
+            .await
+            .expect("redis stream");
+        Sim {
+            id,
+            addr: format!("tcp://127.0.0.1:{port}"),
+            public_key: curve.map(|curve| *curve.agent.public_key()),
+            stream,
+            shutdown,
+            task: Some(task),
+            _dir: dir,
+            _etcd: etcd,
+            _redis: redis,
+        }
+    }
+
+    fn target(&self) -> AgentTarget {
+        AgentTarget {
+            agent_id: self.id.clone(),
+            addr: self.addr.clone(),
+            public_key: self.public_key,
+        }
+    }
+
+    async fn connect(&self, client: &RpcClient) -> Connection {
+        connect_to(client, &self.target()).await
+    }
+
+    /// The first event called `name` after `after` on the stream, within 10 s.
+    async fn wait_for(&self, name: &str, after: &mut EntryId) -> Event {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let entries = self
+                .stream
+                .read_after(*after, 64, Duration::from_millis(500))
+                .await
+                .expect("XREAD");
+            for entry in entries {
+                *after = entry.id;
+                let (Some(event_name), Some(args)) = (entry.field("name"), entry.field("args"))
+                else {
+                    continue;
+                };
+                if event_name == name.as_bytes() {
+                    assert_eq!(entry.field("source"), Some(self.id.as_bytes()));
+                    return Event::decode(event_name, args).expect("event decodes");
+                }
+            }
+        }
+        panic!("no {name} within 10 s");
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        let task = self.task.take().expect("running");
+        tokio::time::timeout(Duration::from_secs(10), task)
+            .await
+            .expect("the agents stop within 10 s")
+            .expect("join")
+            .expect("the agents ran");
+    }
+}
+
+/// Connects once the agent serves (it starts after finding the manager in etcd).
+async fn connect_to(client: &RpcClient, target: &AgentTarget) -> Connection {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        match client.connect(target).await {
+            Ok(connection) => return connection,
+            Err(RpcError::NoAnswer { .. } | RpcError::CurveHandshake { .. })
+                if Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("connecting to agent-sim: {error}"),
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn client(keypair: Option<CurveKeypair>) -> RpcClient {
+    RpcClient::new(keypair).with_handshake_timeout(Duration::from_secs(1))
+}
+
+fn map_get<'a>(map: &'a Value, key: &str) -> &'a Value {
+    map.as_map()
+        .expect("a map")
+        .iter()
+        .find(|(name, _)| name.as_str() == Some(key))
+        .map(|(_, value)| value)
+        .unwrap_or_else(|| panic!("no {key:?} in {map}"))
+}
+
+fn kernel_config(cpu: &str, mem: &str) -> Value {
+    Value::Map(vec![
+        (
+            Value::from("resource_slots"),
+            Value::Map(vec![
+                (Value::from("cpu"), Value::from(cpu)),
+                (Value::from("mem"), Value::from(mem)),
+            ]),
+        ),
+        (Value::from("image"), Value::Map(vec![])),
+    ])
+}
+
+fn create_args(session: Uuid, kernels: &[Uuid], configs: Vec<Value>) -> Vec<Value> {
+    vec![
+        Value::from(session.to_string()),
+        Value::Array(
+            kernels
+                .iter()
+                .map(|kernel| Value::from(kernel.to_string()))
+                .collect(),
+        ),
+        Value::Array(configs),
+        Value::Map(vec![(Value::from("mode"), Value::from("single-node"))]),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn methods_answer_concurrently_and_kernels_live_and_die_on_the_event_stream() {
+    let sim = Sim::start("methods", Faults::default(), None).await;
+    let mut after = EntryId::ZERO;
+    let connection = sim.connect(&client(None)).await;
+
+    assert_eq!(
+        connection.ping("hello", CALL).await.expect("ping"),
+        Value::from("hello")
+    );
+    let pings = (0..16).map(|index| {
+        let connection = &connection;
+        async move { connection.ping(&format!("ping-{index}"), CALL).await }
+    });
+    let answers = futures_util::future::join_all(pings).await;
+    for (index, answer) in answers.into_iter().enumerate() {
+        assert_eq!(answer.expect("ping"), Value::from(format!("ping-{index}")));
+    }
+    let hwinfo = connection
+        .call("gather_hwinfo", vec![], vec![], CALL)
+        .await
+        .expect("gather_hwinfo");
+    assert_eq!(hwinfo, Value::Map(vec![]));
+    let config = connection
+        .call("get_local_config", vec![], vec![], CALL)
+        .await
+        .expect("get_local_config");
+    assert_eq!(
+        map_get(map_get(&config, "agent"), "id"),
+        &Value::from(sim.id.as_str())
+    );
+    assert_eq!(map_get(&config, "watcher"), &Value::Map(vec![]));
+
+    // 4 cores and 8 GiB: two kernels of 1 core and 1 GiB fit, then 3 more cores do not.
+    let session = Uuid::new_v4();
+    let kernels = [Uuid::new_v4(), Uuid::new_v4()];
+    let gib = (1u64 << 30).to_string();
+    let created = connection
+        .call(
+            "create_kernels",
+            create_args(
+                session,
+                &kernels,
+                vec![kernel_config("1", &gib), kernel_config("1", &gib)],
+            ),
+            vec![],
+            CALL,
+        )
+        .await
+        .expect("create_kernels");
+    let results = created.as_array().expect("a list of results");
+    assert_eq!(results.len(), 2);
+    assert_eq!(
+        map_get(&results[0], "id"),
+        &Value::from(kernels[0].to_string())
+    );
+    assert_eq!(map_get(&results[0], "container_id"), &Value::from(""));
+    assert_eq!(map_get(&results[0], "repl_in_port"), &Value::from(2000));
+
+    let Event::KernelPreparing(preparing) = sim.wait_for("kernel_preparing", &mut after).await
+    else {
+        panic!("not kernel_preparing");
+    };
+    assert_eq!(
+        (preparing.kernel_id, preparing.session_id),
+        (kernels[0], session)
+    );
+    let Event::KernelStarted(started) = sim.wait_for("kernel_started", &mut after).await else {
+        panic!("not kernel_started");
+    };
+    assert_eq!(
+        (started.kernel_id, started.session_id),
+        (kernels[0], session)
+    );
+    let info = &started.creation_info;
+    assert_eq!(info["id"], kernels[0].to_string());
+    assert_eq!(info["container_id"], "");
+    assert_eq!(info["kernel_host"], "127.0.0.1");
+    assert_eq!(info["repl_out_port"], 2001);
+    assert_eq!(info["resource_spec"]["slots"]["cpu"], "1");
+    assert_eq!(info["resource_spec"]["slots"]["mem"], gib.as_str());
+
+    let error = connection
+        .call(
+            "create_kernels",
+            create_args(
+                Uuid::new_v4(),
+                &[Uuid::new_v4()],
+                vec![kernel_config("3", "1024")],
+            ),
+            vec![],
+            CALL,
+        )
+        .await
+        .expect_err("3 more cores do not fit");
+    match &error {
+        RpcError::Failure {
+            agent,
+            method,
+            exc_name,
+            ..
+        } => {
+            assert_eq!(agent, &sim.id);
+            assert_eq!(method, "create_kernels");
+            assert_eq!(exc_name, "InsufficientResource");
+        }
+        other => panic!("expected a failure, got {other:?}"),
+    }
+
+    // Destroying frees the slots and says so on the stream.
+    connection
+        .call(
+            "destroy_kernel",
+            vec![
+                Value::from(kernels[0].to_string()),
+                Value::from(session.to_string()),
+                Value::from("user-requested"),
+            ],
+            vec![],
+            CALL,
+        )
+        .await
+        .expect("destroy_kernel");
+    let Event::KernelTerminated(terminated) = sim.wait_for("kernel_terminated", &mut after).await
+    else {
+        panic!("not kernel_terminated");
+    };
+    assert_eq!(terminated.kernel_id, kernels[0]);
+    assert_eq!(terminated.reason, "user-requested");
+    assert_eq!(terminated.exit_code, 0);
+    connection
+        .call(
+            "create_kernels",
+            create_args(
+                Uuid::new_v4(),
+                &[Uuid::new_v4()],
+                vec![kernel_config("3", "1024")],
+            ),
+            vec![],
+            CALL,
+        )
+        .await
+        .expect("3 cores fit after the destroy");
+
+    let kernel = Value::from(kernels[1].to_string());
+    let logs = connection
+        .call("get_logs", vec![kernel.clone()], vec![], CALL)
+        .await
+        .expect("get_logs");
+    assert!(map_get(&logs, "logs").as_str().is_some());
+    let executed = connection
+        .call(
+            "execute",
+            vec![
+                Value::from(session.to_string()),
+                kernel.clone(),
+                Value::from(3),
+                Value::from("run-1"),
+                Value::from("query"),
+                Value::from("print(1)"),
+                Value::Map(vec![]),
+                Value::Nil,
+            ],
+            vec![],
+            CALL,
+        )
+        .await
+        .expect("execute");
+    assert_eq!(map_get(&executed, "status"), &Value::from("finished"));
+    assert_eq!(map_get(&executed, "runId"), &Value::from("run-1"));
+    let files = connection
+        .call(
+            "list_files",
+            vec![kernel.clone(), Value::from("/home/work")],
+            vec![],
+            CALL,
+        )
+        .await
+        .expect("list_files");
+    assert_eq!(map_get(&files, "abspath"), &Value::from("/home/work"));
+    let port = connection
+        .call("assign_port", vec![], vec![], CALL)
+        .await
+        .expect("assign_port");
+    assert!(port.as_u64().is_some(), "{port}");
+    connection
+        .call("release_port", vec![port], vec![], CALL)
+        .await
+        .expect("release_port");
+
+    // An unknown method is an ERROR, and the agent keeps answering.
+    let error = connection
+        .call("clean_all_kernels", vec![], vec![], CALL)
+        .await
+        .expect_err("unknown");
+    assert!(matches!(error, RpcError::Internal { .. }), "{error:?}");
+    // Suppressed events: the kernel goes without a kernel_terminated.
+    connection
+        .call(
+            "destroy_kernel",
+            vec![kernel, Value::from(session.to_string()), Value::Nil],
+            vec![("suppress_events".to_owned(), Value::from(true))],
+            CALL,
+        )
+        .await
+        .expect("destroy_kernel");
+    assert_eq!(
+        connection.ping("still", CALL).await.expect("ping"),
+        Value::from("still")
+    );
+    drop(connection);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_timeout_is_cancelled_on_the_agent_and_gives_its_slots_back() {
+    let sim = Sim::start_with(
+        "cancel",
+        Faults::default(),
+        None,
+        Duration::from_secs(1),
+        None,
+    )
+    .await;
+    let connection = sim.connect(&client(None)).await;
+    let all_cores = || {
+        create_args(
+            Uuid::new_v4(),
+            &[Uuid::new_v4()],
+            vec![kernel_config("4", "1024")],
+        )
+    };
+    let error = connection
+        .call(
+            "create_kernels",
+            all_cores(),
+            vec![],
+            Some(Duration::from_millis(200)),
+        )
+        .await
+        .expect_err("slower than its timeout");
+    assert!(matches!(error, RpcError::Timeout { .. }), "{error:?}");
+    // Had the first call run to its end, it would hold every core and this one would fail.
+    connection
+        .call("create_kernels", all_cores(), vec![], CALL)
+        .await
+        .expect("the cancelled call gave its cores back");
+    drop(connection);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_agents_serve_on_consecutive_ports() {
+    let sim = Sim::start_with(
+        "several",
+        Faults::default(),
+        None,
+        Duration::from_millis(20),
+        Some(2),
+    )
+    .await;
+    let port: u16 = sim
+        .addr
+        .rsplit(':')
+        .next()
+        .and_then(|port| port.parse().ok())
+        .expect("port");
+    for index in 0..2u16 {
+        let target = AgentTarget {
+            agent_id: format!("{}-{index}", sim.id),
+            addr: format!("tcp://127.0.0.1:{}", port + index),
+            public_key: None,
+        };
+        let connection = connect_to(&client(None), &target).await;
+        assert_eq!(
+            connection.ping("which", CALL).await.expect("ping"),
+            Value::from("which")
+        );
+        let config = connection
+            .call("get_local_config", vec![], vec![], CALL)
+            .await
+            .expect("get_local_config");
+        assert_eq!(
+            map_get(map_get(&config, "agent"), "id"),
+            &Value::from(format!("{}-{index}", sim.id))
+        );
+    }
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_curve_only_the_configured_manager_gets_in() {
+    let curve = Curve {
+        agent: CurveKeypair::generate().expect("keypair"),
+        manager: CurveKeypair::generate().expect("keypair"),
+    };
+    let sim = Sim::start("curve", Faults::default(), Some(&curve)).await;
+    let connection = sim.connect(&client(Some(curve.manager.clone()))).await;
+    assert_eq!(
+        connection.ping("secret", CALL).await.expect("ping"),
+        Value::from("secret")
+    );
+
+    let stranger = CurveKeypair::generate().expect("keypair");
+    let started = Instant::now();
+    let error = client(Some(stranger))
+        .connect(&sim.target())
+        .await
+        .expect_err("the ZAP handler refuses an unknown manager");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        matches!(error, RpcError::CurveHandshake { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("CURVE handshake failed"),
+        "{error}"
+    );
+    drop(connection);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_fails_create_kernels_gives_a_typed_failure() {
+    let faults = Faults {
+        fail_create: true,
+        ..Faults::default()
+    };
+    let sim = Sim::start("fail-create", faults, None).await;
+    let connection = sim.connect(&client(None)).await;
+    let error = connection
+        .call(
+            "create_kernels",
+            create_args(
+                Uuid::new_v4(),
+                &[Uuid::new_v4()],
+                vec![kernel_config("1", "1")],
+            ),
+            vec![],
+            CALL,
+        )
+        .await
+        .expect_err("--fail-create");
+    assert!(
+        matches!(&error, RpcError::Failure { method, .. } if method == "create_kernels"),
+        "{error:?}"
+    );
+    assert!(error.to_string().contains(&sim.id), "{error}");
+    drop(connection);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_never_answers_times_calls_out() {
+    let faults = Faults {
+        never_answer: true,
+        ..Faults::default()
+    };
+    let sim = Sim::start("never-answer", faults, None).await;
+    // PING is still answered (the handshake is Callosum's, not a method).
+    let connection = sim.connect(&client(None)).await;
+    let started = Instant::now();
+    let error = connection
+        .ping("anyone?", Some(Duration::from_millis(300)))
+        .await
+        .expect_err("no answer");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(matches!(error, RpcError::Timeout { .. }), "{error:?}");
+    drop(connection);
+    sim.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_that_dies_mid_call_never_hangs_the_caller() {
+    let faults = Faults {
+        die_mid_call: true,
+        ..Faults::default()
+    };
+    let sim = Sim::start("die-mid-call", faults, None).await;
+    let connection = sim.connect(&client(None)).await;
+    assert_eq!(
+        connection.ping("alive", CALL).await.expect("ping"),
+        Value::from("alive")
+    );
+    let started = Instant::now();
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(5),
+        connection.call(
+            "create_kernels",
+            create_args(
+                Uuid::new_v4(),
+                &[Uuid::new_v4()],
+                vec![kernel_config("1", "1")],
+            ),
+            vec![],
+            Some(Duration::from_millis(500)),
+        ),
+    )
+    .await
+    .expect("the call ends within its timeout");
+    let error = outcome.expect_err("the agent died");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        matches!(error, RpcError::Timeout { .. } | RpcError::Closed { .. }),
+        "{error:?}"
+    );
+    // Its RPC server is gone: a new connection finds nobody.
+    let error = client(None)
+        .connect(&sim.target())
+        .await
+        .expect_err("nobody answers");
+    assert!(matches!(error, RpcError::NoAnswer { .. }), "{error:?}");
+    drop(connection);
+    sim.stop().await;
+}
