@@ -25,29 +25,54 @@ pub struct RealAgent {
     port: u16,
 }
 
+/// How to start one: its namespace and id, and what tests vary.
+#[derive(Clone, Copy, Debug)]
+pub struct AgentSetup<'a> {
+    pub namespace: &'a str,
+    pub agent_id: &'a str,
+    pub scaling_group: &'a str,
+    /// Seconds between heartbeats.
+    pub heartbeat_interval: f64,
+    /// CURVE on: the agent's keypair (`rpc-auth-agent-keypair`) and the manager's (whose public
+    /// key it accepts, `rpc-auth-manager-public-key`).
+    pub curve: Option<(&'a CurveKeypair, &'a CurveKeypair)>,
+}
+
+impl<'a> AgentSetup<'a> {
+    /// Group `default`, heartbeats every 3 s, RPC auth off.
+    pub fn new(namespace: &'a str, agent_id: &'a str) -> AgentSetup<'a> {
+        AgentSetup {
+            namespace,
+            agent_id,
+            scaling_group: "default",
+            heartbeat_interval: 3.0,
+            curve: None,
+        }
+    }
+}
+
 impl RealAgent {
     /// Starts agent `agent_id` of etcd namespace `namespace`, RPC auth off. It answers RPC a few
     /// seconds later.
     pub fn start(namespace: &str, agent_id: &str) -> RealAgent {
-        RealAgent::start_inner(namespace, agent_id, None)
+        RealAgent::start_with(&AgentSetup::new(namespace, agent_id))
     }
 
-    /// [`start`](Self::start) with CURVE on: the agent's keypair (`rpc-auth-agent-keypair`) and
-    /// the manager's (whose public key it accepts, `rpc-auth-manager-public-key`).
+    /// [`start`](Self::start) with CURVE on.
     pub fn start_with_curve(
         namespace: &str,
         agent_id: &str,
         agent: &CurveKeypair,
         manager: &CurveKeypair,
     ) -> RealAgent {
-        RealAgent::start_inner(namespace, agent_id, Some((agent, manager)))
+        RealAgent::start_with(&AgentSetup {
+            curve: Some((agent, manager)),
+            ..AgentSetup::new(namespace, agent_id)
+        })
     }
 
-    fn start_inner(
-        namespace: &str,
-        agent_id: &str,
-        curve: Option<(&CurveKeypair, &CurveKeypair)>,
-    ) -> RealAgent {
+    /// Starts the agent `setup` describes.
+    pub fn start_with(setup: &AgentSetup<'_>) -> RealAgent {
         let python = workspace_file(".venvs/agent/bin/python");
         assert!(
             python.exists(),
@@ -59,13 +84,17 @@ impl RealAgent {
         let mut replacements = vec![
             (
                 "namespace = \"local\"".to_owned(),
-                format!("namespace = {namespace:?}"),
+                format!("namespace = {:?}", setup.namespace),
             ),
             (
                 "id = \"i-dummy-1\"".to_owned(),
-                format!("id = {agent_id:?}"),
+                format!("id = {:?}", setup.agent_id),
             ),
             ("port = 6001".to_owned(), format!("port = {port}")),
+            (
+                "scaling-group = \"default\"".to_owned(),
+                format!("scaling-group = {:?}", setup.scaling_group),
+            ),
             (
                 "aiomonitor-termui-port = 48200".to_owned(),
                 format!("aiomonitor-termui-port = {}", free_port()),
@@ -74,8 +103,12 @@ impl RealAgent {
                 "aiomonitor-webui-port = 49200".to_owned(),
                 format!("aiomonitor-webui-port = {}", free_port()),
             ),
+            (
+                "heartbeat-interval = 3.0".to_owned(),
+                format!("heartbeat-interval = {:?}", setup.heartbeat_interval),
+            ),
         ];
-        if let Some((agent, manager)) = curve {
+        if let Some((agent, manager)) = setup.curve {
             let keys = dir.path().join("keys");
             fs::create_dir(&keys).expect("mkdir");
             let agent = write_certificates(&keys, "agent", agent, Overwrite::Refuse)
@@ -132,14 +165,19 @@ impl RealAgent {
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
     }
-}
 
-impl Drop for RealAgent {
-    fn drop(&mut self) {
+    /// Kills the whole process group (no goodbye, as a crash) and waits for the main process.
+    pub fn kill(&mut self) {
         if let Ok(pid) = i32::try_from(self.child.id()) {
             let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
         }
         let _ = self.child.wait();
+    }
+}
+
+impl Drop for RealAgent {
+    fn drop(&mut self) {
+        self.kill();
     }
 }
 

@@ -2,21 +2,15 @@
 //! its own agent process (own directory, ports and process group), etcd namespace and Redis:
 //! with RPC auth off, and with CURVE on.
 
-use std::fs;
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bai_agent_rpc::testing::{self, AgentSetup};
 use bai_agent_rpc::{AgentTarget, Connection, RpcClient, RpcError};
 use bai_etcd_store::Scope;
 use bai_etcd_store::testing::TestNamespace;
 use bai_redis::testing::PrivateRedis;
-use bai_rpc_keys::{CurveKeypair, Overwrite, PublicKey, write_certificates};
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use bai_rpc_keys::{CurveKeypair, PublicKey};
 use rmpv::Value;
 
 const CALL_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
@@ -29,21 +23,13 @@ struct Curve {
 
 /// The real agent with everything it needs, stopped (its whole process group) when dropped.
 struct RealAgent {
-    child: Child,
-    dir: tempfile::TempDir,
-    addr: String,
+    process: testing::RealAgent,
     _etcd: TestNamespace,
     _redis: PrivateRedis,
 }
 
 impl RealAgent {
     async fn start(label: &str, curve: Option<&Curve>) -> RealAgent {
-        let python = workspace_file(".venvs/agent/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: make the venv with `cargo xtask venv agent`",
-            python.display()
-        );
         let etcd = TestNamespace::new(&format!("agent-rpc-{label}"));
         let redis = PrivateRedis::start();
         let store = etcd.store().await;
@@ -51,77 +37,17 @@ impl RealAgent {
             .put("config/redis/addr", &redis.addr(), Scope::Global)
             .await
             .expect("etcd put");
-        // The agent waits for a manager to be up before it starts.
         store
-            .put("nodes/manager/i-test", "up", Scope::Global)
+            .put(testing::MANAGER_UP_KEY, "up", Scope::Global)
             .await
             .expect("etcd put");
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let mut replacements = vec![
-            (
-                "namespace = \"local\"".to_owned(),
-                format!("namespace = {:?}", etcd.name),
-            ),
-            (
-                "id = \"i-dummy-1\"".to_owned(),
-                format!("id = \"i-{label}\""),
-            ),
-            ("port = 6001".to_owned(), format!("port = {port}")),
-            (
-                "aiomonitor-termui-port = 48200".to_owned(),
-                format!("aiomonitor-termui-port = {}", free_port()),
-            ),
-            (
-                "aiomonitor-webui-port = 49200".to_owned(),
-                format!("aiomonitor-webui-port = {}", free_port()),
-            ),
-        ];
-        if let Some(curve) = curve {
-            let keys = dir.path().join("keys");
-            fs::create_dir(&keys).expect("mkdir");
-            let agent = write_certificates(&keys, "agent", &curve.agent, Overwrite::Refuse)
-                .expect("agent certificates");
-            let manager = write_certificates(&keys, "manager", &curve.manager, Overwrite::Refuse)
-                .expect("manager certificates");
-            replacements.push((
-                "mode = \"dummy\"".to_owned(),
-                format!(
-                    "mode = \"dummy\"\nrpc-auth-agent-keypair = {:?}\nrpc-auth-manager-public-key = {:?}",
-                    agent.secret, manager.public
-                ),
-            ));
-        }
-        let mut text = fs::read_to_string(workspace_file("configs/agent/dummy-agent.toml"))
-            .expect("configs/agent/dummy-agent.toml");
-        for (from, to) in replacements {
-            assert!(text.contains(&from), "the template lost {from:?}");
-            text = text.replace(&from, &to);
-        }
-        fs::write(dir.path().join("agent.toml"), text).expect("agent.toml");
-        fs::copy(
-            workspace_file("configs/agent/agent.dummy.toml"),
-            dir.path().join("agent.dummy.toml"),
-        )
-        .expect("agent.dummy.toml");
-        let log = fs::File::create(dir.path().join("agent.log")).expect("log file");
-        let child = Command::new(python)
-            .args(["-m", "ai.backend.agent.server", "-f", "agent.toml"])
-            .current_dir(dir.path())
-            // Without a Docker socket the agent would report an error every 5 s (spec §5.2).
-            .env("DOCKER_HOST", "unix:///nonexistent.sock")
-            // Its worker process outlives a SIGKILL of the main one: signal the whole group.
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("start the real agent");
+        let agent_id = format!("i-{label}");
+        let process = testing::RealAgent::start_with(&AgentSetup {
+            curve: curve.map(|curve| (&curve.agent, &curve.manager)),
+            ..AgentSetup::new(&etcd.name, &agent_id)
+        });
         RealAgent {
-            child,
-            dir,
-            addr: format!("tcp://127.0.0.1:{port}"),
+            process,
             _etcd: etcd,
             _redis: redis,
         }
@@ -130,13 +56,13 @@ impl RealAgent {
     fn target(&self, public_key: Option<PublicKey>) -> AgentTarget {
         AgentTarget {
             agent_id: "i-test".to_owned(),
-            addr: self.addr.clone(),
+            addr: self.process.addr(),
             public_key,
         }
     }
 
     fn log(&self) -> String {
-        fs::read_to_string(self.dir.path().join("agent.log")).unwrap_or_default()
+        self.process.log()
     }
 
     /// Connects once the agent answers PING (it takes a few seconds to start).
@@ -155,27 +81,6 @@ impl RealAgent {
             }
         }
     }
-}
-
-impl Drop for RealAgent {
-    fn drop(&mut self) {
-        let group = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
-fn workspace_file(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn quick_client(keypair: Option<CurveKeypair>) -> RpcClient {

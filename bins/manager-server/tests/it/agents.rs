@@ -5,18 +5,16 @@
 //! an unknown resource group, and a manager restart while agents heartbeat.
 
 use std::fs;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use bai_agent_rpc::testing::{AgentSetup, RealAgent};
 use bai_agent_sim::{AgentToml, SimError, SimOptions};
 use bai_db_models::entities::agents;
 use bai_db_models::entities::enums::AgentStatus;
 use bai_events::MANAGER_GROUP;
 use bai_redis::StreamDb;
-use nix::sys::signal::{Signal, killpg};
-use nix::unistd::Pid;
+use nix::sys::signal::Signal;
 use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::json;
 use tokio::task::JoinHandle;
@@ -103,58 +101,14 @@ impl Simulated {
     }
 }
 
-/// The real agent 24.3.11 in dummy mode, in its own directory and process group.
-struct RealAgent {
-    child: Child,
-    dir: PathBuf,
-}
-
-impl RealAgent {
-    fn start(stack: &Stack, id: &str, group: &str) -> RealAgent {
-        let python = workspace_file(".venvs/agent/bin/python");
-        assert!(
-            python.exists(),
-            "{} is missing: make the venv with `cargo xtask venv agent`",
-            python.display()
-        );
-        let dir = stack.path(id);
-        agent_toml(stack, &dir, id, group, 1.0);
-        fs::copy(
-            workspace_file("configs/agent/agent.dummy.toml"),
-            dir.join("agent.dummy.toml"),
-        )
-        .expect("agent.dummy.toml");
-        let log = fs::File::create(dir.join("agent.log")).expect("log file");
-        let child = Command::new(python)
-            .args(["-m", "ai.backend.agent.server", "-f", "agent.toml"])
-            .current_dir(&dir)
-            // Without a Docker socket the agent would report an error every 5 s (spec §5.2).
-            .env("DOCKER_HOST", "unix:///nonexistent.sock")
-            // Its worker process outlives a SIGKILL of the main one: signal the whole group.
-            .process_group(0)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("log file"))
-            .stderr(log)
-            .spawn()
-            .expect("start the real agent");
-        RealAgent { child, dir }
-    }
-
-    fn log(&self) -> String {
-        fs::read_to_string(self.dir.join("agent.log")).unwrap_or_default()
-    }
-
-    fn kill(&mut self) {
-        let group = Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
-        let _ = killpg(group, Signal::SIGKILL);
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for RealAgent {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// The real agent 24.3.11 in dummy mode of `stack`'s namespace, heartbeating every second, in its
+/// own directory and process group.
+fn real_agent(stack: &Stack, id: &str, group: &str) -> RealAgent {
+    RealAgent::start_with(&AgentSetup {
+        scaling_group: group,
+        heartbeat_interval: 1.0,
+        ..AgentSetup::new(&stack.etcd.name, id)
+    })
 }
 
 async fn agent_rows(stack: &Stack) -> Vec<agents::Model> {
@@ -374,7 +328,7 @@ async fn the_real_dummy_agent_registers_is_lost_when_killed_and_comes_back() {
     server.wait_ready(port).await;
 
     let ids = vec!["i-real-dummy".to_owned()];
-    let mut agent = RealAgent::start(&stack, &ids[0], "default");
+    let mut agent = real_agent(&stack, &ids[0], "default");
     let started = Instant::now();
     let rows = wait_for_status(&stack, &ids, AgentStatus::Alive, Duration::from_secs(60)).await;
     println!("the real agent registered after {:?}", started.elapsed());
@@ -408,12 +362,12 @@ async fn the_real_dummy_agent_registers_is_lost_when_killed_and_comes_back() {
         killed.elapsed()
     );
 
-    let _agent = RealAgent::start(&stack, &ids[0], "default");
+    let _agent = real_agent(&stack, &ids[0], "default");
     // ALIVE again: by its agent_started, or by its first heartbeat if that comes first.
     wait_for_status(&stack, &ids, AgentStatus::Alive, Duration::from_secs(60)).await;
 
     // An agent of a resource group that does not exist: one warning, no row.
-    let stranger = RealAgent::start(&stack, "i-stranger", "nowhere");
+    let stranger = real_agent(&stack, "i-stranger", "nowhere");
     wait_for(
         "the stranger's heartbeats",
         Duration::from_secs(60),
