@@ -210,6 +210,22 @@ fn kernel_config(cpu: &str, mem: &str) -> Value {
     ])
 }
 
+/// `create_kernels` of one new kernel of a new session, asking for `cpu` cores and `mem` bytes.
+async fn create_one(connection: &Connection, cpu: &str, mem: &str) -> Result<Value, RpcError> {
+    connection
+        .call(
+            "create_kernels",
+            create_args(
+                Uuid::new_v4(),
+                &[Uuid::new_v4()],
+                vec![kernel_config(cpu, mem)],
+            ),
+            vec![],
+            CALL,
+        )
+        .await
+}
+
 fn create_args(session: Uuid, kernels: &[Uuid], configs: Vec<Value>) -> Vec<Value> {
     vec![
         Value::from(session.to_string()),
@@ -306,17 +322,7 @@ async fn methods_answer_concurrently_and_kernels_live_and_die_on_the_event_strea
     assert_eq!(info["resource_spec"]["slots"]["cpu"], "1");
     assert_eq!(info["resource_spec"]["slots"]["mem"], gib.as_str());
 
-    let error = connection
-        .call(
-            "create_kernels",
-            create_args(
-                Uuid::new_v4(),
-                &[Uuid::new_v4()],
-                vec![kernel_config("3", "1024")],
-            ),
-            vec![],
-            CALL,
-        )
+    let error = create_one(&connection, "3", "1024")
         .await
         .expect_err("3 more cores do not fit");
     match &error {
@@ -354,17 +360,7 @@ async fn methods_answer_concurrently_and_kernels_live_and_die_on_the_event_strea
     assert_eq!(terminated.kernel_id, kernels[0]);
     assert_eq!(terminated.reason, "user-requested");
     assert_eq!(terminated.exit_code, 0);
-    connection
-        .call(
-            "create_kernels",
-            create_args(
-                Uuid::new_v4(),
-                &[Uuid::new_v4()],
-                vec![kernel_config("3", "1024")],
-            ),
-            vec![],
-            CALL,
-        )
+    create_one(&connection, "3", "1024")
         .await
         .expect("3 cores fit after the destroy");
 
@@ -558,17 +554,7 @@ async fn an_agent_that_fails_create_kernels_gives_a_typed_failure() {
     };
     let sim = Sim::start("fail-create", faults, None).await;
     let connection = sim.connect(&client(None)).await;
-    let error = connection
-        .call(
-            "create_kernels",
-            create_args(
-                Uuid::new_v4(),
-                &[Uuid::new_v4()],
-                vec![kernel_config("1", "1")],
-            ),
-            vec![],
-            CALL,
-        )
+    let error = create_one(&connection, "1", "1")
         .await
         .expect_err("--fail-create");
     assert!(
