@@ -6,12 +6,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bai_agent_rpc::testing::{self, AgentSetup};
-use bai_agent_rpc::{AgentTarget, Connection, RpcClient, RpcError};
+use bai_agent_rpc::{AgentConnection, AgentTarget, AgentVersion, Connection, RpcClient, RpcError};
 use bai_etcd_store::Scope;
 use bai_etcd_store::testing::TestNamespace;
+use bai_events::Event;
 use bai_redis::testing::PrivateRedis;
+use bai_redis::{EntryId, StreamDb};
 use bai_rpc_keys::{CurveKeypair, PublicKey};
 use rmpv::Value;
+use uuid::Uuid;
 
 const CALL_TIMEOUT: Option<Duration> = Some(Duration::from_secs(10));
 
@@ -25,7 +28,7 @@ struct Curve {
 struct RealAgent {
     process: testing::RealAgent,
     _etcd: TestNamespace,
-    _redis: PrivateRedis,
+    redis: PrivateRedis,
 }
 
 impl RealAgent {
@@ -49,7 +52,7 @@ impl RealAgent {
         RealAgent {
             process,
             _etcd: etcd,
-            _redis: redis,
+            redis,
         }
     }
 
@@ -201,4 +204,125 @@ async fn with_curve_the_right_keys_connect_and_a_wrong_agent_key_fails_the_hands
         .await
         .expect_err("no CURVE");
     assert!(matches!(error, RpcError::NoAnswer { .. }), "{error:?}");
+}
+
+/// JSON as a msgpack value, for the kernel configuration below.
+fn msgpack(json: &serde_json::Value) -> Value {
+    match json {
+        serde_json::Value::Null => Value::Nil,
+        serde_json::Value::Bool(flag) => Value::from(*flag),
+        serde_json::Value::Number(number) => number
+            .as_i64()
+            .map_or_else(|| Value::from(number.as_f64().unwrap_or(0.0)), Value::from),
+        serde_json::Value::String(text) => Value::from(text.as_str()),
+        serde_json::Value::Array(items) => Value::Array(items.iter().map(msgpack).collect()),
+        serde_json::Value::Object(map) => Value::Map(
+            map.iter()
+                .map(|(key, value)| (Value::from(key.as_str()), msgpack(value)))
+                .collect(),
+        ),
+    }
+}
+
+/// Waits for the agent's `name` event about `kernel_id` on the stream.
+async fn kernel_event(stream: &StreamDb, name: &str, kernel_id: Uuid) -> Event {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let entries = stream
+            .read_after(EntryId::ZERO, 10_000, Duration::from_millis(1))
+            .await
+            .expect("XREAD");
+        for entry in &entries {
+            if entry.field("name") != Some(name.as_bytes()) {
+                continue;
+            }
+            let event = Event::decode(name.as_bytes(), entry.field("args").expect("args"))
+                .expect("a valid event");
+            let about = match &event {
+                Event::KernelStarted(created) => created.kernel_id,
+                Event::KernelTerminated(terminated) => terminated.kernel_id,
+                _ => continue,
+            };
+            if about == kernel_id {
+                return event;
+            }
+        }
+        assert!(Instant::now() < deadline, "no {name} of kernel {kernel_id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_created_on_the_real_agent_starts_logs_and_terminates_on_the_event_bus() {
+    let agent = RealAgent::start("kernel", None).await;
+    let connection = AgentConnection::new(
+        agent.connect(&quick_client(None), None).await,
+        AgentVersion::parse("24.03.11"),
+    );
+    let stream = StreamDb::connect(&agent.redis.config())
+        .await
+        .expect("redis");
+    let session_id = Uuid::new_v4();
+    let kernel_id = Uuid::new_v4();
+    // A kernel configuration as the reference's scheduler sends it (KernelCreationConfig).
+    let config = serde_json::json!({
+        "image": {
+            "canonical": "cr.backend.ai/stable/python:3.9-ubuntu20.04",
+            "architecture": std::env::consts::ARCH,
+            "digest": format!("sha256:{}", "0".repeat(64)),
+            "repo_digest": null,
+            "registry": {"name": "cr.backend.ai", "url": "https://cr.backend.ai",
+                         "username": null, "password": null},
+            "labels": {"ai.backend.service-ports": "jupyter:http:8080"},
+            "is_local": false,
+        },
+        "auto_pull": "digest", "session_type": "interactive", "cluster_mode": "single-node",
+        "cluster_role": "main", "cluster_idx": 1, "local_rank": 0, "cluster_hostname": "main1",
+        "resource_slots": {"cpu": "1", "mem": "1073741824"}, "resource_opts": {}, "environ": {},
+        "mounts": [], "package_directory": [], "idle_timeout": 600, "bootstrap_script": null,
+        "startup_command": null, "internal_data": null, "preopen_ports": [],
+        "allocated_host_ports": [], "scaling_group": "default",
+        "agent_addr": agent.process.addr(), "endpoint_id": null,
+    });
+    let cluster_info = serde_json::json!({
+        "mode": "single-node", "size": 1, "replicas": {"main": 1}, "network_name": null,
+        "ssh_keypair": {"public_key": "", "private_key": ""}, "cluster_ssh_port_mapping": null,
+    });
+    connection
+        .create_kernels(
+            &session_id.to_string(),
+            &[kernel_id.to_string()],
+            vec![msgpack(&config)],
+            msgpack(&cluster_info),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("{error}; agent log:\n{}", agent.log()));
+    let Event::KernelStarted(started) = kernel_event(&stream, "kernel_started", kernel_id).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(started.session_id, session_id);
+    assert_eq!(started.creation_info["resource_spec"]["slots"]["cpu"], "1");
+
+    let logs = connection
+        .get_logs(&kernel_id.to_string())
+        .await
+        .expect("get_logs");
+    assert!(!logs.is_empty());
+
+    connection
+        .destroy_kernel(
+            &kernel_id.to_string(),
+            &session_id.to_string(),
+            Some("user-requested"),
+            false,
+        )
+        .await
+        .expect("destroy_kernel");
+    let Event::KernelTerminated(terminated) =
+        kernel_event(&stream, "kernel_terminated", kernel_id).await
+    else {
+        unreachable!()
+    };
+    assert_eq!(terminated.reason, "user-requested");
 }
