@@ -546,31 +546,35 @@ impl StreamDb {
 
     /// How many entries `group` has delivered and not had acknowledged (0 without the group).
     pub async fn pending_count(&self, group: &str) -> Result<u64, RedisError> {
-        let answer = match self
-            .command("XPENDING", vec![STREAM.into(), group.into()])
-            .await
-        {
-            Err(error) if error.source.details().starts_with("NOGROUP") => return Ok(0),
-            other => other?,
-        };
-        match array(&answer) {
-            Some([count, ..]) => count
-                .as_i64()
-                .and_then(|count| u64::try_from(count).ok())
-                .ok_or_else(|| unexpected("XPENDING", &answer)),
-            _ => Err(unexpected("XPENDING", &answer)),
-        }
+        Ok(self.pending_summary(group).await?.0)
     }
 
     /// The oldest entry `group` has delivered and not had acknowledged.
     async fn first_pending(&self, group: &str) -> Result<Option<EntryId>, RedisError> {
-        let answer = self
+        Ok(self.pending_summary(group).await?.1)
+    }
+
+    /// `XPENDING events GROUP`: how many entries are pending and the oldest of them (none
+    /// without the group).
+    async fn pending_summary(&self, group: &str) -> Result<(u64, Option<EntryId>), RedisError> {
+        let answer = match self
             .command("XPENDING", vec![STREAM.into(), group.into()])
-            .await?;
+            .await
+        {
+            Err(error) if error.source.details().starts_with("NOGROUP") => return Ok((0, None)),
+            other => other?,
+        };
+        let count = match array(&answer) {
+            Some([count, ..]) => count.as_i64().and_then(|count| u64::try_from(count).ok()),
+            _ => None,
+        }
+        .ok_or_else(|| unexpected("XPENDING", &answer))?;
+        if count == 0 {
+            return Ok((0, None));
+        }
         match array(&answer) {
-            Some([count, ..]) if count.as_i64() == Some(0) => Ok(None),
             Some([_, first, ..]) => parse_id(first)
-                .map(Some)
+                .map(|first| (count, Some(first)))
                 .ok_or_else(|| unexpected("XPENDING", &answer)),
             _ => Err(unexpected("XPENDING", &answer)),
         }
