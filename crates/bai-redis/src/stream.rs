@@ -522,6 +522,7 @@ impl StreamDb {
                     name: field("name")?.as_string()?,
                     last_delivered: parse_id(field("last-delivered-id")?)?,
                     // Nil when Redis does not know (a group made at `$` of a non-empty stream).
+                    #[cfg(feature = "testing")]
                     entries_read: field("entries-read")
                         .and_then(Value::as_i64)
                         .and_then(|count| u64::try_from(count).ok()),
@@ -545,6 +546,8 @@ impl StreamDb {
     }
 
     /// How many entries `group` has delivered and not had acknowledged (0 without the group).
+    /// For tests, which watch a group's progress; the manager itself does not ask.
+    #[cfg(feature = "testing")]
     pub async fn pending_count(&self, group: &str) -> Result<u64, RedisError> {
         Ok(self.pending_summary(group).await?.0)
     }
@@ -580,7 +583,8 @@ impl StreamDb {
         }
     }
 
-    /// How many entries the stream holds.
+    /// How many entries the stream holds. For tests.
+    #[cfg(feature = "testing")]
     pub async fn entry_count(&self) -> Result<u64, RedisError> {
         let answer = self.command("XLEN", vec![STREAM.into()]).await?;
         answer
@@ -590,7 +594,8 @@ impl StreamDb {
     }
 
     /// How many entries `group` has read in all (`entries-read` of `XINFO GROUPS`), if the group
-    /// exists and Redis knows the count.
+    /// exists and Redis knows the count. For tests.
+    #[cfg(feature = "testing")]
     pub async fn group_entries_read(&self, group: &str) -> Result<Option<u64>, RedisError> {
         Ok(self
             .group(group)
@@ -603,6 +608,7 @@ impl StreamDb {
 struct GroupInfo {
     name: String,
     last_delivered: EntryId,
+    #[cfg(feature = "testing")]
     entries_read: Option<u64>,
 }
 
