@@ -8,6 +8,7 @@ use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bai_rpc_keys::{CurveKeypair, Overwrite, write_certificates};
 use nix::sys::signal::{Signal, killpg};
@@ -187,10 +188,34 @@ fn workspace_file(path: &str) -> PathBuf {
         .join(path)
 }
 
-/// A TCP port nothing listens on at the moment.
+/// A TCP port of 127.0.0.1 nothing listens on at the moment ([`free_ports`] of one).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+    free_ports(1)
+}
+
+/// The first of `count` consecutive TCP ports of 127.0.0.1 that nothing listens on at the moment,
+/// below Linux's ephemeral range (32768 and up): the operating system hands ephemeral ports to
+/// outgoing connections (to PostgreSQL, etcd, Redis…), which could take one of a test's ports
+/// between this check and the agent's bind. Each call starts the search elsewhere (process id and
+/// a counter), so test binaries running at once rarely try the same ports.
+pub fn free_ports(count: u16) -> u16 {
+    const LOW: u32 = 20_000;
+    const HIGH: u32 = 32_768;
+    static CALLS: AtomicU32 = AtomicU32::new(0);
+    let count = u32::from(count.max(1));
+    let starts = HIGH - LOW - count;
+    for _ in 0..1_000 {
+        let call = CALLS.fetch_add(1, Ordering::Relaxed);
+        let spread = std::process::id()
+            .wrapping_mul(7_919)
+            .wrapping_add(call.wrapping_mul(count + 97));
+        let first = LOW + spread % starts;
+        let all_free = (first..first + count).all(|port| {
+            u16::try_from(port).is_ok_and(|port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        });
+        if all_free {
+            return u16::try_from(first).expect("below 32768");
+        }
+    }
+    panic!("found no {count} consecutive free ports between {LOW} and {HIGH}");
 }

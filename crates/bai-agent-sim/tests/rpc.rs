@@ -6,6 +6,7 @@
 use std::fs;
 use std::time::{Duration, Instant};
 
+use bai_agent_rpc::testing::free_ports;
 use bai_agent_rpc::{AgentTarget, Connection, RpcClient, RpcError};
 use bai_agent_sim::{AgentToml, Faults, RpcOptions, SimError, SimOptions};
 use bai_etcd_store::Scope;
@@ -64,7 +65,8 @@ impl Sim {
             .await
             .expect("etcd put");
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
+        // Room for the two agents of the test that starts two.
+        let port = free_ports(2);
         let id = format!("i-sim-{label}");
         let mut auth = String::new();
         if let Some(curve) = curve {
@@ -175,13 +177,6 @@ async fn connect_to(client: &RpcClient, target: &AgentTarget) -> Connection {
             Err(error) => panic!("connecting to agent-sim: {error}"),
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
 }
 
 fn client(keypair: Option<CurveKeypair>) -> RpcClient {

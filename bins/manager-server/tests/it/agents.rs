@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use bai_agent_rpc::testing::{AgentSetup, RealAgent};
+use bai_agent_rpc::testing::{AgentSetup, RealAgent, free_ports};
 use bai_agent_sim::{AgentToml, SimError, SimOptions};
 use bai_db_models::entities::agents;
 use bai_db_models::entities::enums::AgentStatus;
@@ -33,8 +33,16 @@ fn settings(port: u16, num_proc: u32) -> Settings {
 }
 
 /// An agent.toml for the stack: the repository's dummy-agent template with this test's etcd
-/// namespace, agent id, ports, resource group and heartbeat interval.
-fn agent_toml(stack: &Stack, dir: &Path, id: &str, group: &str, interval: f64) -> PathBuf {
+/// namespace, agent id, resource group and heartbeat interval, and RPC ports for `agents`
+/// simulated agents (consecutive from the configured one).
+fn agent_toml(
+    stack: &Stack,
+    dir: &Path,
+    id: &str,
+    group: &str,
+    interval: f64,
+    agents: u16,
+) -> PathBuf {
     let template = fs::read_to_string(workspace_file("configs/agent/dummy-agent.toml"))
         .expect("configs/agent/dummy-agent.toml");
     let replacements = [
@@ -43,7 +51,7 @@ fn agent_toml(stack: &Stack, dir: &Path, id: &str, group: &str, interval: f64) -
             format!("namespace = {:?}", stack.etcd.name),
         ),
         ("id = \"i-dummy-1\"", format!("id = {id:?}")),
-        ("port = 6001", format!("port = {}", free_port())),
+        ("port = 6001", format!("port = {}", free_ports(agents))),
         (
             "scaling-group = \"default\"",
             format!("scaling-group = {group:?}"),
@@ -161,7 +169,7 @@ async fn simulated_agents_join_are_listed_by_the_official_client_and_leave() {
     let mut server = Server::start(&stack, &config, "server");
     server.wait_ready(port).await;
 
-    let agent_config = agent_toml(&stack, &stack.path("sim"), "i-sim", "default", 0.5);
+    let agent_config = agent_toml(&stack, &stack.path("sim"), "i-sim", "default", 0.5, 3);
     let agents = Simulated::start(&agent_config, Some(3));
     let ids: Vec<String> = (0..3).map(|i| format!("i-sim-{i}")).collect();
     let rows = wait_for_status(&stack, &ids, AgentStatus::Alive, Duration::from_secs(10)).await;
@@ -221,7 +229,7 @@ async fn an_agent_silent_past_the_timeout_is_lost_once_and_its_next_heartbeat_re
 
     // Heartbeats every 5 s against a 3 s timeout: lost between two heartbeats, as behind a
     // network partition, then back without restarting (no agent_started of its own).
-    let agent_config = agent_toml(&stack, &stack.path("sim"), "i-slow", "default", 5.0);
+    let agent_config = agent_toml(&stack, &stack.path("sim"), "i-slow", "default", 5.0, 1);
     let ids = vec!["i-slow".to_owned()];
     let agent = Simulated::start(&agent_config, None);
     wait_for_status(&stack, &ids, AgentStatus::Alive, Duration::from_secs(10)).await;
@@ -283,7 +291,7 @@ async fn a_manager_killed_and_restarted_while_agents_heartbeat_changes_no_agent_
     let mut server = Server::start(&stack, &config, "server");
     server.wait_ready(port).await;
 
-    let agent_config = agent_toml(&stack, &stack.path("sim"), "i-busy", "default", 0.2);
+    let agent_config = agent_toml(&stack, &stack.path("sim"), "i-busy", "default", 0.2, 20);
     let agents = Simulated::start(&agent_config, Some(20));
     let ids: Vec<String> = (0..20).map(|i| format!("i-busy-{i}")).collect();
     let before = wait_for_status(&stack, &ids, AgentStatus::Alive, Duration::from_secs(10)).await;
