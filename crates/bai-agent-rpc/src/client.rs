@@ -6,8 +6,16 @@
 //! to its caller's oneshot channel by `(meth, seq)` (the order key is always `""`). Timeouts are
 //! the callers': a call that gives up, or whose future is dropped, tells the thread, which sends
 //! the agent a CANCEL for that request.
+//!
+//! The thread also reads the DEALER's socket monitor, so that it knows what libzmq does below:
+//! a refused or broken handshake fails `connect` at once with its reason (not as a bare timeout),
+//! and a dropped connection fails the calls the agent had (it may or may not have run them)
+//! instead of leaving them to hang. libzmq reconnects by itself; the DEALER only takes messages
+//! while a connection is up (`ZMQ_IMMEDIATE`), so calls made meanwhile wait in our own queue and
+//! go out once it is back, or fail unsent after the handshake timeout, as the reference's call
+//! would fail its connect.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
@@ -78,16 +86,16 @@ impl RpcClient {
             addr: target.addr.clone(),
             source,
         };
-        let dealer = self.dealer(target).map_err(|error| match error {
-            DealerError::Zmq(source) => socket_error(source),
-            DealerError::NoKeypair => RpcError::NoManagerKeypair {
-                agent: agent.clone(),
-            },
-        })?;
-        let wake_addr = format!(
-            "inproc://bai-agent-rpc-wake-{}",
-            NEXT_WAKE.fetch_add(1, Ordering::Relaxed)
-        );
+        let inproc = NEXT_INPROC.fetch_add(1, Ordering::Relaxed);
+        let (dealer, monitor) = self
+            .dealer(target, &format!("inproc://bai-agent-rpc-monitor-{inproc}"))
+            .map_err(|error| match error {
+                DealerError::Zmq(source) => socket_error(source),
+                DealerError::NoKeypair => RpcError::NoManagerKeypair {
+                    agent: agent.clone(),
+                },
+            })?;
+        let wake_addr = format!("inproc://bai-agent-rpc-wake-{inproc}");
         let wake_rx = self.context.socket(zmq::PAIR).map_err(socket_error)?;
         wake_rx.bind(&wake_addr).map_err(socket_error)?;
         let wake_tx = self.context.socket(zmq::PAIR).map_err(socket_error)?;
@@ -95,14 +103,18 @@ impl RpcClient {
 
         let (commands_tx, commands_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = oneshot::channel();
+        let timeout = self.handshake_timeout;
         let io = Io {
             agent: agent.clone(),
+            send_timeout: timeout,
             dealer,
+            monitor,
             wake: wake_rx,
             commands: commands_rx,
             pending: HashMap::new(),
+            waiting: VecDeque::new(),
+            link: Link::Down,
         };
-        let timeout = self.handshake_timeout;
         std::thread::Builder::new()
             .name(format!("agent-rpc-{agent}"))
             .spawn(move || {
@@ -119,27 +131,61 @@ impl RpcClient {
                 source,
             })?;
 
-        let no_answer = || {
+        let curve_failed = |reason: String| RpcError::CurveHandshake {
+            agent: agent.clone(),
+            addr: target.addr.clone(),
+            reason,
+        };
+        let no_answer = |reached: bool| {
             if target.public_key.is_some() {
-                RpcError::CurveHandshake {
-                    agent: agent.clone(),
-                    addr: target.addr.clone(),
-                    timeout,
-                }
+                curve_failed(format!(
+                    "no answer to PING within {timeout:?} (check the agent's public key and that \
+                     the agent accepts this manager's key)"
+                ))
             } else {
                 RpcError::NoAnswer {
                     agent: agent.clone(),
                     addr: target.addr.clone(),
                     timeout,
+                    reached,
                 }
             }
         };
         // The thread keeps the handshake's time itself; this bound only guards against a thread
         // that never reports.
-        match tokio::time::timeout(timeout + Duration::from_secs(1), ready_rx).await {
-            Ok(Ok(Ok(()))) => {}
-            Ok(Ok(Err(Handshake::NoPong))) | Ok(Err(_)) | Err(_) => return Err(no_answer()),
-            Ok(Ok(Err(Handshake::Zmq(source)))) => return Err(socket_error(source)),
+        let failure = match tokio::time::timeout(timeout + Duration::from_secs(1), ready_rx).await {
+            Ok(Ok(Ok(()))) => None,
+            Ok(Ok(Err(failure))) => Some(failure),
+            Ok(Err(_)) | Err(_) => Some(Handshake::NoPong { reached: false }),
+        };
+        if let Some(failure) = failure {
+            return Err(match failure {
+                Handshake::NoPong { reached } => no_answer(reached),
+                Handshake::Zmq(source) => socket_error(source),
+                Handshake::MechanismMismatch | Handshake::Closed if target.public_key.is_none() => {
+                    RpcError::NeedsCurve {
+                        agent: agent.clone(),
+                        addr: target.addr.clone(),
+                    }
+                }
+                Handshake::MechanismMismatch => curve_failed(
+                    "the agent does not use CURVE (no rpc-auth-agent-keypair), yet its row has a \
+                     public key"
+                        .to_owned(),
+                ),
+                Handshake::Refused { status } => curve_failed(format!(
+                    "the agent refused this manager's key (ZAP status {status}): its \
+                     rpc-auth-manager-public-key is not this manager's public key"
+                )),
+                Handshake::Protocol { code } => {
+                    curve_failed(format!("ZMTP protocol error {code:#x}"))
+                }
+                Handshake::Closed => curve_failed(
+                    "the agent closed the connection during the handshake: the public key in its \
+                     row is not the key it serves with, or it does not use CURVE"
+                        .to_owned(),
+                ),
+            });
         }
         tracing::debug!(agent.id = %agent, addr = %target.addr, curve = target.public_key.is_some(), "agent RPC connected");
         Ok(Connection {
@@ -152,7 +198,13 @@ impl RpcClient {
         })
     }
 
-    fn dealer(&self, target: &AgentTarget) -> Result<zmq::Socket, DealerError> {
+    /// The DEALER, connecting, and the PAIR that reads its socket monitor (connected before the
+    /// DEALER connects, so that no event of the first connection is missed).
+    fn dealer(
+        &self,
+        target: &AgentTarget,
+        monitor_addr: &str,
+    ) -> Result<(zmq::Socket, zmq::Socket), DealerError> {
         let dealer = self.context.socket(zmq::DEALER)?;
         // Options of the reference (Callosum's LINGER, the manager's keepalive, spec §3.4).
         dealer.set_linger(100)?;
@@ -160,6 +212,11 @@ impl RpcClient {
         dealer.set_tcp_keepalive_idle(60)?;
         dealer.set_tcp_keepalive_intvl(20)?;
         dealer.set_tcp_keepalive_cnt(3)?;
+        // Ours: messages are only queued on a live connection (others wait in `Io::waiting`, so
+        // that a call given up while the agent was away is never sent later), and an agent that
+        // stays away is retried with backoff rather than every 100 ms.
+        dealer.set_immediate(true)?;
+        dealer.set_reconnect_ivl_max(RECONNECT_IVL_MAX_MS)?;
         if let Some(agent_key) = &target.public_key {
             let keypair = self
                 .manager_keypair
@@ -170,8 +227,11 @@ impl RpcClient {
             dealer.set_curve_publickey(keypair.public_key().as_bytes())?;
             dealer.set_curve_secretkey(keypair.secret_key().as_bytes())?;
         }
+        dealer.monitor(monitor_addr, MONITORED_EVENTS)?;
+        let monitor = self.context.socket(zmq::PAIR)?;
+        monitor.connect(monitor_addr)?;
         dealer.connect(&target.addr)?;
-        Ok(dealer)
+        Ok((dealer, monitor))
     }
 }
 
@@ -259,6 +319,19 @@ impl Connection {
                     source,
                 });
             }
+            Ok(Err(Answer::Dropped)) => {
+                return Err(RpcError::Disconnected {
+                    agent: self.agent.clone(),
+                    method: method.to_owned(),
+                });
+            }
+            Ok(Err(Answer::NotSent(waited))) => {
+                return Err(RpcError::NotSent {
+                    agent: self.agent.clone(),
+                    method: method.to_owned(),
+                    waited,
+                });
+            }
             Err(_) => return Err(closed()),
         };
         let agent = self.agent.clone();
@@ -296,10 +369,26 @@ impl Drop for Connection {
     }
 }
 
-static NEXT_WAKE: AtomicU64 = AtomicU64::new(0);
+/// Numbers the inproc endpoints (wake-up and monitor) of all connections.
+static NEXT_INPROC: AtomicU64 = AtomicU64::new(0);
 
 /// How often an idle connection's thread checks whether its [`Connection`] still exists.
 const IDLE_CHECK_MS: i64 = 1000;
+
+/// libzmq retries a lost connection after 100 ms, doubling up to this.
+const RECONNECT_IVL_MAX_MS: i32 = 5000;
+
+/// libzmq's `ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH` (zmq.h): one side uses CURVE, the other
+/// NULL.
+const PROTOCOL_ERROR_MECHANISM_MISMATCH: u32 = 0x1100_0002;
+
+/// What the connection's thread reads from the DEALER's monitor.
+const MONITORED_EVENTS: i32 = zmq::SocketEvent::CONNECTED as i32
+    | zmq::SocketEvent::DISCONNECTED as i32
+    | zmq::SocketEvent::HANDSHAKE_SUCCEEDED as i32
+    | zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL as i32
+    | zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL as i32
+    | zmq::SocketEvent::HANDSHAKE_FAILED_AUTH as i32;
 
 enum DealerError {
     Zmq(zmq::Error),
@@ -312,8 +401,25 @@ impl From<zmq::Error> for DealerError {
     }
 }
 
+/// Why the connection's first handshake failed.
 enum Handshake {
-    NoPong,
+    /// No PONG in time; `reached` when a TCP connection was made at all.
+    NoPong {
+        reached: bool,
+    },
+    /// One side uses CURVE and the other does not.
+    MechanismMismatch,
+    /// The agent's ZAP handler refused our key.
+    Refused {
+        status: u32,
+    },
+    /// Another ZMTP protocol error (libzmq's `ZMQ_PROTOCOL_ERROR_*`).
+    Protocol {
+        code: u32,
+    },
+    /// The agent closed the connection before the handshake completed: with CURVE, it could not
+    /// read our HELLO, sealed for the key of its row; without, it requires CURVE.
+    Closed,
     Zmq(zmq::Error),
 }
 
@@ -321,14 +427,20 @@ enum Handshake {
 enum Answer {
     Send(zmq::Error),
     Bad(MessageError),
+    /// The connection dropped while the agent had the call.
+    Dropped,
+    /// No connection to send it on within the handshake timeout; never sent.
+    NotSent(Duration),
 }
+
+type Reply = oneshot::Sender<Result<Outcome, Answer>>;
 
 enum Command {
     Call {
         method: String,
         seq: u32,
         frames: Frames,
-        reply: oneshot::Sender<Result<Outcome, Answer>>,
+        reply: Reply,
     },
     Cancel {
         method: String,
@@ -379,40 +491,166 @@ impl Drop for CancelOnDrop<'_> {
     }
 }
 
-/// The connection's thread: the DEALER, the wake-up socket and the calls in flight.
+/// A call that could not be handed to the DEALER yet (no live connection, or its queue full).
+struct Waiting {
+    method: String,
+    seq: u32,
+    frames: Frames,
+    reply: Reply,
+    since: Instant,
+}
+
+/// The state of the connection below the DEALER, as its monitor tells.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Link {
+    /// Handshake done: messages flow.
+    Up,
+    /// No connection (at first, until the first handshake).
+    Down,
+    /// Lost, and a reconnection's handshake failed: warned about once until it is up again.
+    Failing,
+}
+
+/// One event of the DEALER's monitor.
+enum LinkEvent {
+    TcpConnected,
+    Up,
+    Down,
+    FailedNoDetail,
+    FailedProtocol(u32),
+    FailedAuth(u32),
+}
+
+impl LinkEvent {
+    /// libzmq's monitor message: a frame of the event (u16) and its value (u32) in host byte
+    /// order, then a frame with the endpoint.
+    fn parse(frames: &[Vec<u8>]) -> Option<LinkEvent> {
+        let first = frames.first()?;
+        let event = u16::from_ne_bytes(first.get(0..2)?.try_into().ok()?);
+        let value = u32::from_ne_bytes(first.get(2..6)?.try_into().ok()?);
+        let is = |kind: zmq::SocketEvent| event == kind.to_raw();
+        Some(if is(zmq::SocketEvent::CONNECTED) {
+            LinkEvent::TcpConnected
+        } else if is(zmq::SocketEvent::HANDSHAKE_SUCCEEDED) {
+            LinkEvent::Up
+        } else if is(zmq::SocketEvent::DISCONNECTED) {
+            LinkEvent::Down
+        } else if is(zmq::SocketEvent::HANDSHAKE_FAILED_NO_DETAIL) {
+            LinkEvent::FailedNoDetail
+        } else if is(zmq::SocketEvent::HANDSHAKE_FAILED_PROTOCOL) {
+            LinkEvent::FailedProtocol(value)
+        } else if is(zmq::SocketEvent::HANDSHAKE_FAILED_AUTH) {
+            LinkEvent::FailedAuth(value)
+        } else {
+            return None;
+        })
+    }
+}
+
+/// The connection's thread: the DEALER, its monitor, the wake-up socket and the calls.
 struct Io {
     agent: String,
+    /// How long a call may wait for a connection before it fails unsent: the handshake timeout.
+    send_timeout: Duration,
     dealer: zmq::Socket,
+    monitor: zmq::Socket,
     wake: zmq::Socket,
     commands: mpsc::Receiver<Command>,
-    pending: HashMap<(String, u32), oneshot::Sender<Result<Outcome, Answer>>>,
+    /// Calls the agent has, by `(meth, seq)`.
+    pending: HashMap<(String, u32), Reply>,
+    /// Calls not sent yet, oldest first.
+    waiting: VecDeque<Waiting>,
+    link: Link,
 }
 
 impl Io {
-    /// Sends PING and waits for PONG, as Callosum's connector does.
+    /// Waits for the ZMTP handshake (CURVE's too), then sends PING and waits for PONG, as
+    /// Callosum's connector does; a refused or broken handshake ends the wait at once.
     fn handshake(&mut self, timeout: Duration) -> Result<(), Handshake> {
-        self.dealer
-            .send_multipart([&b"PING"[..], b"", b""], zmq::DONTWAIT)
-            .map_err(Handshake::Zmq)?;
         let deadline = Instant::now() + timeout;
+        let mut reached = false;
+        let mut ping_sent = false;
         loop {
+            if matches!(self.link, Link::Up) && !ping_sent {
+                match self
+                    .dealer
+                    .send_multipart([&b"PING"[..], b"", b""], zmq::DONTWAIT)
+                {
+                    Ok(()) => ping_sent = true,
+                    // The pipe attaches right after the event; the next turn sends.
+                    Err(zmq::Error::EAGAIN) => {}
+                    Err(error) => return Err(Handshake::Zmq(error)),
+                }
+            }
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(Handshake::NoPong);
+                return Err(Handshake::NoPong { reached });
             }
-            let millis = i64::try_from(left.as_millis()).unwrap_or(i64::MAX).max(1);
-            match self.dealer.poll(zmq::POLLIN, millis) {
-                Ok(0) | Err(zmq::Error::EINTR) => continue,
-                Ok(_) => {}
-                Err(error) => return Err(Handshake::Zmq(error)),
+            let mut millis = i64::try_from(left.as_millis()).unwrap_or(i64::MAX).max(1);
+            if matches!(self.link, Link::Up) && !ping_sent {
+                millis = millis.min(10);
             }
-            match self.dealer.recv_multipart(zmq::DONTWAIT) {
-                Ok(frames) if frames.first().is_some_and(|first| first == b"PONG") => {
-                    return Ok(());
+            let (dealer_ready, monitor_ready) = {
+                let mut items = [
+                    self.dealer.as_poll_item(zmq::POLLIN),
+                    self.monitor.as_poll_item(zmq::POLLIN),
+                ];
+                match zmq::poll(&mut items, millis) {
+                    Ok(_) => {}
+                    Err(zmq::Error::EINTR) => continue,
+                    Err(error) => return Err(Handshake::Zmq(error)),
                 }
-                // Anything else before the PONG is not ours.
-                Ok(_) | Err(zmq::Error::EAGAIN) => {}
-                Err(error) => return Err(Handshake::Zmq(error)),
+                (items[0].is_readable(), items[1].is_readable())
+            };
+            if monitor_ready {
+                while let Some(event) = self.next_event() {
+                    match event {
+                        LinkEvent::TcpConnected => reached = true,
+                        LinkEvent::Up => self.link = Link::Up,
+                        LinkEvent::Down | LinkEvent::FailedNoDetail => {
+                            let was_up = matches!(self.link, Link::Up);
+                            self.link = Link::Down;
+                            ping_sent = false;
+                            // A listener that accepts and then closes during the handshake does
+                            // not take our mechanism: with CURVE, it could not read a HELLO sealed
+                            // for another key; without, it requires CURVE.
+                            if !was_up {
+                                return Err(Handshake::Closed);
+                            }
+                        }
+                        LinkEvent::FailedAuth(status) => return Err(Handshake::Refused { status }),
+                        LinkEvent::FailedProtocol(code) => {
+                            return Err(if code == PROTOCOL_ERROR_MECHANISM_MISMATCH {
+                                Handshake::MechanismMismatch
+                            } else {
+                                Handshake::Protocol { code }
+                            });
+                        }
+                    }
+                }
+            }
+            if dealer_ready {
+                loop {
+                    match self.dealer.recv_multipart(zmq::DONTWAIT) {
+                        Ok(frames) if frames.first().is_some_and(|first| first == b"PONG") => {
+                            return Ok(());
+                        }
+                        // Anything else before the PONG is not ours.
+                        Ok(_) => {}
+                        Err(zmq::Error::EAGAIN) => break,
+                        Err(error) => return Err(Handshake::Zmq(error)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// The next event of the monitor, if one is there.
+    fn next_event(&self) -> Option<LinkEvent> {
+        loop {
+            let frames = self.monitor.recv_multipart(zmq::DONTWAIT).ok()?;
+            if let Some(event) = LinkEvent::parse(&frames) {
+                return Some(event);
             }
         }
     }
@@ -420,12 +658,17 @@ impl Io {
     /// Serves calls until the connection is dropped.
     fn serve(&mut self) {
         loop {
-            let (dealer_ready, wake_ready) = {
+            let mut dealer_events = zmq::POLLIN;
+            if self.link == Link::Up && !self.waiting.is_empty() {
+                dealer_events |= zmq::POLLOUT;
+            }
+            let (dealer_ready, wake_ready, monitor_ready) = {
                 let mut items = [
-                    self.dealer.as_poll_item(zmq::POLLIN),
+                    self.dealer.as_poll_item(dealer_events),
                     self.wake.as_poll_item(zmq::POLLIN),
+                    self.monitor.as_poll_item(zmq::POLLIN),
                 ];
-                match zmq::poll(&mut items, IDLE_CHECK_MS) {
+                match zmq::poll(&mut items, self.poll_millis()) {
                     Ok(_) => {}
                     Err(zmq::Error::EINTR) => continue,
                     Err(error) => {
@@ -433,15 +676,75 @@ impl Io {
                         return;
                     }
                 }
-                (items[0].is_readable(), items[1].is_readable())
+                (
+                    items[0].is_readable(),
+                    items[1].is_readable(),
+                    items[2].is_readable(),
+                )
             };
             // Also when idle: a connection dropped before its first call never wakes us.
             while wake_ready && self.wake.recv_bytes(zmq::DONTWAIT).is_ok() {}
             if !self.run_commands() {
                 return;
             }
+            // Answers first: those that came before the connection dropped still count.
             if dealer_ready {
                 self.receive();
+            }
+            if monitor_ready {
+                while let Some(event) = self.next_event() {
+                    self.on_link_event(event);
+                }
+            }
+            self.flush_waiting();
+            self.expire_waiting();
+        }
+    }
+
+    /// Until the oldest waiting call expires, at most [`IDLE_CHECK_MS`].
+    fn poll_millis(&self) -> i64 {
+        self.waiting.front().map_or(IDLE_CHECK_MS, |oldest| {
+            let left = (oldest.since + self.send_timeout).saturating_duration_since(Instant::now());
+            i64::try_from(left.as_millis())
+                .unwrap_or(IDLE_CHECK_MS)
+                .clamp(1, IDLE_CHECK_MS)
+        })
+    }
+
+    fn on_link_event(&mut self, event: LinkEvent) {
+        match event {
+            LinkEvent::TcpConnected => {}
+            LinkEvent::Up => {
+                if !matches!(self.link, Link::Up) {
+                    tracing::info!(agent.id = %self.agent, "agent RPC connection is back");
+                }
+                self.link = Link::Up;
+            }
+            LinkEvent::Down => {
+                if matches!(self.link, Link::Up) {
+                    tracing::warn!(
+                        agent.id = %self.agent,
+                        in_flight = self.pending.len(),
+                        "agent RPC connection lost; the calls in flight fail, libzmq reconnects"
+                    );
+                    self.link = Link::Down;
+                }
+                for (_, reply) in self.pending.drain() {
+                    let _ = reply.send(Err(Answer::Dropped));
+                }
+            }
+            LinkEvent::FailedNoDetail | LinkEvent::FailedProtocol(_) | LinkEvent::FailedAuth(_) => {
+                if matches!(self.link, Link::Down) {
+                    let reason = match event {
+                        LinkEvent::FailedProtocol(code) => format!("ZMTP protocol error {code:#x}"),
+                        LinkEvent::FailedAuth(status) => {
+                            format!("the agent refused this manager's key (ZAP status {status})")
+                        }
+                        _ => "the agent closed the connection during the handshake".to_owned(),
+                    };
+                    tracing::warn!(agent.id = %self.agent, reason, "agent RPC cannot reconnect; retrying with backoff");
+                    self.link = Link::Failing;
+                }
             }
         }
     }
@@ -455,26 +758,72 @@ impl Io {
                     seq,
                     frames,
                     reply,
-                }) => match self.send(&frames) {
-                    Ok(()) => {
-                        self.pending.insert((method, seq), reply);
-                    }
-                    Err(error) => {
-                        let _ = reply.send(Err(Answer::Send(error)));
-                    }
-                },
-                Ok(Command::Cancel { method, seq }) => {
-                    // Answered meanwhile: nothing to cancel.
-                    if self.pending.remove(&(method.clone(), seq)).is_some() {
-                        let frames = message::encode_cancel(&method, seq);
-                        if let Err(error) = self.send(&frames) {
-                            tracing::debug!(agent.id = %self.agent, method, %error, "cannot send CANCEL");
-                        }
-                    }
-                }
+                }) => self.waiting.push_back(Waiting {
+                    method,
+                    seq,
+                    frames,
+                    reply,
+                    since: Instant::now(),
+                }),
+                Ok(Command::Cancel { method, seq }) => self.cancel(method, seq),
                 Ok(Command::Shutdown) | Err(mpsc::TryRecvError::Disconnected) => return false,
                 Err(mpsc::TryRecvError::Empty) => return true,
             }
+        }
+    }
+
+    /// A call given up: sent ones are cancelled on the agent, waiting ones are never sent.
+    fn cancel(&mut self, method: String, seq: u32) {
+        let key = (method, seq);
+        if self.pending.remove(&key).is_some() {
+            let frames = message::encode_cancel(&key.0, seq);
+            if let Err(error) = self.send(&frames) {
+                tracing::debug!(agent.id = %self.agent, method = key.0, %error, "cannot send CANCEL");
+            }
+        } else if let Some(index) = self
+            .waiting
+            .iter()
+            .position(|call| call.seq == seq && call.method == key.0)
+        {
+            self.waiting.remove(index);
+        }
+        // Otherwise it was answered meanwhile: nothing to cancel.
+    }
+
+    /// Hands waiting calls to the DEALER, oldest first, while it takes them. Only on a live link:
+    /// right after a drop the DEALER may not have detached the dead pipe yet and would take a
+    /// message only to lose it.
+    fn flush_waiting(&mut self) {
+        if self.link != Link::Up {
+            return;
+        }
+        while let Some(call) = self.waiting.front() {
+            match self.send(&call.frames) {
+                Ok(()) => {
+                    let call = self.waiting.pop_front().expect("a front call");
+                    self.pending.insert((call.method, call.seq), call.reply);
+                }
+                Err(zmq::Error::EAGAIN) => return,
+                Err(error) => {
+                    let call = self.waiting.pop_front().expect("a front call");
+                    let _ = call.reply.send(Err(Answer::Send(error)));
+                }
+            }
+        }
+    }
+
+    /// Fails the calls that found no connection within the handshake timeout.
+    fn expire_waiting(&mut self) {
+        let now = Instant::now();
+        while self
+            .waiting
+            .front()
+            .is_some_and(|call| now.duration_since(call.since) >= self.send_timeout)
+        {
+            let call = self.waiting.pop_front().expect("a front call");
+            let _ = call
+                .reply
+                .send(Err(Answer::NotSent(now.duration_since(call.since))));
         }
     }
 

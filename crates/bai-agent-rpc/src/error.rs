@@ -25,23 +25,32 @@ pub enum RpcError {
         "agent {agent} requires CURVE, and no manager keypair (rpc-auth-manager-keypair) is loaded"
     )]
     NoManagerKeypair { agent: String },
-    /// With CURVE, an unanswered PING means the agent dropped the handshake: a wrong agent public
-    /// key on our side, or an agent that does not accept this manager's key.
-    #[error(
-        "agent {agent} at {addr}: the CURVE handshake failed: no answer to PING within {timeout:?} \
-         (check the agent's public key and that the agent accepts this manager's key)"
-    )]
+    /// With CURVE, the handshake failed: the agent refused our key, closed the connection
+    /// because it could not read what we sealed for the key of its row, or never answered.
+    #[error("agent {agent} at {addr}: the CURVE handshake failed: {reason}")]
     CurveHandshake {
         agent: String,
         addr: String,
-        timeout: Duration,
+        reason: String,
     },
-    /// Without CURVE: nothing answers at the address.
-    #[error("agent {agent} at {addr} did not answer PING within {timeout:?}")]
+    /// The agent uses CURVE (it refused or closed our handshake without), but its row has no
+    /// public key, so we connected without.
+    #[error(
+        "agent {agent} at {addr} refused a connection without CURVE: it requires CURVE, but its \
+         row has no public key (its heartbeats carry none)"
+    )]
+    NeedsCurve { agent: String, addr: String },
+    /// Without CURVE: nothing answered PING at the address; `reached` when a TCP connection was
+    /// made at all.
+    #[error(
+        "agent {agent} at {addr} did not answer PING within {timeout:?}{}",
+        if *reached { "" } else { " (no connection could be made)" }
+    )]
     NoAnswer {
         agent: String,
         addr: String,
         timeout: Duration,
+        reached: bool,
     },
     /// No answer within the call's timeout; the request was cancelled on the agent.
     #[error("agent {agent}: {method} got no answer within {timeout:?} (cancelled)")]
@@ -71,13 +80,26 @@ pub enum RpcError {
     /// The agent cancelled the call (Callosum CANCELLED).
     #[error("agent {agent}: {method} was cancelled by the agent")]
     Cancelled { agent: String, method: String },
-    /// The request could not be queued: the connection's send queue is full, or it never
-    /// connected.
+    /// The request could not be handed to the socket.
     #[error("agent {agent}: cannot send {method}: {source}")]
     Send {
         agent: String,
         method: String,
         source: zmq::Error,
+    },
+    /// The connection to the agent dropped while the agent had the call: it may or may not have
+    /// run it. The connection reconnects by itself.
+    #[error(
+        "agent {agent}: the connection dropped while {method} was in flight (the agent may or may \
+         not have run it)"
+    )]
+    Disconnected { agent: String, method: String },
+    /// No connection to the agent for the handshake timeout: the call was never sent.
+    #[error("agent {agent}: no connection for {waited:?}; {method} was not sent")]
+    NotSent {
+        agent: String,
+        method: String,
+        waited: Duration,
     },
     /// The connection ended (its socket failed) before the answer came.
     #[error("agent {agent}: the connection closed before {method} was answered")]

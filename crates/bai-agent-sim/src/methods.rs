@@ -2,7 +2,7 @@
 //! §3.6), with the dummy backend's behaviour (spec §5.1): no containers, fake ports, real slot
 //! accounting against the agent's capacity, and the kernel lifecycle events of the real agent.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -43,6 +43,8 @@ struct Kernel {
 }
 
 struct State {
+    /// Canonical names of the images this agent has pulled.
+    images: HashSet<String>,
     used: HashMap<String, f64>,
     kernels: HashMap<String, Kernel>,
     free_ports: BTreeSet<u16>,
@@ -88,6 +90,7 @@ impl Agent {
             scaling_group: agent.info.scaling_group.clone(),
             capacity,
             state: Mutex::new(State {
+                images: HashSet::new(),
                 used: HashMap::new(),
                 kernels: HashMap::new(),
                 free_ports: PORT_POOL.collect(),
@@ -219,12 +222,17 @@ impl Agent {
             .iter()
             .map(requested_slots)
             .collect::<Result<Vec<_>, _>>()?;
+        let images = configs
+            .iter()
+            .map(|config| self.image_to_pull(config))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut reservation = self.reserve(&kernel_ids, &requests)?;
 
         for kernel_id in &kernel_ids {
             let event = Event::KernelPreparing(self.creation(*kernel_id, session_id, json!({})));
             self.produce(&event).await;
         }
+        self.pull(session_id, &kernel_ids, &images).await;
         for kernel_id in &kernel_ids {
             let event = Event::KernelCreating(self.creation(*kernel_id, session_id, json!({})));
             self.produce(&event).await;
@@ -239,6 +247,54 @@ impl Agent {
         }
         reservation.keep = true;
         Ok(Value::Array(results))
+    }
+
+    /// The image a kernel config needs pulled first: its `image.canonical` when this agent has
+    /// not pulled it yet. Images built on the agent (`image.is_local`) are there; with
+    /// `auto_pull = "none"` a missing image fails as the real agent's `ImageNotAvailable`.
+    fn image_to_pull(&self, config: &Value) -> Result<Option<String>, Answer> {
+        let Some(image) = map_field(config, "image") else {
+            return Ok(None);
+        };
+        let canonical = map_field(image, "canonical")
+            .and_then(Value::as_str)
+            .ok_or_else(|| {
+                failure(
+                    "ValueError",
+                    "a kernel config's image has no canonical name",
+                )
+            })?;
+        let is_local = map_field(image, "is_local").and_then(Value::as_bool) == Some(true);
+        if is_local || self.state().images.contains(canonical) {
+            return Ok(None);
+        }
+        match map_field(config, "auto_pull").and_then(Value::as_str) {
+            Some("none") => Err(failure(
+                "ImageNotAvailable",
+                &format!(
+                    "{canonical} is not on agent {} and auto_pull is none",
+                    self.id
+                ),
+            )),
+            _ => Ok(Some(canonical.to_owned())),
+        }
+    }
+
+    /// `kernel_pulling` (reason: the image) for each kernel whose image is missing, then one
+    /// pull per image, each taking the configured delay.
+    async fn pull(&self, session_id: Uuid, kernel_ids: &[Uuid], images: &[Option<String>]) {
+        let mut pulled = Vec::new();
+        for (kernel_id, image) in kernel_ids.iter().zip(images) {
+            let Some(image) = image else { continue };
+            let mut pulling = self.creation(*kernel_id, session_id, json!({}));
+            pulling.reason.clone_from(image);
+            self.produce(&Event::KernelPulling(pulling)).await;
+            if !pulled.contains(image) {
+                tokio::time::sleep(self.delay).await;
+                pulled.push(image.clone());
+            }
+        }
+        self.state().images.extend(pulled);
     }
 
     /// Allocates every kernel's slots, all or nothing.
