@@ -2,7 +2,8 @@
 //! install guide do for the parts this project has so far: Debian packages, the halfstack, the
 //! manager's RPC keypair, a local `manager.toml`, a config check, the shared configuration in
 //! etcd, the database schema and the example fixtures (all with our own manager CLI), and finally
-//! the manager server in the foreground.
+//! the manager server in the foreground with [`SIM_AGENTS`] simulated agents beside it (agent-sim,
+//! stopped by the same Ctrl-C), so that `backend.ai session create` works right away.
 
 use anyhow::{Context, Result, bail};
 
@@ -49,7 +50,16 @@ pub struct Args {
     /// Stop when everything is prepared instead of running the manager server.
     #[arg(long)]
     no_server: bool,
+    /// Run the server without the simulated agents (e.g. to start real agents instead).
+    #[arg(long)]
+    no_agents: bool,
 }
+
+/// How many agents `agent-sim` simulates beside the server: `i-dummy-1-0` and `i-dummy-1-1`, each
+/// with 8 cores and 16 GiB, RPC on ports 6001 and 6002, in resource group `default`.
+pub const SIM_AGENTS: u32 = 2;
+/// Their configuration: the real agent's dummy-mode `agent.toml` of this repository.
+const SIM_AGENT_CONFIG: &str = "configs/agent/dummy-agent.toml";
 
 pub fn run(args: Args) -> Result<()> {
     let root = workspace_root();
@@ -142,17 +152,43 @@ pub fn run(args: Args) -> Result<()> {
         println!("Start the server with `cargo run -p manager-server -- -f {CONFIG}`.");
         return Ok(());
     }
-    run_server()
+    run_server(&layout, !args.no_agents)
 }
 
-/// Builds the server and replaces this process with it, so that Ctrl-C reaches it directly.
-fn run_server() -> Result<()> {
+/// Builds the server (and agent-sim), starts the simulated agents in this terminal's process
+/// group, and replaces this process with the server, so that Ctrl-C reaches both directly.
+fn run_server(layout: &Layout, with_agents: bool) -> Result<()> {
     use std::os::unix::process::CommandExt;
 
     println!();
-    println!("==> building manager-server");
-    crate::cmd::run_inherit(crate::cargo().args(["build", "--quiet", "-p", "manager-server"]))?;
+    println!("==> building manager-server and agent-sim");
+    crate::cmd::run_inherit(crate::cargo().args([
+        "build",
+        "--quiet",
+        "-p",
+        "manager-server",
+        "-p",
+        "agent-sim",
+    ]))?;
     let binary = crate::target_dir().join("debug").join("manager-server");
+    if with_agents {
+        let log = layout.logs().join("agent-sim.log");
+        let (stdout, stderr) = crate::cmd::log_files(&log)?;
+        let agent_sim = crate::target_dir().join("debug").join("agent-sim");
+        std::process::Command::new(&agent_sim)
+            .args(["-f", SIM_AGENT_CONFIG, "--agents", &SIM_AGENTS.to_string()])
+            .current_dir(workspace_root())
+            .stdin(std::process::Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .with_context(|| format!("cannot start {}", agent_sim.display()))?;
+        println!(
+            "==> agent-sim: {SIM_AGENTS} simulated agents (i-dummy-1-0, i-dummy-1-1: 8 cores, 16 GiB \
+             each, resource group default), log in {}; Ctrl-C stops them with the server",
+            log.display()
+        );
+    }
     println!(
         "==> {} -f {CONFIG} (http://127.0.0.1:8081; Ctrl-C stops it)",
         binary.display()

@@ -9,12 +9,14 @@
 //! RPC cache of `bai-agents`) at the address and public key of its row, with the manager keypair
 //! of `[manager] rpc-auth-manager-keypair` (as the reference's `backend.ai mgr agent ping`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use bai_agent_rpc::{AgentConnection, AgentMethod, RpcClient, RpcError};
+use bai_agent_rpc::{AgentConnection, AgentMethod, AgentTarget, AgentVersion, RpcClient, RpcError};
 use bai_agents::{AgentRpcCache, AgentRpcError};
 use bai_config::{BinarySize, LoadOptions, ManagerSection};
 use bai_db_models::entities::enums::AgentStatus;
@@ -24,11 +26,13 @@ use bai_db_models::queries::agent_listing::{
 };
 use bai_etcd_store::shared_config::RedisConfig;
 use bai_redis::{AgentLastSeen, LiveDb};
+use bai_rpc_keys::{CurveKeypair, PublicKey, RpcKeyError};
 use clap::Subcommand;
 use sea_orm::prelude::{DateTimeUtc, DateTimeWithTimeZone};
 use sea_orm::{ActiveEnum, DatabaseConnection};
 use serde::Serialize;
 use serde_json::Value;
+use tokio::task::JoinSet;
 
 #[derive(Debug, Subcommand)]
 pub enum AgentCommand {
@@ -59,11 +63,30 @@ pub enum AgentCommand {
     ///
     /// Connects to the address (and CURVE public key) of the agent's row with the manager keypair
     /// of `[manager] rpc-auth-manager-keypair`; exits 1 when the agent does not answer in time.
+    /// With `--count`, a load: the pings' rate and latencies (from just before a call starts to
+    /// its answer; with `--connect-per-call` including the connection and its handshake), and
+    /// exit 1 when any failed.
     Ping {
         id: String,
         /// Seconds to wait for the connection and for the answer, each.
         #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_timeout)]
         timeout: f64,
+        /// Pings to send.
+        #[arg(long, value_name = "N", default_value_t = 1,
+              value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+        count: u64,
+        /// Pings outstanding at once.
+        #[arg(long, value_name = "K", default_value_t = 1,
+              value_parser = clap::value_parser!(u64).range(1..=4096))]
+        in_flight: u64,
+        /// Open a connection of its own for every ping (a ZeroMQ context, a socket and the
+        /// PING/PONG handshake) and close it after the answer, as the reference does for every
+        /// agent call; by default all pings share one connection.
+        #[arg(long)]
+        connect_per_call: bool,
+        /// Print one JSON object with the counts, the rate and the latencies instead.
+        #[arg(long)]
+        json: bool,
     },
     /// Call the agent's `gather_hwinfo` over RPC and print what it reports as JSON.
     Hwinfo {
@@ -92,16 +115,23 @@ pub fn run(command: AgentCommand, options: &LoadOptions) -> anyhow::Result<ExitC
     crate::block_on(async move {
         let db = bai_db_models::connect(&config.db).await?;
         match command {
-            AgentCommand::Ping { id, timeout } => {
-                let timeout = Duration::from_secs_f64(timeout);
-                let result = rpc_ping(&db, &config.manager, &id, timeout).await;
+            AgentCommand::Ping {
+                id,
+                timeout,
+                count,
+                in_flight,
+                connect_per_call,
+                json,
+            } => {
+                let load = PingLoad {
+                    count,
+                    in_flight,
+                    connect_per_call,
+                    timeout: Duration::from_secs_f64(timeout),
+                };
+                let result = ping_load(&db, &config.manager, &id, &load).await;
                 db.close().await.ok();
-                let elapsed = result?;
-                println!(
-                    "agent {id}: ping answered in {:.3} ms",
-                    elapsed.as_secs_f64() * 1000.0
-                );
-                return Ok(ExitCode::SUCCESS);
+                return print_pings(&id, &load, &result?, json);
             }
             AgentCommand::Hwinfo { id, timeout } => {
                 let timeout = Duration::from_secs_f64(timeout);
@@ -151,52 +181,285 @@ pub fn run(command: AgentCommand, options: &LoadOptions) -> anyhow::Result<ExitC
     })?
 }
 
-/// A connection to agent `id` (its row's address and public key), with the manager keypair when
-/// it loads: an agent without a public key needs none.
-async fn rpc_connection(
-    db: &DatabaseConnection,
-    manager: &ManagerSection,
-    id: &str,
-    timeout: Duration,
-) -> anyhow::Result<Arc<AgentConnection>> {
-    let keypair = bai_rpc_keys::load_keypair(&manager.rpc_auth_manager_keypair);
-    let (keypair, keypair_error) = match keypair {
-        Ok(keypair) => (Some(keypair), None),
-        Err(error) => (None, Some(error)),
-    };
-    let client = RpcClient::new(keypair).with_handshake_timeout(timeout);
-    let cache = AgentRpcCache::new(db.clone(), client);
-    match cache.get(id).await {
-        Ok(connection) => Ok(connection),
-        Err(AgentRpcError::UnknownAgent(_)) => anyhow::bail!("no agent {id:?}"),
-        Err(AgentRpcError::Rpc(RpcError::NoManagerKeypair { .. })) => {
-            let reason = keypair_error.map_or_else(String::new, |error| format!(": {error}"));
-            anyhow::bail!(
-                "agent {id} requires CURVE, and the manager keypair \
-                 ([manager] rpc-auth-manager-keypair = {}) cannot be loaded{reason}",
-                manager.rpc_auth_manager_keypair.display()
-            )
+/// The manager keypair of `[manager] rpc-auth-manager-keypair`, or why it did not load: only an
+/// agent with a public key needs it.
+struct ManagerKeys {
+    keypair: Option<CurveKeypair>,
+    error: Option<RpcKeyError>,
+    path: PathBuf,
+}
+
+impl ManagerKeys {
+    fn load(manager: &ManagerSection) -> ManagerKeys {
+        let path = manager.rpc_auth_manager_keypair.clone();
+        match bai_rpc_keys::load_keypair(&path) {
+            Ok(keypair) => ManagerKeys {
+                keypair: Some(keypair),
+                error: None,
+                path,
+            },
+            Err(error) => ManagerKeys {
+                keypair: None,
+                error: Some(error),
+                path,
+            },
         }
-        Err(error) => Err(error.into()),
+    }
+
+    /// A client of its own: a ZeroMQ context, the keypair and the handshake timeout.
+    fn client(&self, timeout: Duration) -> RpcClient {
+        RpcClient::new(self.keypair.clone()).with_handshake_timeout(timeout)
+    }
+
+    /// `error` for people: an unknown agent by its id, a CURVE agent without a usable manager
+    /// keypair with the keypair's file and why it did not load.
+    fn explain(&self, id: &str, error: AgentRpcError) -> anyhow::Error {
+        match error {
+            AgentRpcError::UnknownAgent(_) => anyhow::anyhow!("no agent {id:?}"),
+            AgentRpcError::Rpc(RpcError::NoManagerKeypair { .. }) => {
+                let reason = self
+                    .error
+                    .as_ref()
+                    .map_or_else(String::new, |error| format!(": {error}"));
+                anyhow::anyhow!(
+                    "agent {id} requires CURVE, and the manager keypair \
+                     ([manager] rpc-auth-manager-keypair = {}) cannot be loaded{reason}",
+                    self.path.display()
+                )
+            }
+            error => error.into(),
+        }
     }
 }
 
-/// `ping` on agent `id`: the round trip time of the call (the connection made before it).
-async fn rpc_ping(
+/// A connection to agent `id` through the RPC cache (its row's address and public key), as the
+/// manager makes them.
+async fn rpc_connection(
+    db: &DatabaseConnection,
+    keys: &ManagerKeys,
+    id: &str,
+    timeout: Duration,
+) -> anyhow::Result<Arc<AgentConnection>> {
+    let cache = AgentRpcCache::new(db.clone(), keys.client(timeout));
+    cache.get(id).await.map_err(|error| keys.explain(id, error))
+}
+
+/// What `agent ping` sends.
+#[derive(Debug)]
+struct PingLoad {
+    count: u64,
+    in_flight: u64,
+    connect_per_call: bool,
+    /// For the connection and for the answer, each.
+    timeout: Duration,
+}
+
+/// What a [`PingLoad`] measured.
+#[derive(Debug, Serialize)]
+struct PingReport {
+    agent: String,
+    count: u64,
+    in_flight: u64,
+    connect_per_call: bool,
+    /// Whether the agent's row has a public key (the connections use CURVE).
+    curve: bool,
+    ok: u64,
+    errors: u64,
+    /// From the first call to the last answer.
+    seconds: f64,
+    /// Answered pings per second.
+    per_second: f64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+    max_ms: Option<f64>,
+    first_error: Option<String>,
+}
+
+/// How each ping of a load reaches the agent.
+enum Pinger {
+    /// On the one connection of the RPC cache, shared by every call, as the manager calls agents.
+    Shared(Arc<AgentConnection>),
+    /// On a connection of its own (client, socket and handshake), made from the agent's row and
+    /// closed after the answer, as the reference calls agents.
+    PerCall {
+        keys: Box<ManagerKeys>,
+        target: AgentTarget,
+        version: AgentVersion,
+    },
+}
+
+impl Pinger {
+    /// One `ping` of agent `id`, which echoes the id: the time from just before the call (or its
+    /// connection) to the answer.
+    async fn ping(&self, id: &str, timeout: Duration) -> anyhow::Result<Duration> {
+        let started = Instant::now();
+        let answer = match self {
+            Pinger::Shared(connection) => connection.ping(id, Some(timeout)).await?,
+            Pinger::PerCall {
+                keys,
+                target,
+                version,
+            } => {
+                let connection = keys
+                    .client(timeout)
+                    .connect(target)
+                    .await
+                    .map_err(|error| keys.explain(id, error.into()))?;
+                AgentConnection::new(connection, version.clone())
+                    .ping(id, Some(timeout))
+                    .await?
+            }
+        };
+        let elapsed = started.elapsed();
+        anyhow::ensure!(
+            answer == id,
+            "agent {id}: ping answered {answer:?}, not the {id:?} it was sent"
+        );
+        Ok(elapsed)
+    }
+}
+
+/// Sends `load.count` pings to agent `id`, `load.in_flight` outstanding at once: that many workers
+/// each send their next ping when the previous one is answered.
+async fn ping_load(
     db: &DatabaseConnection,
     manager: &ManagerSection,
     id: &str,
-    timeout: Duration,
-) -> anyhow::Result<Duration> {
-    let connection = rpc_connection(db, manager, id, timeout).await?;
+    load: &PingLoad,
+) -> anyhow::Result<PingReport> {
+    let row = agent_listing::by_id(db, id, &AgentScope::default())
+        .await?
+        .with_context(|| format!("no agent {id:?}"))?;
+    let curve = row.public_key.as_deref().is_some_and(|key| !key.is_empty());
+    let keys = ManagerKeys::load(manager);
+    let pinger = if load.connect_per_call {
+        let public_key =
+            match row.public_key.as_deref() {
+                None | Some("") => None,
+                Some(text) => Some(PublicKey::from_z85(text).map_err(|source| {
+                    AgentRpcError::BadPublicKey {
+                        agent: id.to_owned(),
+                        source,
+                    }
+                })?),
+            };
+        Pinger::PerCall {
+            keys: Box::new(keys),
+            target: AgentTarget {
+                agent_id: id.to_owned(),
+                addr: row.addr,
+                public_key,
+            },
+            version: AgentVersion::parse(&row.version),
+        }
+    } else {
+        Pinger::Shared(rpc_connection(db, &keys, id, load.timeout).await?)
+    };
+    let pinger = Arc::new(pinger);
+    let next = Arc::new(AtomicU64::new(0));
+    let first_error = Arc::new(OnceLock::new());
     let started = Instant::now();
-    let answer = connection.ping(id, Some(timeout)).await?;
-    let elapsed = started.elapsed();
-    anyhow::ensure!(
-        answer == id,
-        "agent {id}: ping answered {answer:?}, not the {id:?} it was sent"
-    );
-    Ok(elapsed)
+    let mut workers = JoinSet::new();
+    for _ in 0..load.in_flight.min(load.count) {
+        let (pinger, next, first_error) = (pinger.clone(), next.clone(), first_error.clone());
+        let (id, count, timeout) = (id.to_owned(), load.count, load.timeout);
+        workers.spawn(async move {
+            let (mut latencies, mut errors) = (Vec::new(), 0);
+            while next.fetch_add(1, Ordering::Relaxed) < count {
+                match pinger.ping(&id, timeout).await {
+                    Ok(latency) => latencies.push(latency.as_secs_f64() * 1000.0),
+                    Err(error) => {
+                        errors += 1;
+                        // Only the first one is kept.
+                        let _ = first_error.set(format!("{error:#}"));
+                    }
+                }
+            }
+            (latencies, errors)
+        });
+    }
+    let (mut latencies, mut errors) = (Vec::new(), 0);
+    while let Some(done) = workers.join_next().await {
+        let (more, failed) = done.context("a ping worker died")?;
+        latencies.extend(more);
+        errors += failed;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let ok = latencies.len() as u64;
+    Ok(PingReport {
+        agent: id.to_owned(),
+        count: load.count,
+        in_flight: load.in_flight,
+        connect_per_call: load.connect_per_call,
+        curve,
+        ok,
+        errors,
+        seconds,
+        per_second: if seconds > 0.0 {
+            ok as f64 / seconds
+        } else {
+            0.0
+        },
+        p50_ms: percentile(&latencies, 50.0),
+        p99_ms: percentile(&latencies, 99.0),
+        max_ms: latencies.last().copied(),
+        first_error: Arc::into_inner(first_error).and_then(OnceLock::into_inner),
+    })
+}
+
+/// The nearest-rank percentile `p` (0-100) of `sorted`.
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p / 100.0 * sorted.len() as f64).ceil() as usize;
+    Some(sorted[rank.clamp(1, sorted.len()) - 1])
+}
+
+/// Prints `report`: one ping as before (`ping answered in`), a load as one summary line, or JSON;
+/// the first error, if any, becomes the command's error (exit 1).
+fn print_pings(
+    id: &str,
+    load: &PingLoad,
+    report: &PingReport,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    if json {
+        println!("{}", serde_json::to_string(report)?);
+    } else if load.count == 1 {
+        if let Some(latency) = report.max_ms {
+            println!("agent {id}: ping answered in {latency:.3} ms");
+        }
+    } else {
+        println!("{}", summary(report));
+    }
+    match &report.first_error {
+        Some(error) => anyhow::bail!("{error}"),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+/// `agent X: 10000 pings, 64 in flight, one connection: 25310/s, p50 2.10 ms, ...`.
+fn summary(report: &PingReport) -> String {
+    let ms = |value: Option<f64>| value.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.2} ms"));
+    format!(
+        "agent {}: {} pings, {} in flight, {}: {:.0}/s, p50 {}, p99 {}, max {}, {} error{}",
+        report.agent,
+        report.count,
+        report.in_flight,
+        if report.connect_per_call {
+            "a connection per call"
+        } else {
+            "one connection"
+        },
+        report.per_second,
+        ms(report.p50_ms),
+        ms(report.p99_ms),
+        ms(report.max_ms),
+        report.errors,
+        if report.errors == 1 { "" } else { "s" },
+    )
 }
 
 /// `gather_hwinfo` on agent `id`, as JSON.
@@ -206,7 +469,7 @@ async fn rpc_hwinfo(
     id: &str,
     timeout: Duration,
 ) -> anyhow::Result<Value> {
-    let connection = rpc_connection(db, manager, id, timeout).await?;
+    let connection = rpc_connection(db, &ManagerKeys::load(manager), id, timeout).await?;
     let hwinfo = connection
         .invoke_with_timeout(
             AgentMethod::GatherHwinfo,
@@ -417,5 +680,52 @@ impl<'a> AgentJson<'a> {
                 .map(|entry| entry.at)
                 .filter(|at| at.is_finite()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let sorted: Vec<f64> = (1..=200).map(f64::from).collect();
+        assert_eq!(percentile(&sorted, 50.0), Some(100.0));
+        assert_eq!(percentile(&sorted, 99.0), Some(198.0));
+        assert_eq!(percentile(&sorted, 100.0), Some(200.0));
+        assert_eq!(percentile(&[7.0], 99.0), Some(7.0));
+        assert_eq!(percentile(&[], 50.0), None);
+    }
+
+    #[test]
+    fn summary_names_the_pattern_and_the_figures() {
+        let mut report = PingReport {
+            agent: "i-a".to_owned(),
+            count: 10_000,
+            in_flight: 64,
+            connect_per_call: false,
+            curve: false,
+            ok: 10_000,
+            errors: 0,
+            seconds: 0.4,
+            per_second: 25_310.4,
+            p50_ms: Some(2.1),
+            p99_ms: Some(4.0),
+            max_ms: Some(9.84),
+            first_error: None,
+        };
+        assert_eq!(
+            summary(&report),
+            "agent i-a: 10000 pings, 64 in flight, one connection: 25310/s, p50 2.10 ms, \
+             p99 4.00 ms, max 9.84 ms, 0 errors"
+        );
+        report.connect_per_call = true;
+        report.errors = 1;
+        (report.p50_ms, report.p99_ms, report.max_ms) = (None, None, None);
+        assert_eq!(
+            summary(&report),
+            "agent i-a: 10000 pings, 64 in flight, a connection per call: 25310/s, p50 -, \
+             p99 -, max -, 1 error"
+        );
     }
 }

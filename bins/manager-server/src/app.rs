@@ -16,10 +16,11 @@ use bai_agent_rpc::RpcClient;
 use bai_agents::{AgentRegistry, AgentRpcCache, UnknownGroupWarnings};
 use bai_api::ApiContext;
 use bai_config::ManagerConfig;
-use bai_events::{ConsumerOptions, Handlers, MANAGER_GROUP};
+use bai_events::{ConsumerOptions, EventProducer, Handlers, MANAGER_GROUP};
 use bai_redis::StreamDb;
 use bai_rpc_keys::CurveKeypair;
 use bai_server::{Criticality, Tasks};
+use bai_sessions::{Lifecycle, Scheduler, Starter};
 use bai_stores::{Stores, StoresError};
 use tower::Layer;
 
@@ -85,6 +86,11 @@ impl bai_server::App for Manager {
                     return Err(StoresError::Etcd(error));
                 }
             }
+            // Occupancy follows the kernels, whatever a previous process left behind.
+            match bai_sessions::recompute_agent_occupancy(&stores.db).await {
+                Ok(agents) => tracing::debug!("recomputed the occupancy of {agents} agents"),
+                Err(error) => tracing::warn!("cannot recompute the agents' occupancy: {error}"),
+            }
         }
         // The worker's agent RPC connections: its registry drops those of agents that moved.
         let agent_rpc = Arc::new(AgentRpcCache::new(
@@ -95,8 +101,43 @@ impl bai_server::App for Manager {
             AgentRegistry::new(&stores, Arc::clone(&self.unknown_group_warnings))
                 .with_rpc_cache(Arc::clone(&agent_rpc)),
         );
+        let lifecycle = Arc::new(Lifecycle::new(
+            stores.db.clone(),
+            EventProducer::new(stores.redis.stream.clone()),
+            stores.redis.stat.clone(),
+        ));
+        let (triggers, bursts) = bai_sessions::triggers();
         let mut handlers = Handlers::default();
         bai_agents::handlers(&registry, &mut handlers);
+        bai_sessions::handlers(&lifecycle, &mut handlers);
+        bai_sessions::trigger_handlers(&triggers, &mut handlers);
+        let producer = EventProducer::new(stores.redis.stream.clone());
+        let scheduler = Scheduler::new(
+            stores.db.clone(),
+            stores.etcd.clone(),
+            stores.redis.stat.clone(),
+            producer.clone(),
+            self.config
+                .manager
+                .agent_selection_resource_priority
+                .clone(),
+        );
+        let starter = Starter::new(
+            stores.db.clone(),
+            stores.etcd.clone(),
+            producer,
+            Arc::clone(&agent_rpc),
+        );
+        // Worker 0 keeps the timers (one per node); every worker runs rounds on its events.
+        let timers = index == 0;
+        tasks.spawn(
+            "session-dispatcher",
+            Criticality::Essential,
+            move |shutdown| async move {
+                bai_sessions::run_dispatcher(scheduler, starter, bursts, timers, shutdown).await;
+                Ok::<(), Infallible>(())
+            },
+        );
         let options = ConsumerOptions::new(
             MANAGER_GROUP,
             bai_events::consumer_name(&self.config.manager.id, INSTALLATION, index),

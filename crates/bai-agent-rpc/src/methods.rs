@@ -296,19 +296,21 @@ impl AgentConnection {
             .await
     }
 
-    /// `create_kernels(session_id, [kernel_id], [KernelCreationConfig], ClusterInfo)`.
+    /// `create_kernels(session_id, [kernel_id], [KernelCreationConfig], ClusterInfo)`. The
+    /// reference waits without limit (pulling an image may take long); `timeout` bounds the wait.
     pub async fn create_kernels(
         &self,
         session_id: &str,
         kernel_ids: &[String],
         configs: Vec<Value>,
         cluster_info: Value,
+        timeout: Option<Duration>,
     ) -> Result<Value, RpcError> {
         let ids = kernel_ids
             .iter()
             .map(|id| Value::from(id.as_str()))
             .collect();
-        self.invoke(
+        self.invoke_with_timeout(
             AgentMethod::CreateKernels,
             vec![
                 Value::from(session_id),
@@ -317,6 +319,7 @@ impl AgentConnection {
                 cluster_info,
             ],
             Vec::new(),
+            timeout,
         )
         .await
     }

@@ -211,24 +211,6 @@ async fn with_curve_the_right_keys_connect_and_a_wrong_agent_key_fails_the_hands
     assert!(matches!(error, RpcError::NeedsCurve { .. }), "{error:?}");
 }
 
-/// JSON as a msgpack value, for the kernel configuration below.
-fn msgpack(json: &serde_json::Value) -> Value {
-    match json {
-        serde_json::Value::Null => Value::Nil,
-        serde_json::Value::Bool(flag) => Value::from(*flag),
-        serde_json::Value::Number(number) => number
-            .as_i64()
-            .map_or_else(|| Value::from(number.as_f64().unwrap_or(0.0)), Value::from),
-        serde_json::Value::String(text) => Value::from(text.as_str()),
-        serde_json::Value::Array(items) => Value::Array(items.iter().map(msgpack).collect()),
-        serde_json::Value::Object(map) => Value::Map(
-            map.iter()
-                .map(|(key, value)| (Value::from(key.as_str()), msgpack(value)))
-                .collect(),
-        ),
-    }
-}
-
 /// Waits for the agent's `name` event about `kernel_id` on the stream.
 async fn kernel_event(stream: &StreamDb, name: &str, kernel_id: Uuid) -> Event {
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -297,8 +279,9 @@ async fn a_kernel_created_on_the_real_agent_starts_logs_and_terminates_on_the_ev
         .create_kernels(
             &session_id.to_string(),
             &[kernel_id.to_string()],
-            vec![msgpack(&config)],
-            msgpack(&cluster_info),
+            vec![bai_events::to_value(&config)],
+            bai_events::to_value(&cluster_info),
+            Some(Duration::from_secs(60)),
         )
         .await
         .unwrap_or_else(|error| panic!("{error}; agent log:\n{}", agent.log()));

@@ -28,12 +28,19 @@ pub enum ErrorKind {
     GraphQlError,
     RateLimitExceeded,
     ServerFrozen,
+    SessionAlreadyExists,
+    QuotaExceeded,
+    TooManySessionsMatched,
 }
 
 impl ErrorKind {
     pub fn status(self) -> StatusCode {
         match self {
-            Self::UrlNotFound | Self::ObjectNotFound(_) => StatusCode::NOT_FOUND,
+            Self::UrlNotFound | Self::ObjectNotFound(_) | Self::TooManySessionsMatched => {
+                StatusCode::NOT_FOUND
+            }
+            Self::SessionAlreadyExists => StatusCode::BAD_REQUEST,
+            Self::QuotaExceeded => StatusCode::PRECONDITION_FAILED,
             Self::GenericBadRequest
             | Self::InvalidCredentials
             | Self::InvalidAuthParameters
@@ -72,6 +79,9 @@ impl ErrorKind {
             Self::GraphQlError => "graphql-error",
             Self::RateLimitExceeded => "rate-limit-exceeded",
             Self::ServerFrozen => "server-frozen",
+            Self::SessionAlreadyExists => "session-already-exists",
+            Self::QuotaExceeded => "quota-exceeded",
+            Self::TooManySessionsMatched => "too-many-sessions-matched",
         }
     }
 
@@ -98,6 +108,11 @@ impl ErrorKind {
             Self::ServerFrozen => {
                 "The server is frozen due to maintenance. Please try again later.".into()
             }
+            Self::SessionAlreadyExists => {
+                "The session already exists but you requested not to reuse existing one.".into()
+            }
+            Self::QuotaExceeded => "You have reached your resource limit.".into(),
+            Self::TooManySessionsMatched => "Too many sessions matched.".into(),
         }
     }
 

@@ -14,6 +14,7 @@
 //! services     registry    container-registry scanner (bai-registry-scanner)
 //!              scheduler   resource slots, quota headroom (bai-scheduler)
 //!              agents      the agent registry: heartbeats, status, lost check (bai-agents)
+//!              sessions    the session lifecycle: kernel events, status rules (bai-sessions)
 //! peers        agent_sim   simulated agents for tests and load (bai-agent-sim)
 //! api          api         the HTTP API as an axum `Router` over an `ApiContext` (bai-api)
 //! runtime      server      the manager's process runtime: workers, signals, TLS (bai-server)
@@ -40,4 +41,5 @@ pub use bai_registry_scanner as registry;
 pub use bai_rpc_keys as rpc_keys;
 pub use bai_scheduler as scheduler;
 pub use bai_server as server;
+pub use bai_sessions as sessions;
 pub use bai_stores as stores;

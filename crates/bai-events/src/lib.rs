@@ -26,5 +26,6 @@ pub use catalogue::{
     VolumeUnmount,
 };
 pub use coalesce::{Coalesced, Trigger, coalescing};
-/// A msgpack value (an event's or an RPC answer's) as JSON.
-pub use json::to_json;
+/// A msgpack value (an event's or an RPC answer's) as JSON, and JSON as a msgpack value (what we
+/// send: an RPC's arguments).
+pub use json::{to_json, to_value};

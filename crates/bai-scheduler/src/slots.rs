@@ -202,6 +202,58 @@ impl Slots {
     }
 }
 
+/// What an agent allocated to a kernel (`kernel_started`'s `resource_spec.allocations`,
+/// `{device: {slot: {device_id: amount}}}`) as one amount per slot, summed over the devices (the
+/// reference's `convert_resource_spec_to_resource_slot`). An amount is a decimal, an integer, or a
+/// text ending in a binary-size unit (`"1g"`); a slot several devices report keeps the last sum.
+pub fn allocated_slots(allocations: &serde_json::Value) -> Result<Slots, String> {
+    let devices = allocations
+        .as_object()
+        .ok_or_else(|| format!("allocations are not a map: {allocations}"))?;
+    let mut slots = Slots::default();
+    for (device, by_slot) in devices {
+        let by_slot = by_slot
+            .as_object()
+            .ok_or_else(|| format!("allocations of device {device:?} are not a map"))?;
+        for (slot, by_device_id) in by_slot {
+            let by_device_id = by_device_id
+                .as_object()
+                .ok_or_else(|| format!("allocations of slot {slot:?} are not a map"))?;
+            let mut total = zero();
+            for amount in by_device_id.values() {
+                total = plus(total, allocated_amount(slot, amount)?);
+            }
+            slots.set(slot, total);
+        }
+    }
+    Ok(slots)
+}
+
+/// One device's share of a slot: a binary size when the text ends in a size unit, else a decimal.
+fn allocated_amount(slot: &str, amount: &serde_json::Value) -> Result<SlotAmount, String> {
+    let bad = || format!("allocation {amount} of slot {slot:?} is not an amount");
+    let text = match amount {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Number(number) => number.to_string(),
+        _ => return Err(bad()),
+    };
+    let has_unit = text
+        .chars()
+        .last()
+        .is_some_and(|unit| "kmgtpezy".contains(unit.to_ascii_lowercase()));
+    if has_unit {
+        return match bai_config::parse_binary_size(&text).map_err(|_| bad())? {
+            bai_config::BinarySizeValue::Bytes(bytes) => {
+                rust_decimal::Decimal::try_from_i128_with_scale(bytes, 0)
+                    .map(SlotAmount::Finite)
+                    .map_err(|_| bad())
+            }
+            bai_config::BinarySizeValue::Infinite => Ok(SlotAmount::Infinity),
+        };
+    }
+    text.parse().map_err(|_| bad())
+}
+
 /// `min(a, b)` as Python picks it: `a` unless `b` is strictly smaller.
 pub fn min_first(a: SlotAmount, b: SlotAmount) -> SlotAmount {
     if b < a { b } else { a }
@@ -239,8 +291,9 @@ fn plus(a: SlotAmount, b: SlotAmount) -> SlotAmount {
     }
 }
 
-/// A count from a policy: quantized to three decimal places (half-even), trailing zeros dropped.
-fn normalize_count(amount: SlotAmount) -> SlotAmount {
+/// A count (from a policy or a user): quantized to three decimal places (half-even), trailing zeros
+/// dropped.
+pub(crate) fn normalize_count(amount: SlotAmount) -> SlotAmount {
     match amount {
         SlotAmount::Finite(value) => SlotAmount::Finite(value.round_dp(3).normalize()),
         infinite => infinite,
@@ -254,7 +307,39 @@ mod tests {
     use bai_etcd_store::{ConfigNode, ConfigTree};
     use serde_json::json;
 
-    use super::{KnownSlots, SlotAmount, Slots, min_first};
+    use super::{KnownSlots, SlotAmount, Slots, allocated_slots, min_first};
+
+    #[test]
+    fn allocations_add_up_per_slot_over_devices() {
+        let allocated = allocated_slots(&json!({
+            "cpu": {"cpu": {"0": "1", "1": "0.5"}},
+            "mem": {"mem": {"root": "1g"}},
+            "cuda": {"cuda.shares": {"0": 0.25, "1": 1}},
+        }))
+        .expect("allocations");
+        let as_text: Vec<(String, String)> = allocated
+            .iter()
+            .map(|(slot, amount)| (slot.to_owned(), amount.to_string()))
+            .collect();
+        assert_eq!(
+            as_text,
+            vec![
+                ("cpu".to_owned(), "1.5".to_owned()),
+                ("cuda.shares".to_owned(), "1.25".to_owned()),
+                ("mem".to_owned(), "1073741824".to_owned()),
+            ]
+        );
+        assert!(
+            allocated_slots(&json!({}))
+                .expect("none")
+                .iter()
+                .next()
+                .is_none()
+        );
+        let error = allocated_slots(&json!({"cpu": {"cpu": {"0": "lots"}}})).expect_err("bad");
+        assert!(error.contains("\"cpu\""), "{error}");
+        assert!(allocated_slots(&json!([1])).is_err());
+    }
 
     fn resource_slot(value: serde_json::Value) -> ResourceSlot {
         ResourceSlot::from_json(&value).expect("slots")

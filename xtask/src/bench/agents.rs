@@ -17,20 +17,19 @@
 //! - the server's CPU (utime + stime of its process tree, all threads) in cores over the window,
 //!   its VmRSS and VmHWM at the end; agent-sim's and the Redis server's CPU for context.
 //!
-//! The Redis is private (a `redis-server` on a free port, no password, no persistence) because the
-//! stream key and the database numbers are fixed by the protocol: another manager on the
-//! halfstack's Redis would take a share of the heartbeats. One table compares the two servers;
-//! without a reference it holds ours alone, and every server is checked against the targets of
-//! the issue (p99 lag under 100 ms, less than one core, the group keeping up).
+//! The Redis is private ([`PrivateRedis`]): another manager on the halfstack's Redis would take a
+//! share of the heartbeats. One table compares the two servers; without a reference it holds ours
+//! alone, and every server is checked against the targets of the issue (p99 lag under 100 ms,
+//! less than one core, the group keeping up).
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 
+use super::peers::{AgentSim, AgentToml, PrivateRedis, agent_config};
 use super::server::{Deployment, RunningServer, Server, reference_env, reference_python};
 use super::{Scratch, build_release};
 use crate::{apt, cmd, consts, sys};
@@ -78,8 +77,8 @@ const REFERENCE_PORT: u16 = 8093;
 /// Agent ids are `{prefix}-{i}`; the probes' prefix is what the lag query selects.
 const LOAD_PREFIX: &str = "i-load";
 const PROBE_PREFIX: &str = "i-probe";
-/// First RPC port of the load agents and of the probes (the simulator binds none of them; they
-/// only have to differ between agents, as their `addr` column).
+/// First RPC port of the load agents and of the probes; agent-sim listens on one port per agent,
+/// counting up from these.
 const LOAD_RPC_PORT: u16 = 20_000;
 const PROBE_RPC_PORT: u16 = 42_000;
 /// How often the lag poller reads the probes' rows.
@@ -90,10 +89,6 @@ const POLL_EVERY: Duration = Duration::from_millis(2);
 /// says how many agents it had made ALIVE.
 const WARMUP_TIMEOUT: Duration = Duration::from_secs(60);
 const WARMUP_INTERVALS: f64 = 20.0;
-/// How long the private Redis may take to answer `PING`.
-const REDIS_READY_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long agent-sim and Redis may take to exit after SIGTERM.
-const STOP_TIMEOUT: Duration = Duration::from_secs(20);
 /// The issue's targets: p99 lag in ms and server CPU in cores.
 const TARGET_P99_MS: f64 = 100.0;
 const TARGET_CORES: f64 = 1.0;
@@ -266,24 +261,9 @@ fn measure(
         .context("step: start the private redis-server")?;
     let deployment = Deployment::prepare(scratch, &tools.cli, server, num_proc)
         .context("step: prepare the database and the etcd namespace")?;
-    let redis_addr = format!("{}:{}", consts::HOST, redis.port);
-    let etcd = |args: &[&str]| {
-        cmd::run(
-            Command::new(&tools.cli)
-                .arg("-f")
-                .arg(&deployment.config)
-                .arg("etcd")
-                .args(args),
-        )
-    };
-    etcd(&["put", "config/redis/addr", &redis_addr])
-        .and_then(|_| etcd(&["delete", "config/redis/password"]))
+    redis
+        .serve_deployment(&tools.cli, &deployment.config, server.label)
         .context("step: point config/redis at the private Redis")?;
-    println!(
-        "==> {}: config/redis/addr = {redis_addr} (private redis-server, pid {})",
-        server.label,
-        redis.child.id()
-    );
 
     let mut running = RunningServer::start(scratch, server, &deployment.config)
         .context("step: start the server")?;
@@ -295,21 +275,22 @@ fn measure(
         .with_context(|| format!("step: connect to {url}"))?;
 
     let namespace = &deployment.namespace;
+    let agent_toml = |prefix, rpc_port| AgentToml {
+        namespace,
+        prefix,
+        rpc_port,
+        interval: args.interval,
+        curve: None,
+    };
     let load_config = agent_config(
         scratch,
         server.label,
-        namespace,
-        LOAD_PREFIX,
-        LOAD_RPC_PORT,
-        args.interval,
+        &agent_toml(LOAD_PREFIX, LOAD_RPC_PORT),
     )?;
     let probe_config = agent_config(
         scratch,
         server.label,
-        namespace,
-        PROBE_PREFIX,
-        PROBE_RPC_PORT,
-        args.interval,
+        &agent_toml(PROBE_PREFIX, PROBE_RPC_PORT),
     )?;
     let total = args.agents + args.probes;
     println!(
@@ -320,22 +301,22 @@ fn measure(
     let warmup_started = Instant::now();
     let mut load = AgentSim::start(
         scratch,
-        tools,
+        &tools.agent_sim,
         server.label,
         "load",
         &load_config,
         args.agents,
-        false,
+        &[],
     )
     .context("step: start agent-sim (load)")?;
     let mut probes = AgentSim::start(
         scratch,
-        tools,
+        &tools.agent_sim,
         server.label,
         "probes",
         &probe_config,
         args.probes,
-        true,
+        &["--stamp-version"],
     )
     .context("step: start agent-sim (probes)")?;
 
@@ -647,205 +628,6 @@ fn clock_ticks_per_second() -> Result<f64> {
         .trim()
         .parse()
         .with_context(|| format!("getconf CLK_TCK: {output:?} is not a number"))
-}
-
-/// Writes the agent.toml of one agent-sim process: configs/agent/dummy-agent.toml with the
-/// benchmark's namespace, id prefix, RPC port and heartbeat interval.
-fn agent_config(
-    scratch: &Scratch,
-    label: &str,
-    namespace: &str,
-    prefix: &str,
-    rpc_port: u16,
-    interval: f64,
-) -> Result<PathBuf> {
-    let template = crate::workspace_root().join("configs/agent/dummy-agent.toml");
-    let mut text = std::fs::read_to_string(&template)
-        .with_context(|| format!("cannot read {}", template.display()))?;
-    let replacements = [
-        (
-            "namespace = \"local\"".to_owned(),
-            format!("namespace = \"{namespace}\""),
-        ),
-        (
-            "id = \"i-dummy-1\"".to_owned(),
-            format!("id = \"{prefix}\""),
-        ),
-        (
-            "rpc-listen-addr = { host = \"127.0.0.1\", port = 6001 }".to_owned(),
-            format!("rpc-listen-addr = {{ host = \"127.0.0.1\", port = {rpc_port} }}"),
-        ),
-        (
-            "heartbeat-interval = 3.0".to_owned(),
-            format!("heartbeat-interval = {interval:?}"),
-        ),
-    ];
-    for (from, to) in &replacements {
-        if !text.contains(from.as_str()) {
-            bail!(
-                "{} no longer holds `{from}`; update the benchmark",
-                template.display()
-            );
-        }
-        text = text.replace(from.as_str(), to);
-    }
-    let config = scratch.0.join(format!("{label}-{prefix}.toml"));
-    std::fs::write(&config, text).with_context(|| format!("cannot write {}", config.display()))?;
-    Ok(config)
-}
-
-/// An agent-sim process, its output in a log file; stopped on drop.
-#[derive(Debug)]
-struct AgentSim {
-    what: String,
-    child: Child,
-    log: PathBuf,
-    stopped: bool,
-}
-
-impl AgentSim {
-    fn start(
-        scratch: &Scratch,
-        tools: &Tools,
-        label: &str,
-        role: &str,
-        config: &Path,
-        agents: u64,
-        stamp_version: bool,
-    ) -> Result<Self> {
-        let log = scratch.0.join(format!("{label}-agent-sim-{role}.log"));
-        let (stdout, stderr) = cmd::log_files(&log)?;
-        let mut command = Command::new(&tools.agent_sim);
-        command
-            .arg("-f")
-            .arg(config)
-            .args(["--agents", &agents.to_string()]);
-        if stamp_version {
-            command.arg("--stamp-version");
-        }
-        command
-            .current_dir(&scratch.0)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
-        Ok(AgentSim {
-            what: format!("agent-sim ({role}) of the {label} run"),
-            child,
-            log,
-            stopped: false,
-        })
-    }
-
-    /// An error with its log when it has exited.
-    fn check_running(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            self.stopped = true;
-            bail!(
-                "{} exited ({status})\n{}",
-                self.what,
-                cmd::log_tail(&self.log)
-            );
-        }
-        Ok(())
-    }
-
-    /// SIGTERM (each agent says goodbye), SIGKILL after [`STOP_TIMEOUT`].
-    fn stop(&mut self) -> Result<()> {
-        if self.stopped {
-            return Ok(());
-        }
-        self.stopped = true;
-        let result = sys::terminate(self.child.id(), &self.what, STOP_TIMEOUT);
-        let _ = self.child.wait();
-        result
-    }
-}
-
-impl Drop for AgentSim {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
-}
-
-/// A `redis-server` of the benchmark alone: a free port on the halfstack host, no password, no
-/// persistence; stopped on drop.
-#[derive(Debug)]
-struct PrivateRedis {
-    port: u16,
-    child: Child,
-    stopped: bool,
-}
-
-impl PrivateRedis {
-    fn start(scratch: &Scratch, label: &str) -> Result<Self> {
-        let port = TcpListener::bind((consts::HOST, 0))
-            .and_then(|listener| listener.local_addr())
-            .context("cannot find a free port")?
-            .port();
-        let dir = scratch.0.join(format!("{label}-redis"));
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
-        let log = scratch.0.join(format!("{label}-redis.log"));
-        let (stdout, stderr) = cmd::log_files(&log)?;
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", &port.to_string()])
-            .args(["--bind", consts::HOST])
-            .args(["--save", ""])
-            .args(["--appendonly", "no"])
-            .args(["--daemonize", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        println!("==> {label}: private Redis: {}", cmd::display(&command));
-        let child = command
-            .spawn()
-            .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
-        let mut redis = PrivateRedis {
-            port,
-            child,
-            stopped: false,
-        };
-        let ready = sys::wait_until(REDIS_READY_TIMEOUT, || {
-            if let Some(status) = redis.child.try_wait()? {
-                redis.stopped = true;
-                bail!("redis-server exited ({status})\n{}", cmd::log_tail(&log));
-            }
-            Ok(cmd::probe(
-                Command::new("redis-cli").args([
-                    "-h",
-                    consts::HOST,
-                    "-p",
-                    &port.to_string(),
-                    "ping",
-                ]),
-                Duration::from_secs(2),
-            )
-            .is_some_and(|out| out.trim() == "PONG"))
-        })?;
-        if !ready {
-            bail!(
-                "redis-server on port {port} did not answer PING within {REDIS_READY_TIMEOUT:?}\n{}",
-                cmd::log_tail(&log)
-            );
-        }
-        Ok(redis)
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        if !self.stopped {
-            self.stopped = true;
-            let _ = sys::terminate(self.child.id(), "the private redis-server", STOP_TIMEOUT);
-            let _ = self.child.wait();
-        }
-    }
 }
 
 /// `12.3`, or `-` for nothing.

@@ -5,7 +5,9 @@
 //! an optional per-run preparation. [`measure`] runs hyperfine on them and prints the table, so a
 //! new case (`bench etcd-put`, ...) is one subcommand variant and one function building commands.
 //! `bench server` is the exception: it load-tests running HTTP servers with wrk ([`server`]), and
-//! so is `bench agents`: simulated agents heartbeating against a running server ([`agents`]).
+//! so are `bench agents`: simulated agents heartbeating against a running server ([`agents`]),
+//! and `bench rpc`: `manager-cli agent ping` loads against simulated agents ([`rpc`]); the last
+//! two share the private Redis and the agent-sim processes of [`peers`].
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,7 +20,9 @@ use crate::halfstack::etcd;
 use crate::{apt, consts, venv};
 
 mod agents;
+mod peers;
 mod rescan;
+mod rpc;
 mod server;
 mod sign;
 
@@ -43,6 +47,10 @@ enum Case {
     /// on a fresh database, etcd namespace and private Redis: heartbeats handled per second, lag
     /// from XADD to the database (p50/p99), the server's CPU and memory.
     Agents(agents::Args),
+    /// Agent RPC `ping` against `agent-sim`, with and without CURVE: round trips per second and
+    /// p50/p99 latency of one connection with many calls in flight (ours), against a connection
+    /// per call (the reference's pattern, run by our own client in the same run).
+    Rpc(rpc::Args),
 }
 
 /// The cases that time CLI commands with hyperfine.
@@ -114,6 +122,7 @@ pub fn run(args: Args) -> Result<()> {
         Case::Server(args) => server::run(args),
         Case::Rescan(args) => rescan::run(args),
         Case::Agents(args) => agents::run(args),
+        Case::Rpc(args) => rpc::run(args),
     }
 }
 

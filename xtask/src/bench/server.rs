@@ -353,7 +353,7 @@ fn monitor_ports(config: &Path, num_proc: usize) -> Result<()> {
 
 /// The first of `count` consecutive TCP ports of the halfstack host that are free now (the
 /// listeners that proved it are closed again).
-fn free_ports(count: usize) -> Result<u16> {
+pub(super) fn free_ports(count: usize) -> Result<u16> {
     for _ in 0..100 {
         let first = TcpListener::bind((consts::HOST, 0)).context("cannot find a free port")?;
         let base = first.local_addr()?.port();

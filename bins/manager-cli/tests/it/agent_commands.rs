@@ -1,6 +1,7 @@
-//! `manager-cli agent list/info` against the halfstack's real PostgreSQL (a database of each test's
-//! own, agents loaded as a fixture), etcd (a namespace of each test's own, whose `config/redis`
-//! points at the test's own Redis) and a private Redis holding when agents were last seen.
+//! `manager-cli agent list/info/ping/hwinfo` against the halfstack's real PostgreSQL (a database
+//! of each test's own, agents loaded as a fixture), etcd (a namespace of each test's own, whose
+//! `config/redis` points at the test's own Redis) and a private Redis holding when agents were
+//! last seen; `ping` and `hwinfo` also against the real agent (`.venvs/agent`).
 
 use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -464,6 +465,22 @@ async fn ping_and_hwinfo_reach_the_real_agent_with_the_manager_keypair() {
             "{pinged}"
         );
 
+        for connect_per_call in [false, true] {
+            let mut args = vec!["ping", id, "--count", "200", "--in-flight", "16", "--json"];
+            if connect_per_call {
+                args.push("--connect-per-call");
+            }
+            let report: Value = serde_json::from_str(&cluster.ok(&args)).expect("JSON");
+            assert_ping_report(&report, 200, 16, connect_per_call, id == "i-curve");
+        }
+        let summary = cluster.ok(&["ping", id, "--count", "20", "--in-flight", "4"]);
+        assert!(
+            summary.starts_with(&format!(
+                "agent {id}: 20 pings, 4 in flight, one connection: "
+            )) && summary.trim_end().ends_with(", 0 errors"),
+            "{summary}"
+        );
+
         let hwinfo: Value = serde_json::from_str(&cluster.ok(&["hwinfo", id])).expect("JSON");
         // The dummy agent reports no devices.
         assert_eq!(hwinfo, json!({}), "{id}");
@@ -480,6 +497,42 @@ async fn ping_and_hwinfo_reach_the_real_agent_with_the_manager_keypair() {
     .await;
     let stderr = cluster.fails(&["ping", "i-curve-wrong-key", "--timeout", "1"], 1);
     assert!(stderr.contains("CURVE handshake failed"), "{stderr}");
+}
+
+/// Asserts that `report` (`agent ping --json`) is of a load of `count` pings that all succeeded.
+fn assert_ping_report(
+    report: &Value,
+    count: u64,
+    in_flight: u64,
+    connect_per_call: bool,
+    curve: bool,
+) {
+    for (key, expected) in [
+        ("count", json!(count)),
+        ("in_flight", json!(in_flight)),
+        ("connect_per_call", json!(connect_per_call)),
+        ("curve", json!(curve)),
+        ("ok", json!(count)),
+        ("errors", json!(0)),
+        ("first_error", Value::Null),
+    ] {
+        assert_eq!(report[key], expected, "{key} in {report}");
+    }
+    let number = |key: &str| {
+        report[key]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{key} in {report}"))
+    };
+    assert!(
+        number("seconds") > 0.0 && number("per_second") > 0.0,
+        "{report}"
+    );
+    assert!(
+        0.0 < number("p50_ms")
+            && number("p50_ms") <= number("p99_ms")
+            && number("p99_ms") <= number("max_ms"),
+        "{report}"
+    );
 }
 
 #[tokio::test]
@@ -515,6 +568,53 @@ async fn ping_fails_clearly_for_unknown_silent_and_curve_agents() {
         "{stderr}"
     );
 
+    let stderr = cluster.fails(
+        &["ping", "i-alpha", "--connect-per-call", "--timeout", "1"],
+        1,
+    );
+    assert!(stderr.contains("agent i-alpha requires CURVE"), "{stderr}");
+
+    // A load whose pings all fail still reports, and exits 1 with the first error.
+    let output = cluster.run(&[
+        "ping",
+        "i-silent",
+        "--count",
+        "3",
+        "--in-flight",
+        "3",
+        "--connect-per-call",
+        "--timeout",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", text(&output.stderr));
+    let report: Value = serde_json::from_str(&text(&output.stdout)).expect("JSON");
+    assert_eq!(
+        (&report["ok"], &report["errors"], &report["p99_ms"]),
+        (&json!(0), &json!(3), &Value::Null),
+        "{report}"
+    );
+    let first_error = report["first_error"].as_str().expect("first_error");
+    assert!(
+        first_error.contains("did not answer PING within 1s"),
+        "{report}"
+    );
+    assert!(
+        text(&output.stderr).contains(first_error),
+        "{}",
+        text(&output.stderr)
+    );
+
     let stderr = cluster.fails(&["ping", "i-alpha", "--timeout", "0"], 2);
     assert!(stderr.contains("not a number of seconds"), "{stderr}");
+    let stderr = cluster.fails(&["ping", "i-alpha", "--count", "0"], 2);
+    assert!(
+        stderr.contains("--count") && stderr.contains("1..=10000000"),
+        "{stderr}"
+    );
+    let stderr = cluster.fails(&["ping", "i-alpha", "--in-flight", "5000"], 2);
+    assert!(
+        stderr.contains("--in-flight") && stderr.contains("1..=4096"),
+        "{stderr}"
+    );
 }

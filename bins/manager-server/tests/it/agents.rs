@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bai_agent_rpc::testing::{AgentSetup, RealAgent, free_ports};
-use bai_agent_sim::{AgentToml, SimError, SimOptions};
+use bai_agent_sim::{AgentToml, RpcOptions, SimError, SimOptions};
 use bai_db_models::entities::agents;
 use bai_db_models::entities::enums::AgentStatus;
 use bai_events::MANAGER_GROUP;
@@ -25,7 +25,7 @@ use crate::support::{CLIENT_24_03, Server, Settings, Stack, free_port, workspace
 /// Heartbeat timeout of the managers of these tests, in seconds.
 const HEARTBEAT_TIMEOUT: f64 = 3.0;
 
-fn settings(port: u16, num_proc: u32) -> Settings {
+pub(crate) fn settings(port: u16, num_proc: u32) -> Settings {
     let mut settings = Settings::new(port);
     settings.num_proc = num_proc;
     settings.manager_extra = format!("heartbeat-timeout = {HEARTBEAT_TIMEOUT}");
@@ -35,7 +35,7 @@ fn settings(port: u16, num_proc: u32) -> Settings {
 /// An agent.toml for the stack: the repository's dummy-agent template with this test's etcd
 /// namespace, agent id, resource group and heartbeat interval, and RPC ports for `agents`
 /// simulated agents (consecutive from the configured one).
-fn agent_toml(
+pub(crate) fn agent_toml(
     stack: &Stack,
     dir: &Path,
     id: &str,
@@ -81,13 +81,23 @@ fn agent_toml(
 }
 
 /// Simulated agents running in this process.
-struct Simulated {
+pub(crate) struct Simulated {
     shutdown: CancellationToken,
     task: JoinHandle<Result<(), SimError>>,
 }
 
 impl Simulated {
-    fn start(config: &Path, agents: Option<usize>) -> Simulated {
+    pub(crate) fn start(config: &Path, agents: Option<usize>) -> Simulated {
+        Simulated::start_serving(config, agents, None)
+    }
+
+    /// Agents that also serve RPC (`create_kernels` and friends) as `rpc` says; `None`: only
+    /// heartbeats.
+    pub(crate) fn start_serving(
+        config: &Path,
+        agents: Option<usize>,
+        rpc: Option<RpcOptions>,
+    ) -> Simulated {
         let config = AgentToml::load(config).expect("agent.toml");
         let options = SimOptions {
             agents,
@@ -95,7 +105,11 @@ impl Simulated {
             mem: 16 << 30,
             stamp_version: false,
         };
-        let agents = bai_agent_sim::agents(&config, &options).expect("agents");
+        let agents = match rpc {
+            Some(rpc) => bai_agent_sim::agents_with_rpc(&config, &options, rpc),
+            None => bai_agent_sim::agents(&config, &options),
+        }
+        .expect("agents");
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { bai_agent_sim::run(&config, agents, token).await });
@@ -103,7 +117,7 @@ impl Simulated {
     }
 
     /// Stops them as SIGTERM stops them: each sends `agent_terminated("shutdown")`.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         self.task.await.expect("join").expect("agents");
     }
@@ -111,7 +125,7 @@ impl Simulated {
 
 /// The real agent 24.3.11 in dummy mode of `stack`'s namespace, heartbeating every second, in its
 /// own directory and process group.
-fn real_agent(stack: &Stack, id: &str, group: &str) -> RealAgent {
+pub(crate) fn real_agent(stack: &Stack, id: &str, group: &str) -> RealAgent {
     RealAgent::start_with(&AgentSetup {
         scaling_group: group,
         heartbeat_interval: 1.0,
@@ -128,7 +142,7 @@ async fn agent_rows(stack: &Stack) -> Vec<agents::Model> {
 }
 
 /// Polls `probe` until it returns `Some` or `limit` passes (then panics with `what`).
-async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
+pub(crate) async fn wait_for<T, F: std::future::Future<Output = Option<T>>>(
     what: &str,
     limit: Duration,
     mut probe: impl FnMut() -> F,

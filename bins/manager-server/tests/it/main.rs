@@ -12,4 +12,5 @@ mod admin_users_keypairs;
 mod agents;
 mod official_client;
 mod server;
+mod sessions;
 mod support;

@@ -478,3 +478,18 @@ impl Client {
         printed
     }
 }
+
+/// The image the session tests run: `cr.backend.ai/stable/python:3.9-ubuntu20.04` for x86_64.
+pub const PYTHON_IMAGE: &str = "cr.backend.ai/stable/python:3.9-ubuntu20.04";
+
+/// A fixture file with the row of [`PYTHON_IMAGE`] (at least 1 core and 256 MiB).
+pub fn python_image_fixture() -> String {
+    let images = serde_json::json!([{
+        "id": "0e0b7ab4-3d0c-4bd8-8d8b-2b6a6b1d0a11", "name": PYTHON_IMAGE, "image": "stable/python",
+        "tag": "3.9-ubuntu20.04", "registry": "cr.backend.ai", "architecture": "x86_64",
+        "config_digest": format!("sha256:{:064x}", 7), "size_bytes": 123_456_789,
+        "type": "COMPUTE", "labels": {"ai.backend.service-ports": "jupyter:http:8080"},
+        "resources": {"cpu": {"min": "1", "max": null}, "mem": {"min": "256m", "max": null}},
+    }]);
+    format!(r#"{{"images": {images}}}"#)
+}

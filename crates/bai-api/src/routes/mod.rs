@@ -10,6 +10,7 @@ mod manager;
 mod resource;
 mod root;
 mod scaling_groups;
+mod session;
 pub mod spec;
 
 use std::sync::Arc;
@@ -147,6 +148,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(manager::routes());
     routes.extend(resource::routes());
     routes.extend(scaling_groups::routes());
+    routes.extend(session::routes());
     routes
 }
 

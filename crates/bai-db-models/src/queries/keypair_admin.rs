@@ -65,16 +65,27 @@ impl KeypairSecrets {
         OsRng.fill_bytes(&mut access);
         let mut secret = [0u8; 30];
         OsRng.fill_bytes(&mut secret);
-        let private = RsaPrivateKey::new(&mut OsRng, SSH_RSA_BITS)?;
-        let public = ssh_key::public::RsaPublicKey::try_from(RsaPublicKey::from(&private))?;
-        let public = ssh_key::PublicKey::new(ssh_key::public::KeyData::Rsa(public), "");
+        let (ssh_public_key, ssh_private_key) = generate_ssh_keypair()?;
         Ok(KeypairSecrets {
             access_key: format!("AKIA{}", BASE32.encode(&access)),
             secret_key: BASE64URL_NOPAD.encode(&secret),
-            ssh_public_key: format!("{}\n", public.to_openssh()?.trim_end()),
-            ssh_private_key: format!("{}\n", private.to_pkcs1_pem(LineEnding::LF)?.trim_end()),
+            ssh_public_key,
+            ssh_private_key,
         })
     }
+}
+
+/// A fresh RSA SSH keypair as the reference's `generate_ssh_keypair` makes it: `ssh-rsa AAAA...`
+/// and PKCS#1 PEM, each with a newline. Takes tens of milliseconds to a second: async callers
+/// run it on a blocking thread.
+pub fn generate_ssh_keypair() -> Result<(String, String), KeygenError> {
+    let private = RsaPrivateKey::new(&mut OsRng, SSH_RSA_BITS)?;
+    let public = ssh_key::public::RsaPublicKey::try_from(RsaPublicKey::from(&private))?;
+    let public = ssh_key::PublicKey::new(ssh_key::public::KeyData::Rsa(public), "");
+    Ok((
+        format!("{}\n", public.to_openssh()?.trim_end()),
+        format!("{}\n", private.to_pkcs1_pem(LineEnding::LF)?.trim_end()),
+    ))
 }
 
 /// The chosen settings of a new keypair.

@@ -1,0 +1,36 @@
+//! The session lifecycle (spec `scheduler-agent-rpc.md` §4): what moves a compute session from
+//! PENDING to RUNNING and through termination.
+//!
+//! [`status`] holds the reference's status rules: the allowed transitions of sessions and kernels
+//! and the status a session derives from its kernels. [`Lifecycle`] applies the agents' kernel
+//! events (`kernel_pulling`, `kernel_creating`, `kernel_started`, `kernel_terminated`) under
+//! those rules and announces `session_started` and `session_terminated`; its [`handlers`] go
+//! into a consumer of `bai-events`.
+//!
+//! [`Scheduler`] runs the scheduling rounds: per resource group, one transaction under the
+//! cluster-wide scheduling lock reads the agents and pending sessions, `bai_scheduler::round`
+//! decides in memory, and the decisions are written in the same transaction. [`Starter`] moves
+//! the scheduled sessions to PREPARING and calls `create_kernels` on their agents; a session that
+//! cannot start is cancelled with its slots released. [`run_dispatcher`] runs both on the
+//! [`trigger_handlers`]' events and on timers. [`Destroyer`] destroys a session as the reference
+//! allows in each status, through `destroy_kernel` on its agents.
+//!
+//! It must not know HTTP or manager.toml. SQL goes through `bai-db-models`, Redis through
+//! `bai-redis`, agents are called through `bai-agents`' RPC cache; decisions about slots and
+//! placement are `bai-scheduler`'s.
+
+mod destroy;
+mod dispatch;
+mod lifecycle;
+mod schedule;
+mod start;
+pub mod status;
+
+pub use destroy::{DestroyError, DestroyRequest, Destroyer, FORCE_TERMINATED, USER_REQUESTED};
+pub use dispatch::{
+    Bursts, PREPARE_INTERVAL, SCHEDULE_INTERVAL, Triggers, run_dispatcher, trigger_handlers,
+    triggers,
+};
+pub use lifecycle::{Lifecycle, LifecycleError, handlers, recompute_agent_occupancy};
+pub use schedule::{ScheduleError, ScheduleReport, Scheduler};
+pub use start::{DEFAULT_CREATE_TIMEOUT, StartError, Starter};
