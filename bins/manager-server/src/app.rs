@@ -126,6 +126,7 @@ impl bai_server::App for Manager {
             stores.db.clone(),
             stores.etcd.clone(),
             producer,
+            stores.redis.stat.clone(),
             Arc::clone(&agent_rpc),
         );
         // Worker 0 keeps the timers (one per node); every worker runs rounds on its events.

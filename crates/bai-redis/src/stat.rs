@@ -105,6 +105,26 @@ impl StatDb {
             .unwrap_or(0))
     }
 
+    /// Records how many sessions of `access_key` run (`keypair.concurrency_used.{ak}`) and how
+    /// many of them are SFTP sessions (`keypair.sftp_concurrency_used.{ak}`).
+    pub async fn set_keypair_concurrency(
+        &self,
+        access_key: &str,
+        used: u64,
+        sftp_used: u64,
+    ) -> Result<(), RedisError> {
+        let pairs = vec![
+            (concurrency_used_key(access_key), used),
+            (sftp_concurrency_used_key(access_key), sftp_used),
+        ];
+        let () = self
+            .client
+            .mset(pairs)
+            .await
+            .map_err(RedisError::in_db(DB))?;
+        Ok(())
+    }
+
     /// Forgets the session counters of keypairs that are gone.
     pub async fn forget_keypair_counters(&self, access_keys: &[String]) -> Result<(), RedisError> {
         if access_keys.is_empty() {

@@ -110,6 +110,12 @@ impl Destroyer {
             Some(Err(message)) => return Err(DestroyError::Forbidden(message)),
             Some(Ok(destroyed)) => destroyed,
         };
+        crate::lifecycle::sync_concurrency(
+            &self.db,
+            &self.stat,
+            destroyed.session.access_key.clone(),
+        )
+        .await;
         for event in &effects.events {
             self.announce(event).await;
         }

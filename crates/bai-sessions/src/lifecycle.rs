@@ -129,7 +129,7 @@ impl Lifecycle {
         };
         // A kernel already terminated (its destroyer did it) still has its session looked at,
         // as the reference's `check_session_terminated` does.
-        session_lifecycle::terminate_kernel(
+        let terminated = session_lifecycle::terminate_kernel(
             &self.db,
             event.kernel_id,
             &event.reason,
@@ -138,6 +138,9 @@ impl Lifecycle {
             sum_slots,
         )
         .await?;
+        if let Some(access_key) = terminated.and_then(|kernel| kernel.access_key) {
+            sync_concurrency(&self.db, &self.stat, [access_key]).await;
+        }
         let over = self
             .recompute(event.session_id, Some(&event.reason))
             .await?;
@@ -251,6 +254,35 @@ pub(crate) fn sum_slots(held: &[ResourceSlot]) -> ResourceSlot {
         total.add_assign(&mut Slots::from(slots));
     }
     ResourceSlot::from(&total)
+}
+
+/// Writes the Redis counters of running sessions (`keypair.concurrency_used.{ak}` and the SFTP
+/// one) of `access_keys` from the rows, for the admin API and older tools that read them; the
+/// scheduler itself counts from the rows. A failure is logged: the next change writes them again.
+pub(crate) async fn sync_concurrency(
+    db: &DatabaseConnection,
+    stat: &StatDb,
+    access_keys: impl IntoIterator<Item = String>,
+) {
+    let keys: std::collections::BTreeSet<String> = access_keys.into_iter().collect();
+    if keys.is_empty() {
+        return;
+    }
+    let counts = match bai_db_models::queries::scheduling::concurrency_used(db, &keys).await {
+        Ok(counts) => counts,
+        Err(error) => {
+            tracing::warn!("cannot count the running sessions of {keys:?}: {error}");
+            return;
+        }
+    };
+    for (key, (used, sftp_used)) in counts {
+        if let Err(error) = stat.set_keypair_concurrency(&key, used, sftp_used).await {
+            tracing::warn!(
+                access_key = key,
+                "cannot record the keypair's concurrency: {error}"
+            );
+        }
+    }
 }
 
 /// Sets every agent's `occupied_slots` to what its kernels hold: what a manager does when it

@@ -185,6 +185,14 @@ impl Scheduler {
         })?;
         let writes = round_writes(&rows, &plan, snapshot.now);
         round.commit(&writes).await?;
+        let scheduled_keys = plan.scheduled.iter().filter_map(|scheduled| {
+            snapshot
+                .pending
+                .iter()
+                .find(|pending| pending.id == scheduled.session_id)
+                .map(|pending| pending.access_key.clone())
+        });
+        crate::lifecycle::sync_concurrency(&self.db, &self.stat, scheduled_keys).await;
         if plan.roundrobin != snapshot.roundrobin {
             self.store_roundrobin(group, &plan.roundrobin).await?;
         }

@@ -21,6 +21,7 @@ use bai_db_models::entities::{images, kernels, sessions};
 use bai_db_models::queries::scheduling::{self, PendingRows};
 use bai_etcd_store::{EtcdStore, SharedConfig, SharedConfigError};
 use bai_events::{Event, EventProducer, SessionCreation};
+use bai_redis::StatDb;
 use sea_orm::DatabaseConnection;
 use sea_orm::prelude::Uuid;
 use serde_json::{Value, json};
@@ -110,6 +111,8 @@ pub struct Starter {
     db: DatabaseConnection,
     etcd: EtcdStore,
     producer: EventProducer,
+    /// Redis database 0: the keypairs' concurrency counters.
+    stat: StatDb,
     rpc: Arc<AgentRpcCache>,
     create_timeout: Duration,
 }
@@ -119,12 +122,14 @@ impl Starter {
         db: DatabaseConnection,
         etcd: EtcdStore,
         producer: EventProducer,
+        stat: StatDb,
         rpc: Arc<AgentRpcCache>,
     ) -> Starter {
         Starter {
             db,
             etcd,
             producer,
+            stat,
             rpc,
             create_timeout: DEFAULT_CREATE_TIMEOUT,
         }
@@ -196,6 +201,8 @@ impl Starter {
         if !cancelled {
             return Ok(());
         }
+        crate::lifecycle::sync_concurrency(&self.db, &self.stat, rows.session.access_key.clone())
+            .await;
         // Kernels that did start elsewhere would hold their agents' resources for nothing.
         for kernel in rows.kernels.iter().filter(|kernel| {
             kernel

@@ -147,8 +147,14 @@ impl Harness {
             producer.clone(),
             ["cpu", "mem"].map(str::to_owned).to_vec(),
         );
-        let starter = Starter::new(database.connection.clone(), etcd, producer, rpc)
-            .with_create_timeout(Duration::from_secs(10));
+        let starter = Starter::new(
+            database.connection.clone(),
+            etcd,
+            producer,
+            stores.redis.stat.clone(),
+            rpc,
+        )
+        .with_create_timeout(Duration::from_secs(10));
         let harness = Harness {
             scheduler,
             starter,

@@ -340,29 +340,7 @@ impl Round {
             .filter_map(|(key, slots)| key.map(|key| (key, slots)))
             .collect();
 
-        let running: Vec<(Option<String>, SessionType, i64)> = kernels::Entity::find()
-            .select_only()
-            .column(kernels::Column::AccessKey)
-            .column(kernels::Column::SessionType)
-            .column_as(Expr::col(kernels::Column::Id).count(), "count")
-            .filter(kernels::Column::AccessKey.is_in(access_keys.iter().cloned()))
-            .filter(kernels::Column::ClusterRole.eq("main"))
-            .filter(kernels::Column::Status.is_in(QUOTA_OCCUPYING_STATUSES))
-            .group_by(kernels::Column::AccessKey)
-            .group_by(kernels::Column::SessionType)
-            .into_tuple()
-            .all(db)
-            .await?;
-        for (key, session_type, count) in running {
-            let Some(key) = key else { continue };
-            let count = u64::try_from(count).unwrap_or(0);
-            let entry = quotas.concurrency.entry(key).or_default();
-            if session_type == SessionType::System {
-                entry.1 += count;
-            } else {
-                entry.0 += count;
-            }
-        }
+        quotas.concurrency = concurrency_counts(db, access_keys).await?;
         let policies: HashMap<String, keypair_resource_policies::Model> =
             keypair_resource_policies::Entity::find()
                 .all(db)
@@ -575,6 +553,56 @@ impl Round {
         }
         self.txn.commit().await.map_err(DbError::query(context()))
     }
+}
+
+/// The concurrency of each of `access_keys`: its sessions (main kernels) in a quota-occupying
+/// status, as `(others, SYSTEM)`; keys without any are absent.
+async fn concurrency_counts(
+    db: &impl ConnectionTrait,
+    access_keys: &BTreeSet<String>,
+) -> Result<HashMap<String, (u64, u64)>, sea_orm::DbErr> {
+    let running: Vec<(Option<String>, SessionType, i64)> = kernels::Entity::find()
+        .select_only()
+        .column(kernels::Column::AccessKey)
+        .column(kernels::Column::SessionType)
+        .column_as(Expr::col(kernels::Column::Id).count(), "count")
+        .filter(kernels::Column::AccessKey.is_in(access_keys.iter().cloned()))
+        .filter(kernels::Column::ClusterRole.eq("main"))
+        .filter(kernels::Column::Status.is_in(QUOTA_OCCUPYING_STATUSES))
+        .group_by(kernels::Column::AccessKey)
+        .group_by(kernels::Column::SessionType)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let mut counts: HashMap<String, (u64, u64)> = HashMap::new();
+    for (key, session_type, count) in running {
+        let Some(key) = key else { continue };
+        let count = u64::try_from(count).unwrap_or(0);
+        let entry = counts.entry(key).or_default();
+        if session_type == SessionType::System {
+            entry.1 += count;
+        } else {
+            entry.0 += count;
+        }
+    }
+    Ok(counts)
+}
+
+/// The concurrency each of `access_keys` uses now, `(others, SYSTEM)`, zeros included: what the
+/// Redis counters `keypair.concurrency_used.{ak}` report.
+pub async fn concurrency_used(
+    db: &impl ConnectionTrait,
+    access_keys: &BTreeSet<String>,
+) -> Result<HashMap<String, (u64, u64)>, DbError> {
+    let mut counts = concurrency_counts(db, access_keys)
+        .await
+        .map_err(DbError::query(format!(
+            "counting the running sessions of access keys {access_keys:?}"
+        )))?;
+    for key in access_keys {
+        counts.entry(key.clone()).or_default();
+    }
+    Ok(counts)
 }
 
 /// How many ids one `IN (…)` list carries.
