@@ -28,6 +28,28 @@ enum Action {
     },
 }
 
+/// Runs the `push-test-images` example of bai-registry-scanner against the halfstack's registry
+/// with `args` (none: the sample set).
+pub fn push_test_images(args: &[String]) -> Result<()> {
+    let example = [
+        "run",
+        "--quiet",
+        "-p",
+        "bai-registry-scanner",
+        "--features",
+        "testing",
+        "--example",
+        "push-test-images",
+        "--",
+    ];
+    cmd::run_inherit(
+        crate::cargo()
+            .args(example)
+            .arg(consts::registry_url())
+            .args(args),
+    )
+}
+
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.action {
         Action::PushTestImages { args } => {
@@ -37,23 +59,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     consts::registry_url()
                 );
             }
-            let example = [
-                "run",
-                "--quiet",
-                "-p",
-                "bai-registry-scanner",
-                "--features",
-                "testing",
-                "--example",
-                "push-test-images",
-                "--",
-            ];
-            cmd::run_inherit(
-                crate::cargo()
-                    .args(example)
-                    .arg(consts::registry_url())
-                    .args(&args),
-            )?;
+            push_test_images(&args)?;
             println!(
                 "Scan them with `manager-cli image rescan {}` (registry `{}` in etcd, written by `cargo xtask up`).",
                 consts::REGISTRY_NAME,

@@ -110,6 +110,7 @@ pub fn run(args: Args) -> Result<()> {
     println!("==> manager-cli -f {CONFIG} etcd put-json volumes {ETCD_VOLUMES}");
     manager_cli(&["-f", CONFIG, "etcd", "put-json", "volumes", ETCD_VOLUMES])?;
     crate::db::schema_and_fixtures()?;
+    sample_images()?;
 
     println!();
     println!("Everything is up. Halfstack ({}):", layout.root.display());
@@ -155,6 +156,36 @@ pub fn run(args: Args) -> Result<()> {
     run_server(&layout, !args.no_agents)
 }
 
+/// The image sessions can run right away: the sample images pushed into the halfstack's
+/// registry, [`SAMPLE_IMAGE`] scanned, and the registry allowed for domain `default` (the install
+/// guide's fixtures allow only `cr.backend.ai`, which needs the internet).
+fn sample_images() -> Result<()> {
+    println!("==> pushing the sample images into the halfstack's registry");
+    crate::registry::push_test_images(&[])?;
+    let image = format!("{}/{SAMPLE_IMAGE}", consts::REGISTRY_NAME);
+    println!("==> manager-cli -f {CONFIG} image rescan {image}");
+    manager_cli(&["-f", CONFIG, "image", "rescan", &image])?;
+    println!(
+        "==> domain default may use registry {}",
+        consts::REGISTRY_NAME
+    );
+    let _ = crate::cmd::run(
+        std::process::Command::new("psql")
+            .arg(consts::pg_url(consts::PG_DATABASE))
+            .args(["-v", "ON_ERROR_STOP=1", "-qc"])
+            .arg(format!(
+                "UPDATE domains SET allowed_docker_registries = \
+                 array_append(allowed_docker_registries, '{registry}') \
+                 WHERE name = 'default' AND NOT ('{registry}' = ANY(allowed_docker_registries))",
+                registry = consts::REGISTRY_NAME
+            )),
+    )?;
+    Ok(())
+}
+
+/// The sample image a newcomer's first session runs.
+const SAMPLE_IMAGE: &str = "testing/python:3.9-ubuntu20.04";
+
 /// Builds the server (and agent-sim), starts the simulated agents in this terminal's process
 /// group, and replaces this process with the server, so that Ctrl-C reaches both directly.
 fn run_server(layout: &Layout, with_agents: bool) -> Result<()> {
@@ -187,6 +218,10 @@ fn run_server(layout: &Layout, with_agents: bool) -> Result<()> {
             "==> agent-sim: {SIM_AGENTS} simulated agents (i-dummy-1-0, i-dummy-1-1: 8 cores, 16 GiB \
              each, resource group default), log in {}; Ctrl-C stops them with the server",
             log.display()
+        );
+        println!(
+            "    try: backend.ai session create -r cpu=1 -r mem=1g {}/{SAMPLE_IMAGE}",
+            consts::REGISTRY_NAME
         );
     }
     println!(
