@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bai_db_models::queries;
 use bai_etcd_store::Scope;
+use bai_events::{Event, EventProducer};
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
@@ -54,7 +55,98 @@ pub(super) fn routes() -> Vec<Route> {
         .access(Access::SuperAdmin)
         .params::<AnnouncementUpdate>()
         .summary("Enables (with a message) or disables the announcement banner."),
+        Route::new(
+            Method::POST,
+            "/manager/scheduler/operation",
+            "manager.perform_scheduler_ops",
+            scheduler_operation,
+        )
+        .access(Access::SuperAdmin)
+        .params::<SchedulerOperation>()
+        .summary("Includes agents in scheduling or excludes them from it (`agents.schedulable`)."),
+        Route::new(
+            Method::POST,
+            "/manager/scheduler/trigger",
+            "manager.scheduler_trigger",
+            scheduler_trigger,
+        )
+        .access(Access::SuperAdmin)
+        .params::<SchedulerTrigger>()
+        .summary(
+            "Asks for a scheduling round, a start of the scheduled sessions, or a scaling round.",
+        ),
     ]
+}
+
+/// `POST /manager/scheduler/operation`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SchedulerOperation {
+    op: SchedulerOp,
+    args: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema)]
+enum SchedulerOp {
+    #[serde(rename = "include-agents")]
+    IncludeAgents,
+    #[serde(rename = "exclude-agents")]
+    ExcludeAgents,
+}
+
+async fn scheduler_operation(
+    State(ctx): State<ApiContext>,
+    _caller: Authenticated,
+    Params(operation): Params<SchedulerOperation>,
+) -> Result<Response, ApiError> {
+    let include = matches!(operation.op, SchedulerOp::IncludeAgents);
+    let all_found = queries::agent_registry::set_schedulable(ctx.db(), &operation.args, include)
+        .await
+        .map_err(|error| ApiError::internal("changing the agents' schedulability", &error))?;
+    if !all_found {
+        return Err(ApiError::new(ErrorKind::ObjectNotFound("agent instance")));
+    }
+    if include {
+        produce(&ctx, &Event::DoSchedule).await?;
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /manager/scheduler/trigger`.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+struct SchedulerTrigger {
+    event: TriggeredEvent,
+}
+
+#[derive(Clone, Copy, Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+enum TriggeredEvent {
+    Schedule,
+    Prepare,
+    ScaleServices,
+}
+
+async fn scheduler_trigger(
+    State(ctx): State<ApiContext>,
+    _caller: Authenticated,
+    Params(trigger): Params<SchedulerTrigger>,
+) -> Result<Response, ApiError> {
+    let event = match trigger.event {
+        TriggeredEvent::Schedule => Event::DoSchedule,
+        TriggeredEvent::Prepare => Event::DoPrepare,
+        TriggeredEvent::ScaleServices => Event::DoScale,
+    };
+    produce(&ctx, &event).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn produce(ctx: &ApiContext, event: &Event) -> Result<(), ApiError> {
+    EventProducer::new(ctx.redis().stream.clone())
+        .produce(event, "manager")
+        .await
+        .map_err(|error| ApiError::internal("producing the scheduler's event", &error))?;
+    Ok(())
 }
 
 #[derive(Debug, Serialize)]

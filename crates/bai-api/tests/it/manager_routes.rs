@@ -159,3 +159,106 @@ async fn the_openapi_document_describes_the_served_routes() {
     .await
     .assert_problem(403, "generic-forbidden", None);
 }
+
+/// The names of the events on the cluster's stream.
+async fn event_names(api: &Api) -> Vec<String> {
+    api.ctx
+        .redis()
+        .stream
+        .read_after(
+            bai_redis::EntryId::ZERO,
+            1000,
+            std::time::Duration::from_millis(10),
+        )
+        .await
+        .expect("reading the event stream")
+        .iter()
+        .filter_map(|entry| entry.field("name"))
+        .map(|name| String::from_utf8_lossy(name).into_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn scheduler_triggers_and_operations_are_for_superadmins() {
+    use sea_orm::{ConnectionTrait, EntityTrait};
+
+    let api = Api::start("api_mgr_scheduler").await;
+    let trigger = |event: &str| json!({ "event": event });
+    api.send(signed_request(
+        Method::POST,
+        "/manager/scheduler/trigger",
+        Some(&trigger("schedule")),
+        &USER,
+    ))
+    .await
+    .assert_problem(401, "auth-failed", Some("Unauthorized access"));
+    for event in ["schedule", "prepare", "scale_services"] {
+        let answer = api
+            .send(signed_request(
+                Method::POST,
+                "/manager/scheduler/trigger",
+                Some(&trigger(event)),
+                &SUPERADMIN,
+            ))
+            .await;
+        assert_eq!(answer.status, 204, "{}", answer.text);
+    }
+    let answer = api
+        .send(signed_request(
+            Method::POST,
+            "/manager/scheduler/trigger",
+            Some(&trigger("bogus")),
+            &SUPERADMIN,
+        ))
+        .await;
+    assert_eq!(answer.status, 400, "{}", answer.text);
+    assert_eq!(
+        event_names(&api).await,
+        ["do_schedule", "do_prepare", "do_scale"]
+    );
+
+    let db = &api.cluster.database.connection;
+    db.execute_unprepared(
+        "INSERT INTO agents (id, status, region, scaling_group, schedulable, available_slots, \
+         occupied_slots, addr, version, architecture, compute_plugins) VALUES ('i-op', 'ALIVE', \
+         'local', 'default', true, '{}', '{}', 'tcp://127.0.0.1:6001', '24.03.11', 'x86_64', '{}')",
+    )
+    .await
+    .expect("agent row");
+    let schedulable = || async {
+        bai_db_models::entities::agents::Entity::find_by_id("i-op".to_owned())
+            .one(db)
+            .await
+            .expect("query")
+            .expect("agent")
+            .schedulable
+    };
+    let operation = |op: &str, args: &[&str]| json!({ "op": op, "args": args });
+    // One unknown agent: nothing changes.
+    api.send(signed_request(
+        Method::POST,
+        "/manager/scheduler/operation",
+        Some(&operation("exclude-agents", &["i-op", "i-nobody"])),
+        &SUPERADMIN,
+    ))
+    .await
+    .assert_problem(404, "object-not-found", None);
+    assert!(schedulable().await);
+    for (op, expected) in [("exclude-agents", false), ("include-agents", true)] {
+        let answer = api
+            .send(signed_request(
+                Method::POST,
+                "/manager/scheduler/operation",
+                Some(&operation(op, &["i-op"])),
+                &SUPERADMIN,
+            ))
+            .await;
+        assert_eq!(answer.status, 204, "{}", answer.text);
+        assert_eq!(schedulable().await, expected, "{op}");
+    }
+    // Including agents asks for a round.
+    assert_eq!(
+        event_names(&api).await.last().map(String::as_str),
+        Some("do_schedule")
+    );
+}

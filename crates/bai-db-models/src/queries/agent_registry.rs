@@ -245,3 +245,27 @@ pub async fn set_agent_status(
         )))?;
     Ok(result.rows_affected > 0)
 }
+
+/// Sets `schedulable` of the agents `ids` (the reference's scheduler operations
+/// `include-agents` / `exclude-agents`), all or none: `false`, and nothing changed, when some id
+/// names no agent.
+pub async fn set_schedulable(
+    db: &DatabaseConnection,
+    ids: &[String],
+    schedulable: bool,
+) -> Result<bool, DbError> {
+    let context = || format!("setting agents {ids:?} schedulable = {schedulable}");
+    let txn = db.begin().await.map_err(DbError::query(context()))?;
+    let updated = agents::Entity::update_many()
+        .col_expr(agents::Column::Schedulable, Expr::value(schedulable))
+        .filter(agents::Column::Id.is_in(ids.iter().cloned()))
+        .exec(&txn)
+        .await
+        .map_err(DbError::query(context()))?;
+    let distinct: std::collections::BTreeSet<&String> = ids.iter().collect();
+    if updated.rows_affected < distinct.len() as u64 {
+        return Ok(false);
+    }
+    txn.commit().await.map_err(DbError::query(context()))?;
+    Ok(true)
+}
