@@ -100,12 +100,21 @@ impl Scheduler {
     /// logged and left for the next round; the error of the first such group is returned after
     /// the others ran.
     pub async fn schedule(&self) -> Result<ScheduleReport, ScheduleError> {
-        let groups = scheduling::groups_with_alive_agents(&self.db).await?;
+        let alive = scheduling::groups_with_alive_agents(&self.db).await?;
+        // Groups without an ALIVE agent still see their pending timeouts (the reference skips
+        // them, so their sessions wait there for good).
+        let waiting = scheduling::groups_with_pending_sessions(&self.db).await?;
+        let groups = alive.iter().map(|group| (group.clone(), true)).chain(
+            waiting
+                .into_iter()
+                .filter(|group| !alive.contains(group))
+                .map(|group| (group, false)),
+        );
         let mut report = ScheduleReport::default();
         let mut first_error = None;
         let mut any_scheduled = false;
-        for group in groups {
-            match self.schedule_group(&group).await {
+        for (group, has_agents) in groups {
+            match self.schedule_group(&group, has_agents).await {
                 Ok(Some(plan)) => {
                     any_scheduled |= plan.any_scheduled();
                     report.scheduled += plan.scheduled.len();
@@ -129,7 +138,12 @@ impl Scheduler {
         }
     }
 
-    async fn schedule_group(&self, group: &str) -> Result<Option<RoundPlan>, ScheduleError> {
+    /// One round of `group`; without agents, only its pending timeouts are applied.
+    async fn schedule_group(
+        &self,
+        group: &str,
+        has_agents: bool,
+    ) -> Result<Option<RoundPlan>, ScheduleError> {
         let round = Round::begin(&self.db, group).await?;
         let Some(rows) = round.load().await? else {
             return Ok(None);
@@ -179,10 +193,23 @@ impl Scheduler {
             now: Utc::now(),
         };
         let snapshot = group_snapshot(&rows, inputs)?;
-        let plan = plan_round(&snapshot).map_err(|source| ScheduleError::Snapshot {
+        let mut plan = plan_round(&snapshot).map_err(|source| ScheduleError::Snapshot {
             group: group.to_owned(),
             source,
         })?;
+        if !has_agents {
+            plan = RoundPlan {
+                last_try: plan.last_try,
+                timed_out: plan.timed_out,
+                scheduled: Vec::new(),
+                failed: Vec::new(),
+                agent_reservations: BTreeMap::new(),
+                roundrobin: snapshot.roundrobin.clone(),
+            };
+            if plan.timed_out.is_empty() {
+                return Ok(None);
+            }
+        }
         let writes = round_writes(&rows, &plan, snapshot.now);
         round.commit(&writes).await?;
         let scheduled_keys = plan.scheduled.iter().filter_map(|scheduled| {

@@ -215,3 +215,33 @@ async fn a_failed_predicate_keeps_the_session_pending_with_the_reference_message
     );
     assert_eq!(scheduler["retries"], 1);
 }
+
+#[tokio::test]
+async fn pending_timeouts_apply_in_groups_without_agents() {
+    let harness = Harness::new("sessions_schedule_timeout").await;
+    harness
+        .db()
+        .execute_unprepared(
+            "UPDATE scaling_groups SET scheduler_opts = \
+             jsonb_set(scheduler_opts, '{pending_timeout}', '30') WHERE name = 'default'",
+        )
+        .await
+        .expect("a pending timeout of 30 s");
+    let stale = harness.pending("stale", 1, 1, 1, 60).await;
+    let fresh = harness.pending("fresh", 1, 1, 1, 5).await;
+
+    let report = harness.scheduler.schedule().await.expect("round");
+    assert_eq!(report.cancelled, 1);
+    let row = harness.session(stale).await;
+    assert_eq!(row.status, SessionStatus::Cancelled);
+    assert_eq!(row.status_info.as_deref(), Some("pending-timeout"));
+    assert!(row.terminated_at.is_some());
+    for kernel in harness.kernels_of(stale).await {
+        assert_eq!(kernel.status, KernelStatus::Cancelled);
+    }
+    // Without agents nothing else is tried: no retry is counted.
+    let row = harness.session(fresh).await;
+    assert_eq!(row.status, SessionStatus::Pending);
+    assert_eq!(row.status_info, None);
+    assert_eq!(harness.event_names().await, ["session_cancelled"]);
+}

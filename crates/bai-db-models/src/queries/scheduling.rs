@@ -49,6 +49,25 @@ pub async fn groups_with_alive_agents(db: &impl ConnectionTrait) -> Result<Vec<S
         ))
 }
 
+/// The resource groups that have a PENDING session.
+pub async fn groups_with_pending_sessions(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<String>, DbError> {
+    let groups: Vec<Option<String>> = sessions::Entity::find()
+        .select_only()
+        .column(sessions::Column::ScalingGroupName)
+        .distinct()
+        .filter(sessions::Column::Status.eq(SessionStatus::Pending))
+        .order_by_asc(sessions::Column::ScalingGroupName)
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(DbError::query(
+            "listing the resource groups with PENDING sessions",
+        ))?;
+    Ok(groups.into_iter().flatten().collect())
+}
+
 /// A PENDING session with its kernels, main kernel first.
 #[derive(Clone, Debug)]
 pub struct PendingRows {
