@@ -888,14 +888,12 @@ pub async fn cancel_failed_start(
 ) -> Result<bool, DbError> {
     let context = || format!("cancelling session {session_id}, which failed to start");
     let txn = db.begin().await.map_err(DbError::query(context()))?;
-    let status: Option<SessionStatus> = sessions::Entity::find_by_id(session_id)
-        .select_only()
-        .column(sessions::Column::Status)
-        .lock_exclusive()
-        .into_tuple()
-        .one(&txn)
-        .await
-        .map_err(DbError::query(context()))?;
+    let status: Option<SessionStatus> = crate::queries::session_lifecycle::locked_columns::<
+        sessions::Entity,
+        _,
+    >(&txn, session_id, &[sessions::Column::Status])
+    .await
+    .map_err(DbError::query(context()))?;
     if !matches!(
         status,
         Some(SessionStatus::Preparing | SessionStatus::Pulling | SessionStatus::Scheduled)

@@ -35,6 +35,24 @@ fn iso(at: DateTime<Utc>) -> String {
     at.to_rfc3339_opts(SecondsFormat::Micros, false)
 }
 
+/// `columns` of the row `id` of `E`, read under the row's lock (`SELECT … FOR UPDATE`); `None`
+/// when there is no such row.
+pub(crate) async fn locked_columns<E, T>(
+    db: &impl sea_orm::ConnectionTrait,
+    id: <E::PrimaryKey as sea_orm::PrimaryKeyTrait>::ValueType,
+    columns: &[E::Column],
+) -> Result<Option<T>, sea_orm::DbErr>
+where
+    E: EntityTrait,
+    T: sea_orm::TryGetableMany,
+{
+    let mut select = E::find_by_id(id).select_only();
+    for column in columns {
+        select = select.column(*column);
+    }
+    select.lock_exclusive().into_tuple().one(db).await
+}
+
 /// Sets kernel `kernel_id` to `to` (with `status_info` when given) if `may_go(current)` allows it;
 /// `false` when it does not, or when the kernel does not exist.
 pub async fn set_kernel_status(
@@ -46,14 +64,10 @@ pub async fn set_kernel_status(
 ) -> Result<bool, DbError> {
     let context = || format!("setting kernel {kernel_id} {}", to.to_value());
     let txn = db.begin().await.map_err(DbError::query(context()))?;
-    let current: Option<KernelStatus> = kernels::Entity::find_by_id(kernel_id)
-        .select_only()
-        .column(kernels::Column::Status)
-        .lock_exclusive()
-        .into_tuple()
-        .one(&txn)
-        .await
-        .map_err(DbError::query(context()))?;
+    let current: Option<KernelStatus> =
+        locked_columns::<kernels::Entity, _>(&txn, kernel_id, &[kernels::Column::Status])
+            .await
+            .map_err(DbError::query(context()))?;
     if !current.is_some_and(&may_go) {
         return Ok(false);
     }
@@ -141,14 +155,10 @@ pub async fn recompute_session_status(
 ) -> Result<Option<SessionStatus>, DbError> {
     let context = || format!("recomputing the status of session {session_id}");
     let txn = db.begin().await.map_err(DbError::query(context()))?;
-    let current: Option<SessionStatus> = sessions::Entity::find_by_id(session_id)
-        .select_only()
-        .column(sessions::Column::Status)
-        .lock_exclusive()
-        .into_tuple()
-        .one(&txn)
-        .await
-        .map_err(DbError::query(context()))?;
+    let current: Option<SessionStatus> =
+        locked_columns::<sessions::Entity, _>(&txn, session_id, &[sessions::Column::Status])
+            .await
+            .map_err(DbError::query(context()))?;
     let Some(current) = current else {
         return Ok(None);
     };
@@ -242,14 +252,13 @@ pub async fn start_kernel(
 ) -> Result<bool, DbError> {
     let context = || format!("marking kernel {kernel_id} of session {session_id} RUNNING");
     let txn = db.begin().await.map_err(DbError::query(context()))?;
-    let occupying: Option<ResourceSlot> = sessions::Entity::find_by_id(session_id)
-        .select_only()
-        .column(sessions::Column::OccupyingSlots)
-        .lock_exclusive()
-        .into_tuple()
-        .one(&txn)
-        .await
-        .map_err(DbError::query(context()))?;
+    let occupying: Option<ResourceSlot> = locked_columns::<sessions::Entity, _>(
+        &txn,
+        session_id,
+        &[sessions::Column::OccupyingSlots],
+    )
+    .await
+    .map_err(DbError::query(context()))?;
     let Some(occupying) = occupying else {
         return Ok(false);
     };
@@ -355,17 +364,18 @@ pub async fn terminate_kernel(
     let context = || format!("marking kernel {kernel_id} TERMINATED");
     let txn = db.begin().await.map_err(DbError::query(context()))?;
     let current: Option<(Uuid, KernelStatus, Option<String>, Option<String>)> =
-        kernels::Entity::find_by_id(kernel_id)
-            .select_only()
-            .column(kernels::Column::SessionId)
-            .column(kernels::Column::Status)
-            .column(kernels::Column::AccessKey)
-            .column(kernels::Column::Agent)
-            .lock_exclusive()
-            .into_tuple()
-            .one(&txn)
-            .await
-            .map_err(DbError::query(context()))?;
+        locked_columns::<kernels::Entity, _>(
+            &txn,
+            kernel_id,
+            &[
+                kernels::Column::SessionId,
+                kernels::Column::Status,
+                kernels::Column::AccessKey,
+                kernels::Column::Agent,
+            ],
+        )
+        .await
+        .map_err(DbError::query(context()))?;
     let Some((session_id, status, access_key, agent)) = current else {
         return Ok(None);
     };
@@ -422,13 +432,8 @@ pub(crate) async fn recompute_agent_occupancy(
     agent_id: &str,
     sum: impl FnOnce(&[ResourceSlot]) -> ResourceSlot,
 ) -> Result<(), sea_orm::DbErr> {
-    let exists: Option<String> = agents::Entity::find_by_id(agent_id.to_owned())
-        .select_only()
-        .column(agents::Column::Id)
-        .lock_exclusive()
-        .into_tuple()
-        .one(db)
-        .await?;
+    let exists: Option<String> =
+        locked_columns::<agents::Entity, _>(db, agent_id.to_owned(), &[agents::Column::Id]).await?;
     if exists.is_none() {
         return Ok(());
     }
