@@ -9,8 +9,8 @@ mod support;
 use bai_db_models::fixtures::{self, FixtureFile};
 use serde_json::{Value, json};
 use support::{
-    CLIENT_23_09, CLIENT_24_03, Client, PYTHON_IMAGE, Server, Settings, Stack, free_port,
-    python_image_fixture,
+    CLIENT_23_09, CLIENT_24_03, Client, PYTHON_IMAGE, Server, Settings, Stack, created_session_id,
+    free_port, python_image_fixture,
 };
 
 const PYTHON: &str = PYTHON_IMAGE;
@@ -45,12 +45,7 @@ async fn check(client: &Client, label: &str) {
         ],
     );
     assert!(printed.contains("is enqueued for scheduling."), "{printed}");
-    let session_id = printed
-        .split_whitespace()
-        .skip_while(|word| *word != "ID")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no session id in {printed}"))
-        .to_owned();
+    let session_id = created_session_id(&printed);
 
     let info = client.cli_json(&stack, port, &["session", "info", &session_id]);
     assert_eq!(info["count"], 1, "{info}");

@@ -14,7 +14,9 @@ use sea_orm::EntityTrait;
 use serde_json::{Value, json};
 
 use crate::agents::{Simulated, agent_toml, real_agent, settings, wait_for};
-use crate::support::{CLIENT_24_03, PYTHON_IMAGE, Server, Stack, free_port, python_image_fixture};
+use crate::support::{
+    CLIENT_24_03, PYTHON_IMAGE, Server, Stack, created_session_id, free_port, python_image_fixture,
+};
 
 /// A stack with the install guide's keypairs, the test image and its registry, and a server.
 async fn stack_with_server(label: &str) -> (Stack, Server, u16) {
@@ -87,13 +89,7 @@ async fn create_run_destroy(stack: &Stack, port: u16, agent: &str) {
         ],
     );
     assert!(printed.contains("is created and ready"), "{printed}");
-    // `session info` takes the session's id (a UUID) from API v5 on.
-    let session_id = printed
-        .split_whitespace()
-        .skip_while(|word| *word != "ID")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no session id in {printed}"))
-        .to_owned();
+    let session_id = created_session_id(&printed);
     let info = client.cli_json(stack, port, &["session", "info", &session_id]);
     let session = &info["items"][0];
     assert_eq!(session["status"], "RUNNING", "{info}");

@@ -493,3 +493,14 @@ pub fn python_image_fixture() -> String {
     }]);
     format!(r#"{{"images": {images}}}"#)
 }
+
+/// The session id `backend.ai session create` prints (`Session ID <uuid> is …`); `session info`
+/// takes the id, not the name, from API v5 on.
+pub fn created_session_id(printed: &str) -> String {
+    printed
+        .split_whitespace()
+        .skip_while(|word| *word != "ID")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no session id in {printed}"))
+        .to_owned()
+}
