@@ -17,7 +17,7 @@ use bai_agents::{AgentRegistry, AgentRpcCache, UnknownGroupWarnings};
 use bai_api::ApiContext;
 use bai_config::ManagerConfig;
 use bai_events::{ConsumerOptions, EventProducer, Handlers, MANAGER_GROUP};
-use bai_redis::StreamDb;
+use bai_redis::{SchedulerStatus, StreamDb};
 use bai_rpc_keys::CurveKeypair;
 use bai_server::{Criticality, Tasks};
 use bai_sessions::{Lifecycle, Scheduler, Starter};
@@ -101,17 +101,22 @@ impl bai_server::App for Manager {
             AgentRegistry::new(&stores, Arc::clone(&self.unknown_group_warnings))
                 .with_rpc_cache(Arc::clone(&agent_rpc)),
         );
-        let lifecycle = Arc::new(Lifecycle::new(
-            stores.db.clone(),
-            EventProducer::new(stores.redis.stream.clone()),
-            stores.redis.stat.clone(),
-        ));
+        let lifecycle = Arc::new(
+            Lifecycle::new(
+                stores.db.clone(),
+                EventProducer::new(stores.redis.stream.clone()),
+                stores.redis.stat.clone(),
+            )
+            .with_rpc_cache(Arc::clone(&agent_rpc)),
+        );
         let (triggers, bursts) = bai_sessions::triggers();
         let mut handlers = Handlers::default();
         bai_agents::handlers(&registry, &mut handlers);
         bai_sessions::handlers(&lifecycle, &mut handlers);
         bai_sessions::trigger_handlers(&triggers, &mut handlers);
         let producer = EventProducer::new(stores.redis.stream.clone());
+        let scheduler_status =
+            SchedulerStatus::new(stores.redis.live.clone(), self.config.manager.id.clone());
         let scheduler = Scheduler::new(
             stores.db.clone(),
             stores.etcd.clone(),
@@ -121,6 +126,7 @@ impl bai_server::App for Manager {
                 .manager
                 .agent_selection_resource_priority
                 .clone(),
+            scheduler_status.clone(),
         );
         let starter = Starter::new(
             stores.db.clone(),
@@ -128,6 +134,7 @@ impl bai_server::App for Manager {
             producer,
             stores.redis.stat.clone(),
             Arc::clone(&agent_rpc),
+            scheduler_status,
         );
         // Worker 0 keeps the timers (one per node); every worker runs rounds on its events.
         let timers = index == 0;

@@ -1,6 +1,8 @@
 //! The RPC methods of a simulated agent (`@rpc_function`s of `ai.backend.agent.server`, spec
 //! §3.6), with the dummy backend's behaviour (spec §5.1): no containers, fake ports, real slot
 //! accounting against the agent's capacity, and the kernel lifecycle events of the real agent.
+//! Local networks are kept as a Docker agent keeps them (the dummy backend ignores them), so that
+//! a manager that forgets to create or remove a cluster's network is caught.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
@@ -28,11 +30,22 @@ fn failure(exc_name: &str, message: &str) -> Answer {
     }
 }
 
+/// What aiodocker raises for an error answer of the Docker daemon.
+fn docker_error(status: u16, message: &str) -> Answer {
+    Answer::Failure {
+        exc_name: "DockerError".to_owned(),
+        repr: format!("DockerError({status}, {message:?})"),
+    }
+}
+
 /// The fake ports of the dummy kernel runner.
 const REPL_IN_PORT: u16 = 2000;
 const REPL_OUT_PORT: u16 = 2001;
 const STDIN_PORT: u16 = 2002;
 const STDOUT_PORT: u16 = 2003;
+
+/// What the dummy kernel's `get_logs` answers.
+const DUMMY_LOGS: &str = "my logs";
 
 /// The host ports `assign_port` hands out.
 const PORT_POOL: std::ops::Range<u16> = 30000..31000;
@@ -48,6 +61,8 @@ struct State {
     used: HashMap<String, f64>,
     kernels: HashMap<String, Kernel>,
     free_ports: BTreeSet<u16>,
+    /// The local networks made by `create_local_network` and not yet destroyed.
+    networks: BTreeSet<String>,
 }
 
 /// One agent as its RPC handlers see it.
@@ -94,6 +109,7 @@ impl Agent {
                 used: HashMap::new(),
                 kernels: HashMap::new(),
                 free_ports: PORT_POOL.collect(),
+                networks: BTreeSet::new(),
             }),
         }
     }
@@ -126,17 +142,7 @@ impl Agent {
             }))),
             "create_kernels" => self.create_kernels(&args, faults).await,
             "destroy_kernel" => self.destroy_kernel(&args, &kwargs).await,
-            "restart_kernel" => {
-                tokio::time::sleep(self.delay).await;
-                Ok(to_value(&json!({
-                    "container_id": "",
-                    "repl_in_port": REPL_IN_PORT,
-                    "repl_out_port": REPL_OUT_PORT,
-                    "stdin_port": STDIN_PORT,
-                    "stdout_port": STDOUT_PORT,
-                    "service_ports": [],
-                })))
-            }
+            "restart_kernel" => self.restart_kernel(&args).await,
             "execute" => args.get(3).map(|run_id| {
                 Value::Map(vec![
                     (Value::from("status"), Value::from("finished")),
@@ -146,9 +152,7 @@ impl Agent {
                     (Value::from("options"), Value::Map(Vec::new())),
                 ])
             }),
-            "get_logs" => args.text(0).map(|kernel_id| {
-                to_value(&json!({"logs": format!("agent-sim: the logs of kernel {kernel_id}\n")}))
-            }),
+            "get_logs" => self.get_logs(&args),
             "list_files" => args.get(1).map(|path| {
                 Value::Map(vec![
                     (Value::from("files"), Value::from("[]")),
@@ -157,6 +161,23 @@ impl Agent {
                 ])
             }),
             "download_file" | "download_single" => Ok(Value::Binary(Vec::new())),
+            "create_local_network" => args.text(0).and_then(|name| {
+                if self.state().networks.insert(name.to_owned()) {
+                    Ok(Value::Nil)
+                } else {
+                    Err(docker_error(
+                        409,
+                        &format!("network with name {name} already exists"),
+                    ))
+                }
+            }),
+            "destroy_local_network" => args.text(0).and_then(|name| {
+                if self.state().networks.remove(name) {
+                    Ok(Value::Nil)
+                } else {
+                    Err(docker_error(404, &format!("network {name} not found")))
+                }
+            }),
             "assign_port" => match self.state().free_ports.pop_first() {
                 Some(port) => Ok(Value::from(port)),
                 None => Err(failure("RuntimeError", "no free host ports")),
@@ -172,8 +193,6 @@ impl Agent {
             "interrupt_kernel"
             | "get_completions"
             | "upload_file"
-            | "create_local_network"
-            | "destroy_local_network"
             | "sync_kernel_registry"
             | "shutdown_agent"
             | "reset_agent"
@@ -218,6 +237,7 @@ impl Agent {
                 "agent-sim: create_kernels fails (--fail-create)",
             ));
         }
+        self.check_network(args)?;
         let requests = configs
             .iter()
             .map(requested_slots)
@@ -247,6 +267,24 @@ impl Agent {
         }
         reservation.keep = true;
         Ok(Value::Array(results))
+    }
+
+    /// A single-node cluster's containers join the local network its `cluster_info` names,
+    /// which must have been created on this agent (Docker refuses an unknown network).
+    fn check_network(&self, args: &Args<'_>) -> Result<(), Answer> {
+        let network = args
+            .get(3)
+            .ok()
+            .and_then(|info| map_field(info, "network_name"))
+            .and_then(Value::as_str);
+        match network {
+            Some(name)
+                if name.starts_with("bai-singlenode-") && !self.state().networks.contains(name) =>
+            {
+                Err(docker_error(404, &format!("network {name} not found")))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// The image a kernel config needs pulled first: its `image.canonical` when this agent has
@@ -359,6 +397,32 @@ impl Agent {
             }
         }
         true
+    }
+
+    /// `restart_kernel(session_id, kernel_id, updated_config)` fails as the real dummy agent's
+    /// does: the dummy backend stores no kernel configuration (its `restart_kernel__load_config`
+    /// gives `b""`), so the agent's unpickling of it raises `EOFError` before anything restarts.
+    async fn restart_kernel(&self, args: &Args<'_>) -> Result<Value, Answer> {
+        args.uuid(0)?;
+        args.uuid(1)?;
+        tokio::time::sleep(self.delay).await;
+        Err(Answer::Failure {
+            exc_name: "EOFError".to_owned(),
+            repr: "EOFError('Ran out of input')".to_owned(),
+        })
+    }
+
+    /// `get_logs(kernel_id)`: the dummy kernel's `{"logs": "my logs"}`, or the real agent's
+    /// `KeyError` for a kernel it does not hold.
+    fn get_logs(&self, args: &Args<'_>) -> Result<Value, Answer> {
+        let kernel_id = args.uuid(0)?;
+        if !self.state().kernels.contains_key(&kernel_id.to_string()) {
+            return Err(Answer::Failure {
+                exc_name: "KeyError".to_owned(),
+                repr: format!("KeyError(UUID('{kernel_id}'))"),
+            });
+        }
+        Ok(to_value(&json!({"logs": DUMMY_LOGS})))
     }
 
     async fn destroy_kernel(

@@ -468,7 +468,42 @@ async fn methods_answer_concurrently_and_kernels_live_and_die_on_the_event_strea
         .call("get_logs", vec![kernel.clone()], vec![], CALL)
         .await
         .expect("get_logs");
-    assert!(map_get(&logs, "logs").as_str().is_some());
+    // The dummy kernel's log; a kernel the agent does not hold is the real agent's KeyError.
+    assert_eq!(map_get(&logs, "logs"), &Value::from("my logs"));
+    let stranger = Uuid::new_v4();
+    let error = connection
+        .call(
+            "get_logs",
+            vec![Value::from(stranger.to_string())],
+            vec![],
+            CALL,
+        )
+        .await
+        .expect_err("get_logs of an unknown kernel");
+    assert!(
+        matches!(&error, RpcError::Failure { exc_name, repr, .. }
+            if exc_name == "KeyError" && *repr == format!("KeyError(UUID('{stranger}'))")),
+        "{error:?}"
+    );
+    // The real dummy agent cannot restart a kernel: it stores no configuration to restart from.
+    let error = connection
+        .call(
+            "restart_kernel",
+            vec![
+                Value::from(session.to_string()),
+                kernel.clone(),
+                Value::Map(vec![]),
+            ],
+            vec![],
+            CALL,
+        )
+        .await
+        .expect_err("restart_kernel on the dummy backend");
+    assert!(
+        matches!(&error, RpcError::Failure { exc_name, repr, .. }
+            if exc_name == "EOFError" && repr == "EOFError('Ran out of input')"),
+        "{error:?}"
+    );
     let executed = connection
         .call(
             "execute",

@@ -153,6 +153,20 @@ impl AgentRpcCache {
         }
     }
 
+    /// Runs `call` on the connection to `agent_id`; an error that broke the connection makes the
+    /// next call reconnect ([`forget_if_broken`](Self::forget_if_broken)).
+    pub async fn call<T, F, Fut>(&self, agent_id: &str, call: F) -> Result<T, AgentRpcError>
+    where
+        F: FnOnce(Arc<AgentConnection>) -> Fut,
+        Fut: Future<Output = Result<T, RpcError>>,
+    {
+        let connection = self.get(agent_id).await?;
+        call(connection).await.map_err(|error| {
+            self.forget_if_broken(agent_id, &error);
+            AgentRpcError::from(error)
+        })
+    }
+
     /// Forgets the connection when `error` says it is broken (its socket failed or closed), so
     /// that the next call reconnects; timeouts and the agent's own errors keep it.
     pub fn forget_if_broken(&self, agent_id: &str, error: &RpcError) {

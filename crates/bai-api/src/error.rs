@@ -31,6 +31,9 @@ pub enum ErrorKind {
     SessionAlreadyExists,
     QuotaExceeded,
     TooManySessionsMatched,
+    /// An agent failed a call on a kernel (`KernelExecutionFailed`); the error's data is the
+    /// agent's details.
+    KernelExecutionFailed,
 }
 
 impl ErrorKind {
@@ -49,7 +52,7 @@ impl ErrorKind {
             | Self::GraphQlError => StatusCode::BAD_REQUEST,
             Self::GenericForbidden | Self::InsufficientPrivilege => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::InternalServerError | Self::ServerMisconfigured => {
+            Self::InternalServerError | Self::ServerMisconfigured | Self::KernelExecutionFailed => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Self::ServiceUnavailable | Self::ServerFrozen => StatusCode::SERVICE_UNAVAILABLE,
@@ -82,6 +85,7 @@ impl ErrorKind {
             Self::SessionAlreadyExists => "session-already-exists",
             Self::QuotaExceeded => "quota-exceeded",
             Self::TooManySessionsMatched => "too-many-sessions-matched",
+            Self::KernelExecutionFailed => "kernel-execution-failed",
         }
     }
 
@@ -113,7 +117,14 @@ impl ErrorKind {
             }
             Self::QuotaExceeded => "You have reached your resource limit.".into(),
             Self::TooManySessionsMatched => "Too many sessions matched.".into(),
+            Self::KernelExecutionFailed => "Executing user code in the kernel has failed.".into(),
         }
+    }
+
+    /// The reference's `BackendAgentError`s: their body carries `agent-details` instead of
+    /// `msg` and `data`.
+    pub fn is_agent_error(self) -> bool {
+        matches!(self, Self::KernelExecutionFailed)
     }
 
     pub fn type_url(self) -> String {
@@ -171,6 +182,12 @@ impl ApiError {
         Self::new(ErrorKind::ObjectNotFound(object))
     }
 
+    /// An agent-originated error (`kind` one of [`ErrorKind::is_agent_error`]) with the agent's
+    /// details: `{"type": <agent error type URL>, "title": ...[, "exception": ...]}`.
+    pub fn agent(kind: ErrorKind, agent_details: Value) -> Self {
+        Self::new(kind).data(agent_details)
+    }
+
     /// A failure of ours (a backing service, a bug): logged in full here, answered as a bare 500 so
     /// that no internal detail (addresses, SQL, credentials) reaches the client.
     pub fn internal(context: &str, error: &dyn std::error::Error) -> Self {
@@ -190,7 +207,12 @@ impl ApiError {
             body.insert("msg".into(), Value::String(msg.clone()));
         }
         if let Some(data) = &self.data {
-            body.insert("data".into(), data.clone());
+            let key = if self.kind.is_agent_error() {
+                "agent-details"
+            } else {
+                "data"
+            };
+            body.insert(key.into(), data.clone());
         }
         Value::Object(body)
     }
@@ -228,7 +250,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Serializes a problem object with `type`, `title`, `msg`, `data` in that order.
+/// Serializes a problem object with `type`, `title`, `msg`, `data`, `agent-details` in that
+/// order.
 struct OrderedProblem<'a>(&'a Value);
 
 impl serde::Serialize for OrderedProblem<'_> {
@@ -238,7 +261,7 @@ impl serde::Serialize for OrderedProblem<'_> {
             return self.0.serialize(serializer);
         };
         let mut out = serializer.serialize_map(Some(map.len()))?;
-        for key in ["type", "title", "msg", "data"] {
+        for key in ["type", "title", "msg", "data", "agent-details"] {
             if let Some(value) = map.get(key) {
                 out.serialize_entry(key, value)?;
             }

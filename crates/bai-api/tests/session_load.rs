@@ -21,7 +21,7 @@ use bai_api::testing::{USER, signed_request};
 use bai_db_models::entities::enums::SessionStatus;
 use bai_db_models::entities::{agents, sessions};
 use bai_events::{ConsumerOptions, EventProducer, Handlers, MANAGER_GROUP, run_consumer};
-use bai_redis::StreamDb;
+use bai_redis::{SchedulerStatus, StreamDb};
 use bai_sessions::{Lifecycle, Scheduler, Starter};
 use common::Api;
 use http::{Method, StatusCode};
@@ -99,14 +99,16 @@ async fn start(label: &str) -> (Api, Manager) {
         ConsumerOptions::new(MANAGER_GROUP, "load:0".to_owned()),
         shutdown.clone(),
     ));
+    let status = SchedulerStatus::new(stores.redis.live.clone(), "i-load");
     let scheduler = Scheduler::new(
         db.clone(),
         etcd.clone(),
         stores.redis.stat.clone(),
         producer.clone(),
         ["cpu", "mem"].map(str::to_owned).to_vec(),
+        status.clone(),
     );
-    let starter = Starter::new(db, etcd, producer, stores.redis.stat.clone(), rpc);
+    let starter = Starter::new(db, etcd, producer, stores.redis.stat.clone(), rpc, status);
     tokio::spawn(bai_sessions::run_dispatcher(
         scheduler,
         starter,

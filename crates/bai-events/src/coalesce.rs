@@ -1,6 +1,8 @@
 //! Coalescing of triggers (`do_schedule` and friends): a burst of triggers becomes one run, about
 //! `max_wait` after the burst began, or at once when `max_batch` triggers piled up — the
 //! reference's `CoalescingOptions(max_wait=0.5, max_batch_size=32)` as "debounce, flush at 32".
+//! Each trigger names its cause (the event that fired it); a burst reports the latest cause, as
+//! the reference's coalesced handler runs with the latest event of the burst.
 
 use std::time::Duration;
 
@@ -9,20 +11,27 @@ use tokio::sync::mpsc;
 /// The sending side: cheap to clone, never blocks.
 #[derive(Clone, Debug)]
 pub struct Trigger {
-    sender: mpsc::UnboundedSender<()>,
+    sender: mpsc::UnboundedSender<&'static str>,
 }
 
 impl Trigger {
-    /// Asks for one run; false if the receiving side is gone.
-    pub fn fire(&self) -> bool {
-        self.sender.send(()).is_ok()
+    /// Asks for one run because of `cause`; false if the receiving side is gone.
+    pub fn fire(&self, cause: &'static str) -> bool {
+        self.sender.send(cause).is_ok()
     }
+}
+
+/// A burst of triggers: how many, and the cause of the latest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Burst {
+    pub count: usize,
+    pub cause: &'static str,
 }
 
 /// The receiving side: yields once per burst.
 #[derive(Debug)]
 pub struct Coalesced {
-    receiver: mpsc::UnboundedReceiver<()>,
+    receiver: mpsc::UnboundedReceiver<&'static str>,
     max_wait: Duration,
     max_batch: usize,
 }
@@ -41,22 +50,25 @@ pub fn coalescing(max_wait: Duration, max_batch: usize) -> (Trigger, Coalesced) 
 }
 
 impl Coalesced {
-    /// Waits for the next burst to end; returns how many triggers it held, or `None` once every
-    /// [`Trigger`] is dropped and nothing is left.
-    pub async fn next(&mut self) -> Option<usize> {
-        self.receiver.recv().await?;
+    /// Waits for the next burst to end; returns it, or `None` once every [`Trigger`] is dropped
+    /// and nothing is left.
+    pub async fn next(&mut self) -> Option<Burst> {
+        let mut cause = self.receiver.recv().await?;
         let mut count = 1;
         let deadline = tokio::time::Instant::now() + self.max_wait;
         while count < self.max_batch {
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => break,
                 more = self.receiver.recv() => match more {
-                    Some(()) => count += 1,
+                    Some(latest) => {
+                        count += 1;
+                        cause = latest;
+                    }
                     None => break,
                 },
             }
         }
-        Some(count)
+        Some(Burst { count, cause })
     }
 }
 
@@ -68,10 +80,17 @@ mod tests {
     async fn a_burst_becomes_one_run_after_the_wait() {
         let (trigger, mut bursts) = coalescing(Duration::from_millis(500), 32);
         let started = tokio::time::Instant::now();
-        for _ in 0..10 {
-            trigger.fire();
+        for cause in ["session_enqueued"; 9] {
+            trigger.fire(cause);
         }
-        assert_eq!(bursts.next().await, Some(10));
+        trigger.fire("agent_started");
+        assert_eq!(
+            bursts.next().await,
+            Some(Burst {
+                count: 10,
+                cause: "agent_started"
+            })
+        );
         assert_eq!(started.elapsed(), Duration::from_millis(500));
     }
 
@@ -80,11 +99,12 @@ mod tests {
         let (trigger, mut bursts) = coalescing(Duration::from_millis(500), 32);
         let started = tokio::time::Instant::now();
         for _ in 0..40 {
-            trigger.fire();
+            trigger.fire("do_schedule");
         }
-        assert_eq!(bursts.next().await, Some(32));
+        let count = |burst: Option<Burst>| burst.map(|burst| burst.count);
+        assert_eq!(count(bursts.next().await), Some(32));
         assert_eq!(started.elapsed(), Duration::ZERO);
-        assert_eq!(bursts.next().await, Some(8));
+        assert_eq!(count(bursts.next().await), Some(8));
         drop(trigger);
         assert_eq!(bursts.next().await, None);
     }

@@ -25,7 +25,7 @@ pub use catalogue::{
     SessionCreation, SessionResult, SessionTermination, VolumeMount, VolumeMountResult,
     VolumeUnmount,
 };
-pub use coalesce::{Coalesced, Trigger, coalescing};
+pub use coalesce::{Burst, Coalesced, Trigger, coalescing};
 /// A msgpack value (an event's or an RPC answer's) as JSON, and JSON as a msgpack value (what we
 /// send: an RPC's arguments).
 pub use json::{to_json, to_value};

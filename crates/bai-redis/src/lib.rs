@@ -15,6 +15,7 @@ mod db;
 mod image;
 mod live;
 mod rate_limit;
+mod scheduler_status;
 mod stat;
 mod stream;
 #[cfg(feature = "testing")]
@@ -25,6 +26,7 @@ pub use db::RedisDb;
 pub use image::ImageDb;
 pub use live::{AgentLastSeen, InferenceMetrics, LiveDb};
 pub use rate_limit::{ANONYMOUS_LIMIT, RateLimitDb, RateLimitVerdict, WINDOW_SECONDS};
+pub use scheduler_status::{SchedulerStatus, SchedulerTask, SchedulerTaskStatus};
 pub use stat::StatDb;
 pub use stream::{BadEntryId, ClaimedEntry, EntryId, StreamDb, StreamEntry};
 

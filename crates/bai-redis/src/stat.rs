@@ -2,12 +2,14 @@
 //! about themselves and their kernels (live statistics, container counts, accelerator metadata),
 //! and abuse reports.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bai_etcd_store::shared_config::RedisConfig;
 use fred::prelude::{Client, HashesInterface, KeysInterface};
+use fred::types::Key;
 use fred::types::scripts::Script;
+use futures_util::TryStreamExt;
 
 use crate::connect::connect_db;
 use crate::{RedisConnectError, RedisDb, RedisError};
@@ -39,12 +41,15 @@ fn last_call_time_key(access_key: &str) -> String {
     format!("kp:{access_key}:last_call_time")
 }
 
+const CONCURRENCY_USED_PREFIX: &str = "keypair.concurrency_used.";
+const SFTP_CONCURRENCY_USED_PREFIX: &str = "keypair.sftp_concurrency_used.";
+
 fn concurrency_used_key(access_key: &str) -> String {
-    format!("keypair.concurrency_used.{access_key}")
+    format!("{CONCURRENCY_USED_PREFIX}{access_key}")
 }
 
 fn sftp_concurrency_used_key(access_key: &str) -> String {
-    format!("keypair.sftp_concurrency_used.{access_key}")
+    format!("{SFTP_CONCURRENCY_USED_PREFIX}{access_key}")
 }
 
 fn container_count_key(agent_id: &str) -> String {
@@ -123,6 +128,27 @@ impl StatDb {
             .await
             .map_err(RedisError::in_db(DB))?;
         Ok(())
+    }
+
+    /// The access keys that have a session counter (`keypair.concurrency_used.{ak}` or the SFTP
+    /// one), whatever its value: what a recalculation must also set, so that the counters of keys
+    /// whose sessions are all gone go back to 0.
+    pub async fn keypairs_with_concurrency_counters(&self) -> Result<BTreeSet<String>, RedisError> {
+        let mut access_keys = BTreeSet::new();
+        for prefix in [CONCURRENCY_USED_PREFIX, SFTP_CONCURRENCY_USED_PREFIX] {
+            let keys: Vec<Key> = self
+                .client
+                .scan_buffered(format!("{prefix}*"), Some(1_000), None)
+                .try_collect()
+                .await
+                .map_err(RedisError::in_db(DB))?;
+            access_keys.extend(keys.iter().filter_map(|key| {
+                key.as_str()
+                    .and_then(|key| key.strip_prefix(prefix))
+                    .map(str::to_owned)
+            }));
+        }
+        Ok(access_keys)
     }
 
     /// Forgets the session counters of keypairs that are gone.

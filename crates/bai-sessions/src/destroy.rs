@@ -125,26 +125,22 @@ impl Destroyer {
                 let rpc = Arc::clone(&self.rpc);
                 let (agent, kernel_id, reason) = (agent.clone(), *kernel_id, reason.to_owned());
                 calls.spawn(async move {
-                    let outcome = async {
-                        let connection = rpc.get(&agent).await?;
-                        connection
-                            .invoke_with_timeout(
-                                bai_agent_rpc::AgentMethod::DestroyKernel,
-                                vec![
-                                    rmpv::Value::from(kernel_id.to_string()),
-                                    rmpv::Value::from(session_id.to_string()),
-                                    rmpv::Value::from(reason.as_str()),
-                                ],
-                                Vec::new(),
-                                Some(DESTROY_TIMEOUT),
-                            )
-                            .await
-                            .map_err(|error| {
-                                rpc.forget_if_broken(&agent, &error);
-                                bai_agents::AgentRpcError::from(error)
-                            })
-                    }
-                    .await;
+                    let outcome = rpc
+                        .call(&agent, |connection| async move {
+                            connection
+                                .invoke_with_timeout(
+                                    bai_agent_rpc::AgentMethod::DestroyKernel,
+                                    vec![
+                                        rmpv::Value::from(kernel_id.to_string()),
+                                        rmpv::Value::from(session_id.to_string()),
+                                        rmpv::Value::from(reason.as_str()),
+                                    ],
+                                    Vec::new(),
+                                    Some(DESTROY_TIMEOUT),
+                                )
+                                .await
+                        })
+                        .await;
                     if let Err(error) = outcome {
                         tracing::warn!(kernel.id = %kernel_id, agent.id = agent, "destroy_kernel failed; the kernel is marked terminated anyway: {error}");
                     }

@@ -5,19 +5,23 @@
 //!
 //! Rounds of different processes exclude each other by the scheduling lock of the database, and
 //! a scheduled session is taken for starting by one process only (row locks), so every worker
-//! may run these loops; the timers run where the server says (one worker per node).
+//! may run these loops; the timers, and the hang-tolerance scanner with them, run where the
+//! server says (one worker per node).
 
 use std::time::Duration;
 
 use bai_events::{Coalesced, Handlers, Trigger, coalescing};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Scheduler, Starter};
+use crate::{Scheduler, Starter, run_hang_scanner};
 
 /// The reference's coalescing of scheduler triggers: one run 0.5 s after a burst began, or at
 /// once when 32 piled up.
 const COALESCE_WAIT: Duration = Duration::from_millis(500);
 const COALESCE_BATCH: usize = 32;
+/// The events the timers stand for, and that ask for a run on the bus.
+const SCHEDULE_EVENT: &str = "do_schedule";
+const PREPARE_EVENT: &str = "do_prepare";
 /// The reference's `do_schedule` and `do_prepare` timers.
 pub const SCHEDULE_INTERVAL: Duration = Duration::from_secs(10);
 pub const PREPARE_INTERVAL: Duration = Duration::from_secs(10);
@@ -50,14 +54,14 @@ pub fn triggers() -> (Triggers, Bursts) {
 }
 
 impl Triggers {
-    /// Asks for a scheduling round.
-    pub fn schedule(&self) {
-        self.schedule.fire();
+    /// Asks for a scheduling round because of event `cause`.
+    pub fn schedule(&self, cause: &'static str) {
+        self.schedule.fire(cause);
     }
 
-    /// Asks for the scheduled sessions to be started.
-    pub fn prepare(&self) {
-        self.prepare.fire();
+    /// Asks for the scheduled sessions to be started because of event `cause`.
+    pub fn prepare(&self, cause: &'static str) {
+        self.prepare.fire(cause);
     }
 }
 
@@ -67,24 +71,25 @@ pub fn trigger_handlers(triggers: &Triggers, into: &mut Handlers) {
         "session_enqueued",
         "session_terminated",
         "agent_started",
-        "do_schedule",
+        SCHEDULE_EVENT,
     ] {
         let triggers = triggers.clone();
         into.on(event, "dispatcher.schedule", move |_| {
-            triggers.schedule();
+            triggers.schedule(event);
             async { Ok(()) }
         });
     }
     let triggers = triggers.clone();
-    into.on("do_prepare", "dispatcher.prepare", move |_| {
-        triggers.prepare();
+    into.on(PREPARE_EVENT, "dispatcher.prepare", move |_| {
+        triggers.prepare(PREPARE_EVENT);
         async { Ok(()) }
     });
 }
 
 /// Runs a scheduling round for every burst of schedule triggers and starts the scheduled
 /// sessions for every burst of prepare triggers, until `shutdown`; with `timers`, also every
-/// [`SCHEDULE_INTERVAL`] and [`PREPARE_INTERVAL`].
+/// [`SCHEDULE_INTERVAL`] and [`PREPARE_INTERVAL`], and the hang-tolerance scanner
+/// ([`run_hang_scanner`]) on the starter's stores.
 pub async fn run_dispatcher(
     scheduler: Scheduler,
     starter: Starter,
@@ -93,51 +98,62 @@ pub async fn run_dispatcher(
     shutdown: CancellationToken,
 ) {
     let Bursts { schedule, prepare } = bursts;
+    let (scheduler, starter) = (&scheduler, &starter);
     let scheduling = run_loop(
         schedule,
-        timers.then_some(SCHEDULE_INTERVAL),
+        timers.then_some((SCHEDULE_INTERVAL, SCHEDULE_EVENT)),
         &shutdown,
-        || async {
-            if let Err(error) = scheduler.schedule().await {
+        |cause| async move {
+            if let Err(error) = scheduler.schedule_for(cause).await {
                 tracing::error!("scheduling round: {error}");
             }
         },
     );
     let preparing = run_loop(
         prepare,
-        timers.then_some(PREPARE_INTERVAL),
+        timers.then_some((PREPARE_INTERVAL, PREPARE_EVENT)),
         &shutdown,
-        || async {
-            if let Err(error) = starter.prepare().await {
+        |cause| async move {
+            if let Err(error) = starter.prepare_for(cause).await {
                 tracing::error!("starting scheduled sessions: {error}");
             }
         },
     );
-    tokio::join!(scheduling, preparing);
+    let scanning = async {
+        if timers {
+            run_hang_scanner(starter.hang_scanner(), shutdown.clone()).await;
+        }
+    };
+    tokio::join!(scheduling, preparing, scanning);
 }
 
-/// Runs `work` for every burst and every tick of `timer`, one at a time, until `shutdown`.
+/// Runs `work` for every burst (with the burst's latest cause) and every tick of `timer` (with
+/// the timer's event), one at a time, until `shutdown`.
 async fn run_loop<F, Fut>(
     mut bursts: Coalesced,
-    timer: Option<Duration>,
+    timer: Option<(Duration, &'static str)>,
     shutdown: &CancellationToken,
     work: F,
 ) where
-    F: Fn() -> Fut,
+    F: Fn(&'static str) -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    let mut ticks = timer.map(|every| {
+    let mut ticks = timer.map(|(every, _)| {
         let mut ticks = tokio::time::interval(every);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         ticks
     });
+    let timer_event = timer.map_or("", |(_, event)| event);
     loop {
-        tokio::select! {
+        let cause = tokio::select! {
             () = shutdown.cancelled() => return,
-            burst = bursts.next() => if burst.is_none() { return },
-            () = tick(&mut ticks) => {}
-        }
-        work().await;
+            burst = bursts.next() => match burst {
+                Some(burst) => burst.cause,
+                None => return,
+            },
+            () = tick(&mut ticks) => timer_event,
+        };
+        work(cause).await;
     }
 }
 

@@ -13,7 +13,13 @@
 //! the scheduled sessions to PREPARING and calls `create_kernels` on their agents; a session that
 //! cannot start is cancelled with its slots released. [`run_dispatcher`] runs both on the
 //! [`trigger_handlers`]' events and on timers. [`Destroyer`] destroys a session as the reference
-//! allows in each status, through `destroy_kernel` on its agents.
+//! allows in each status, through `destroy_kernel` on its agents; [`HangScanner`] destroys the
+//! sessions that stayed PREPARING or TERMINATING longer than etcd's hang tolerance allows.
+//! [`Restarter`] restarts a running session's kernels through `restart_kernel` on their agents.
+//!
+//! No session waits for good on an agent that failed it: a failed or timed-out `create_kernels`
+//! cancels the session, a lost agent cancels the sessions it was starting and ends the kernels it
+//! was destroying, and a kernel that starts for a session already over is destroyed on its agent.
 //!
 //! It must not know HTTP or manager.toml. SQL goes through `bai-db-models`, Redis through
 //! `bai-redis`, agents are called through `bai-agents`' RPC cache; decisions about slots and
@@ -21,7 +27,9 @@
 
 mod destroy;
 mod dispatch;
+mod hang;
 mod lifecycle;
+mod restart;
 mod schedule;
 mod start;
 pub mod status;
@@ -31,6 +39,11 @@ pub use dispatch::{
     Bursts, PREPARE_INTERVAL, SCHEDULE_INTERVAL, Triggers, run_dispatcher, trigger_handlers,
     triggers,
 };
-pub use lifecycle::{Lifecycle, LifecycleError, handlers, recompute_agent_occupancy};
+pub use hang::{HANG_TIMEOUT, HangError, HangScanner, run_hang_scanner};
+pub use lifecycle::{
+    Lifecycle, LifecycleError, RecalculateError, UsageRecalculation, handlers, recalculate_usage,
+    recompute_agent_occupancy,
+};
+pub use restart::{KernelRestart, RestartError, RestartReport, Restarter};
 pub use schedule::{ScheduleError, ScheduleReport, Scheduler};
 pub use start::{DEFAULT_CREATE_TIMEOUT, StartError, Starter};

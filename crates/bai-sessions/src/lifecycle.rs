@@ -6,23 +6,35 @@
 //!
 //! Unlike the reference, a session's status only ever moves by the transition map: a late
 //! `kernel_pulling` does not pull a session back from TERMINATING, and a `kernel_started`
-//! delivered twice adds its allocation to the session once.
+//! delivered twice adds its allocation to the session once. A kernel that starts when it is over
+//! already (its session was destroyed or cancelled while the agent created it) is destroyed on
+//! its agent, which would otherwise keep its container and slots for nobody.
+//!
+//! When an agent is lost (`agent_terminated("agent-lost")`), the sessions it was starting are
+//! cancelled as failed to start, and the kernels it was destroying are terminated: neither would
+//! ever hear from it again. Its RUNNING kernels are left alone, as the reference leaves them: the
+//! agent may come back with its containers, and a user can still destroy them.
 
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, OnceLock};
 
+use bai_agents::AgentRpcCache;
 use bai_db_models::DbError;
 use bai_db_models::entities::ResourceSlot;
 use bai_db_models::entities::enums::{KernelStatus, SessionStatus};
+use bai_db_models::queries::session_faults;
 use bai_db_models::queries::session_lifecycle::{self, KernelStatuses, StartedKernel};
+use bai_db_models::queries::{kernels, scheduling};
 use bai_events::{
     Event, EventProducer, HandlerError, Handlers, KernelCreation, KernelTermination, Received,
     SessionCreation, SessionTermination,
 };
-use bai_redis::StatDb;
+use bai_redis::{RedisError, StatDb};
 use bai_scheduler::Slots;
 use sea_orm::DatabaseConnection;
 use sea_orm::prelude::Uuid;
 
+use crate::start::local_network_name;
 use crate::status::{kernel_may_go, session_may_go, session_status_from_kernels};
 
 /// Why a kernel event could not be applied.
@@ -46,18 +58,37 @@ impl From<DbError> for LifecycleError {
     }
 }
 
+/// The reason of the kernels a lost agent was destroying and had no reason recorded.
+const AGENT_TERMINATION: &str = "agent-termination";
+/// The reason a kernel that started too late is destroyed with on its agent.
+const ALREADY_TERMINATED: &str = "already-terminated";
+
 /// Applies kernel events to the database and announces session-level changes.
 #[derive(Debug)]
 pub struct Lifecycle {
     db: DatabaseConnection,
     producer: EventProducer,
     stat: StatDb,
+    /// Where kernels that must go are destroyed; without it they are only logged.
+    rpc: Option<Arc<AgentRpcCache>>,
 }
 
 impl Lifecycle {
     /// `stat` (Redis database 0) holds the kernels' last statistics, kept on termination.
     pub fn new(db: DatabaseConnection, producer: EventProducer, stat: StatDb) -> Lifecycle {
-        Lifecycle { db, producer, stat }
+        Lifecycle {
+            db,
+            producer,
+            stat,
+            rpc: None,
+        }
+    }
+
+    /// Destroys, through `rpc`, the kernels that started for sessions already over and the
+    /// kernels of a session a lost agent was starting that did start elsewhere.
+    pub fn with_rpc_cache(mut self, rpc: Arc<AgentRpcCache>) -> Lifecycle {
+        self.rpc = Some(rpc);
+        self
     }
 
     /// `kernel_pulling`: the kernel is PULLING with the image as its `status_info`.
@@ -87,21 +118,45 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// `kernel_started`: the kernel is RUNNING with its ports, container and actual allocation,
-    /// which the session's `occupying_slots` gains; when the session becomes RUNNING,
-    /// `session_started` is announced.
-    pub async fn kernel_started(&self, event: &KernelCreation) -> Result<(), LifecycleError> {
+    /// `kernel_started` from agent `agent_id`: the kernel is RUNNING with its ports, container
+    /// and actual allocation, which the session's `occupying_slots` gains; when the session
+    /// becomes RUNNING, `session_started` is announced. A kernel that is over already (TERMINATED,
+    /// CANCELLED, ERROR) stays so and is destroyed on the agent.
+    pub async fn kernel_started(
+        &self,
+        agent_id: &str,
+        event: &KernelCreation,
+    ) -> Result<(), LifecycleError> {
         let started = started_kernel(event)?;
+        let found = OnceLock::new();
         let moved = session_lifecycle::start_kernel(
             &self.db,
             event.session_id,
             event.kernel_id,
             &started,
-            |from| kernel_may_go(from, KernelStatus::Running),
+            |from| {
+                let _ = found.set(from);
+                // A restarting kernel is RUNNING again by the restart's own answer; the agent's
+                // `kernel_started` must not add its allocation to the session a second time.
+                from != KernelStatus::Restarting && kernel_may_go(from, KernelStatus::Running)
+            },
             add_slots,
         )
         .await?;
         if !moved {
+            if let Some(
+                status @ (KernelStatus::Terminated | KernelStatus::Cancelled | KernelStatus::Error),
+            ) = found.get().copied()
+            {
+                tracing::info!(kernel.id = %event.kernel_id, agent.id = agent_id, "a kernel started when it was {status:?} already: destroying it on its agent");
+                self.destroy_on_agent(
+                    agent_id,
+                    event.kernel_id,
+                    event.session_id,
+                    ALREADY_TERMINATED,
+                )
+                .await;
+            }
             return Ok(());
         }
         if self.recompute(event.session_id, None).await? == Some(SessionStatus::Running) {
@@ -157,6 +212,120 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Agent `agent_id` is lost: the sessions it was starting are cancelled as failed to start
+    /// (their slots released, their kernels that did start on other agents destroyed), and the
+    /// kernels it was destroying are terminated with the reason they were destroyed for.
+    pub async fn agent_lost(&self, agent_id: &str) -> Result<(), LifecycleError> {
+        for rows in session_faults::sessions_starting_on(&self.db, agent_id).await? {
+            let session = &rows.session;
+            let status_data = serde_json::json!({
+                "error": {
+                    "src": "other",
+                    "name": "AgentError",
+                    "repr": format!("agent {agent_id} was lost while it created the session's kernels"),
+                }
+            });
+            let agents: Vec<String> = rows
+                .kernels
+                .iter()
+                .filter_map(|kernel| kernel.agent.clone())
+                .collect();
+            let cancelled = scheduling::cancel_failed_start(
+                &self.db,
+                session.id,
+                &status_data,
+                &agents,
+                sum_slots,
+            )
+            .await?;
+            if !cancelled {
+                continue;
+            }
+            tracing::warn!(session.id = %session.id, agent.id = agent_id, "the agent of a starting session is lost: the session is cancelled");
+            sync_concurrency(&self.db, &self.stat, session.access_key.clone()).await;
+            for kernel in &rows.kernels {
+                if let Some(agent) = kernel.agent.as_deref()
+                    && agent != agent_id
+                    && kernel.container_id.is_some()
+                {
+                    self.destroy_on_agent(agent, kernel.id, session.id, "failed-to-start")
+                        .await;
+                }
+            }
+            self.announce(Event::SessionCancelled(SessionCreation {
+                session_id: session.id,
+                creation_id: session.creation_id.clone().unwrap_or_default(),
+                reason: "failed-to-start".to_owned(),
+            }))
+            .await?;
+        }
+        for kernel in session_faults::kernels_terminating_on(&self.db, agent_id).await? {
+            let reason = kernel
+                .status_info
+                .filter(|reason| !reason.is_empty())
+                .unwrap_or_else(|| AGENT_TERMINATION.to_owned());
+            tracing::warn!(kernel.id = %kernel.id, agent.id = agent_id, "the agent destroying a kernel is lost: the kernel is terminated");
+            self.kernel_terminated(&KernelTermination {
+                kernel_id: kernel.id,
+                session_id: kernel.session_id,
+                reason,
+                exit_code: -1,
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// `session_terminated`: the session's local cluster network is removed from the agent that
+    /// holds it, as the reference's `clean_session` does; a failure is logged (the agent may be
+    /// gone, and the network with it).
+    pub async fn clean_session(&self, session_id: Uuid) -> Result<(), LifecycleError> {
+        let Some(agent_id) = kernels::local_network_agent(&self.db, session_id).await? else {
+            return Ok(());
+        };
+        let name = local_network_name(session_id);
+        let Some(rpc) = &self.rpc else {
+            tracing::warn!(session.id = %session_id, agent.id = agent_id, "the network {name} stays on its agent: no agent connections here");
+            return Ok(());
+        };
+        let outcome = rpc
+            .call(&agent_id, |connection| async move {
+                connection.destroy_local_network(&name).await
+            })
+            .await;
+        if let Err(error) = outcome {
+            tracing::warn!(session.id = %session_id, agent.id = agent_id, "cannot remove the session's network from its agent: {error}");
+        }
+        Ok(())
+    }
+
+    /// `destroy_kernel` on `agent_id`. The agent's `kernel_terminated` changes nothing here (the
+    /// kernel is over already) but records that the agent let it go; a failure is logged: the
+    /// agent may be gone with the kernel.
+    async fn destroy_on_agent(
+        &self,
+        agent_id: &str,
+        kernel_id: Uuid,
+        session_id: Uuid,
+        reason: &str,
+    ) {
+        let Some(rpc) = &self.rpc else {
+            tracing::warn!(kernel.id = %kernel_id, agent.id = agent_id, "a kernel that should be destroyed stays on its agent: no agent connections here");
+            return;
+        };
+        let (kernel, session) = (kernel_id.to_string(), session_id.to_string());
+        let outcome = rpc
+            .call(agent_id, |connection| async move {
+                connection
+                    .destroy_kernel(&kernel, &session, Some(reason), false)
+                    .await
+            })
+            .await;
+        if let Err(error) = outcome {
+            tracing::warn!(kernel.id = %kernel_id, agent.id = agent_id, "cannot destroy the kernel on its agent: {error}");
+        }
+    }
+
     /// The session's status from its kernels, written when the transition map allows it.
     async fn recompute(
         &self,
@@ -174,7 +343,9 @@ impl Lifecycle {
 
     async fn announce(&self, event: Event) -> Result<(), LifecycleError> {
         let session_id = match &event {
-            Event::SessionStarted(creation) => creation.session_id,
+            Event::SessionStarted(creation) | Event::SessionCancelled(creation) => {
+                creation.session_id
+            }
             Event::SessionTerminated(termination) => termination.session_id,
             _ => Uuid::nil(),
         };
@@ -264,42 +435,94 @@ pub(crate) async fn sync_concurrency(
     stat: &StatDb,
     access_keys: impl IntoIterator<Item = String>,
 ) {
-    let keys: std::collections::BTreeSet<String> = access_keys.into_iter().collect();
+    let keys: BTreeSet<String> = access_keys.into_iter().collect();
     if keys.is_empty() {
         return;
     }
-    let counts = match bai_db_models::queries::scheduling::concurrency_used(db, &keys).await {
+    let counts = match scheduling::concurrency_used(db, &keys).await {
         Ok(counts) => counts,
         Err(error) => {
             tracing::warn!("cannot count the running sessions of {keys:?}: {error}");
             return;
         }
     };
-    for (key, (used, sftp_used)) in counts {
-        if let Err(error) = stat.set_keypair_concurrency(&key, used, sftp_used).await {
-            tracing::warn!(
-                access_key = key,
-                "cannot record the keypair's concurrency: {error}"
-            );
-        }
+    if let Err(error) = write_concurrency(stat, &counts).await {
+        tracing::warn!("cannot record the concurrency of keypairs {keys:?}: {error}");
     }
+}
+
+/// Writes `counts` (access key -> `(others, SYSTEM)`) to the keypairs' Redis counters.
+async fn write_concurrency(
+    stat: &StatDb,
+    counts: &HashMap<String, (u64, u64)>,
+) -> Result<(), RedisError> {
+    for (key, (used, sftp_used)) in counts {
+        stat.set_keypair_concurrency(key, *used, *sftp_used).await?;
+    }
+    Ok(())
 }
 
 /// Sets every agent's `occupied_slots` to what its kernels hold: what a manager does when it
 /// starts, so that occupancy is derived from the kernels whatever happened before. Returns how
 /// many agents there are.
 pub async fn recompute_agent_occupancy(db: &DatabaseConnection) -> Result<usize, DbError> {
-    bai_db_models::queries::scheduling::recompute_all_agent_occupancy(db, sum_slots).await
+    scheduling::recompute_all_agent_occupancy(db, sum_slots).await
+}
+
+/// What [`recalculate_usage`] set.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageRecalculation {
+    /// Agents whose occupied slots were recomputed (all of them).
+    pub agents: usize,
+    /// Access keys whose session counters were written.
+    pub access_keys: usize,
+}
+
+/// Why the usage could not be recalculated.
+#[derive(Debug, thiserror::Error)]
+pub enum RecalculateError {
+    #[error(transparent)]
+    Db(Box<DbError>),
+    #[error("writing the keypairs' session counters: {0}")]
+    Redis(#[from] RedisError),
+}
+
+impl From<DbError> for RecalculateError {
+    fn from(error: DbError) -> Self {
+        RecalculateError::Db(Box::new(error))
+    }
+}
+
+/// The usage derived from the kernels again (`POST /resource/recalculate-usage`): every agent's
+/// occupied slots, and the session counters of every access key that has running sessions or a
+/// counter in Redis, the latter going back to 0 when its sessions are gone.
+pub async fn recalculate_usage(
+    db: &DatabaseConnection,
+    stat: &StatDb,
+) -> Result<UsageRecalculation, RecalculateError> {
+    let agents = recompute_agent_occupancy(db).await?;
+    let mut counts = scheduling::concurrency_used_by_all(db).await?;
+    for access_key in stat.keypairs_with_concurrency_counters().await? {
+        counts.entry(access_key).or_default();
+    }
+    write_concurrency(stat, &counts).await?;
+    Ok(UsageRecalculation {
+        agents,
+        access_keys: counts.len(),
+    })
 }
 
 /// The lifecycle's event handlers, for a consumer of `bai-events` (one manager process handles
-/// each event).
+/// each event): the kernel events, `agent_terminated("agent-lost")`, and `session_terminated`
+/// (the session's network removed).
 pub fn handlers(lifecycle: &Arc<Lifecycle>, into: &mut Handlers) {
     for (event, handler) in [
         ("kernel_pulling", "handle_kernel_pulling"),
         ("kernel_creating", "handle_kernel_creating"),
         ("kernel_started", "handle_kernel_started"),
         ("kernel_terminated", "handle_kernel_terminated"),
+        ("agent_terminated", "handle_agent_lost_sessions"),
+        ("session_terminated", "clean_session"),
     ] {
         let lifecycle = Arc::clone(lifecycle);
         into.on(event, handler, move |received| {
@@ -314,8 +537,12 @@ impl Lifecycle {
         let outcome = match &received.event {
             Event::KernelPulling(event) => self.kernel_pulling(event).await,
             Event::KernelCreating(event) => self.kernel_creating(event).await,
-            Event::KernelStarted(event) => self.kernel_started(event).await,
+            Event::KernelStarted(event) => self.kernel_started(&received.source, event).await,
             Event::KernelTerminated(event) => self.kernel_terminated(event).await,
+            Event::AgentTerminated { reason } if reason == "agent-lost" => {
+                self.agent_lost(&received.source).await
+            }
+            Event::SessionTerminated(event) => self.clean_session(event.session_id).await,
             _ => Ok(()),
         };
         outcome.map_err(HandlerError::from)

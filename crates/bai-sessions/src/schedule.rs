@@ -17,7 +17,7 @@ use bai_db_models::queries::scheduling::{
 };
 use bai_etcd_store::{ConfigTree, EtcdError, EtcdStore, Scope};
 use bai_events::{Event, EventProducer, SessionCreation};
-use bai_redis::StatDb;
+use bai_redis::{RedisError, SchedulerStatus, SchedulerTask, StatDb};
 use bai_scheduler::round::{
     AgentSelectionStrategy, AgentSnapshot, ClusterMode, Dependency, ExistingSession, Failure,
     GroupSnapshot, KeypairQuota, PendingKernel, PendingSession, QuotaSnapshot, ResourcePolicy,
@@ -68,6 +68,11 @@ pub struct ScheduleReport {
     pub cancelled: usize,
 }
 
+/// The trigger a round records in its status hash. The dispatcher's coalesced triggers do not say
+/// which event fired, so every round is recorded as the reference records its timer's and the
+/// API's rounds.
+const SCHEDULE_TRIGGER: &str = "do_schedule";
+
 /// Runs scheduling rounds.
 #[derive(Clone, Debug)]
 pub struct Scheduler {
@@ -76,16 +81,19 @@ pub struct Scheduler {
     stat: StatDb,
     producer: EventProducer,
     resource_priority: Vec<String>,
+    status: SchedulerStatus,
 }
 
 impl Scheduler {
-    /// `resource_priority` is manager.toml's `agent-selection-resource-priority`.
+    /// `resource_priority` is manager.toml's `agent-selection-resource-priority`; `status` is
+    /// where rounds are recorded for `GET /manager/scheduler/status`.
     pub fn new(
         db: DatabaseConnection,
         etcd: EtcdStore,
         stat: StatDb,
         producer: EventProducer,
         resource_priority: Vec<String>,
+        status: SchedulerStatus,
     ) -> Scheduler {
         Scheduler {
             db,
@@ -93,13 +101,26 @@ impl Scheduler {
             stat,
             producer,
             resource_priority,
+            status,
         }
     }
 
-    /// One round of every resource group that has an ALIVE agent. A group whose round fails is
-    /// logged and left for the next round; the error of the first such group is returned after
-    /// the others ran.
+    /// One round of every resource group that has an ALIVE agent, as `do_schedule` asks.
     pub async fn schedule(&self) -> Result<ScheduleReport, ScheduleError> {
+        self.schedule_for(SCHEDULE_TRIGGER).await
+    }
+
+    /// One round of every resource group that has an ALIVE agent, because of event
+    /// `trigger_event`. A group whose round fails is logged and left for the next round; the
+    /// error of the first such group is returned after the others ran. The round is recorded in
+    /// the status hash: its trigger and start, each group whose round went through, and its end
+    /// once every group had its turn.
+    pub async fn schedule_for(&self, trigger_event: &str) -> Result<ScheduleReport, ScheduleError> {
+        note_status(
+            self.status
+                .begin(SchedulerTask::Schedule, trigger_event)
+                .await,
+        );
         let alive = scheduling::groups_with_alive_agents(&self.db).await?;
         // Groups without an ALIVE agent still see their pending timeouts (the reference skips
         // them, so their sessions wait there for good).
@@ -115,20 +136,23 @@ impl Scheduler {
         let mut any_scheduled = false;
         for (group, has_agents) in groups {
             match self.schedule_group(&group, has_agents).await {
-                Ok(Some(plan)) => {
-                    any_scheduled |= plan.any_scheduled();
-                    report.scheduled += plan.scheduled.len();
-                    report.failed += plan.failed.len();
-                    report.cancelled += plan.timed_out.len()
-                        + plan.failed.iter().filter(|f| f.failure.cancels()).count();
+                Ok(plan) => {
+                    if let Some(plan) = plan {
+                        any_scheduled |= plan.any_scheduled();
+                        report.scheduled += plan.scheduled.len();
+                        report.failed += plan.failed.len();
+                        report.cancelled += plan.timed_out.len()
+                            + plan.failed.iter().filter(|f| f.failure.cancels()).count();
+                    }
+                    note_status(self.status.handled(SchedulerTask::Schedule, &group).await);
                 }
-                Ok(None) => {}
                 Err(error) => {
                     tracing::error!("scheduling resource group {group:?} failed: {error}");
                     first_error.get_or_insert(error);
                 }
             }
         }
+        note_status(self.status.finish(SchedulerTask::Schedule).await);
         if any_scheduled {
             self.announce(Event::DoPrepare).await?;
         }
@@ -332,6 +356,13 @@ impl Scheduler {
                 source,
             })?;
         Ok(())
+    }
+}
+
+/// Logs a status hash that could not be written: it only informs operators, so the round goes on.
+pub(crate) fn note_status(written: Result<(), RedisError>) {
+    if let Err(error) = written {
+        tracing::warn!("cannot record the scheduler's status: {error}");
     }
 }
 

@@ -14,23 +14,28 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bai_agent_rpc::{AgentConnection, RpcError};
+use bai_agent_rpc::RpcError;
 use bai_agents::{AgentRpcCache, AgentRpcError};
 use bai_db_models::DbError;
 use bai_db_models::entities::{images, kernels, sessions};
 use bai_db_models::queries::scheduling::{self, PendingRows};
 use bai_etcd_store::{EtcdStore, SharedConfig, SharedConfigError};
 use bai_events::{Event, EventProducer, SessionCreation};
-use bai_redis::StatDb;
+use bai_redis::{SchedulerStatus, SchedulerTask, StatDb};
 use sea_orm::DatabaseConnection;
 use sea_orm::prelude::Uuid;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+use crate::schedule::note_status;
+use crate::{Destroyer, HangScanner};
+
 /// How long one agent may take to create a session's kernels (pulling an image included).
 pub const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 /// How many sessions start at once.
 const STARTING_AT_ONCE: usize = 64;
+/// The trigger a run records in its status hash (the reference's timer and API both send it).
+const PREPARE_TRIGGER: &str = "do_prepare";
 
 /// Why a `prepare()` failed as a whole (a session that fails to start is not an error here: it
 /// is cancelled, and the others go on).
@@ -115,15 +120,18 @@ pub struct Starter {
     stat: StatDb,
     rpc: Arc<AgentRpcCache>,
     create_timeout: Duration,
+    status: SchedulerStatus,
 }
 
 impl Starter {
+    /// `status` is where runs are recorded for `GET /manager/scheduler/status`.
     pub fn new(
         db: DatabaseConnection,
         etcd: EtcdStore,
         producer: EventProducer,
         stat: StatDb,
         rpc: Arc<AgentRpcCache>,
+        status: SchedulerStatus,
     ) -> Starter {
         Starter {
             db,
@@ -132,6 +140,7 @@ impl Starter {
             stat,
             rpc,
             create_timeout: DEFAULT_CREATE_TIMEOUT,
+            status,
         }
     }
 
@@ -141,9 +150,42 @@ impl Starter {
         self
     }
 
-    /// Moves every SCHEDULED session to PREPARING and starts them; returns how many were taken.
-    /// Waits until every `create_kernels` call answered, failed or timed out.
+    /// Destroys sessions over the same stores and agent connections.
+    pub fn destroyer(&self) -> Destroyer {
+        Destroyer::new(
+            self.db.clone(),
+            self.producer.clone(),
+            self.stat.clone(),
+            Arc::clone(&self.rpc),
+        )
+    }
+
+    /// The hang-tolerance scanner over the same stores and agent connections.
+    pub fn hang_scanner(&self) -> HangScanner {
+        HangScanner::new(self.db.clone(), self.etcd.clone(), self.destroyer())
+    }
+
+    /// Starts every SCHEDULED session, as `do_prepare` asks; returns how many were taken.
     pub async fn prepare(&self) -> Result<usize, StartError> {
+        self.prepare_for(PREPARE_TRIGGER).await
+    }
+
+    /// Moves every SCHEDULED session to PREPARING and starts them, because of event
+    /// `trigger_event`; returns how many were taken. Waits until every `create_kernels` call
+    /// answered, failed or timed out. The run is recorded in the status hash: its trigger and
+    /// start, the resource group of each session taken, and its end.
+    pub async fn prepare_for(&self, trigger_event: &str) -> Result<usize, StartError> {
+        note_status(
+            self.status
+                .begin(SchedulerTask::Prepare, trigger_event)
+                .await,
+        );
+        let count = self.start_scheduled().await?;
+        note_status(self.status.finish(SchedulerTask::Prepare).await);
+        Ok(count)
+    }
+
+    async fn start_scheduled(&self) -> Result<usize, StartError> {
         let taken = scheduling::take_scheduled(&self.db).await?;
         if taken.is_empty() {
             return Ok(0);
@@ -153,6 +195,9 @@ impl Starter {
         for rows in &taken {
             self.announce(Event::SessionPreparing(creation(&rows.session, "")))
                 .await?;
+            if let Some(group) = &rows.session.scaling_group_name {
+                note_status(self.status.handled(SchedulerTask::Prepare, group).await);
+            }
         }
         let mut running = JoinSet::new();
         for rows in taken {
@@ -296,23 +341,19 @@ impl Starter {
             let cluster_info = bai_events::to_value(&cluster_info);
             let timeout = self.create_timeout;
             calls.spawn(async move {
-                let outcome = async {
-                    let connection: Arc<AgentConnection> = rpc.get(&agent_id).await?;
-                    connection
-                        .create_kernels(
-                            &session_id,
-                            &kernel_ids,
-                            configs,
-                            cluster_info,
-                            Some(timeout),
-                        )
-                        .await
-                        .map_err(|error| {
-                            rpc.forget_if_broken(&agent_id, &error);
-                            AgentRpcError::from(error)
-                        })
-                }
-                .await;
+                let outcome = rpc
+                    .call(&agent_id, |connection| async move {
+                        connection
+                            .create_kernels(
+                                &session_id,
+                                &kernel_ids,
+                                configs,
+                                cluster_info,
+                                Some(timeout),
+                            )
+                            .await
+                    })
+                    .await;
                 (agent_id, outcome)
             });
         }
@@ -390,7 +431,7 @@ impl Starter {
                 ssh_port_mapping = Some(Value::Object(mapping));
             }
         } else if session.cluster_mode == "single-node" && session.cluster_size > 1 {
-            let name = format!("bai-singlenode-{}", session.id);
+            let name = local_network_name(session.id);
             if let Some(agent) = by_agent.keys().next() {
                 self.rpc
                     .get(agent)
@@ -645,6 +686,12 @@ impl KernelContext<'_> {
 fn cluster_ssh_keypair() -> Result<(String, String), SessionStartError> {
     bai_db_models::queries::keypair_admin::generate_ssh_keypair()
         .map_err(|error| SessionStartError::Keygen(error.to_string()))
+}
+
+/// The agent-local network of a single-node cluster, made on its agent before the kernels and
+/// removed when the session ends.
+pub(crate) fn local_network_name(session_id: Uuid) -> String {
+    format!("bai-singlenode-{session_id}")
 }
 
 #[cfg(test)]

@@ -204,7 +204,7 @@ async fn kernel_events_take_a_session_to_running_and_to_its_end() {
     );
 
     lifecycle
-        .kernel_started(&creation(session, main, "", started_info(main)))
+        .kernel_started(AGENT, &creation(session, main, "", started_info(main)))
         .await
         .expect("main started");
     let running = harness.kernel(main).await;
@@ -223,12 +223,12 @@ async fn kernel_events_take_a_session_to_running_and_to_its_end() {
     assert!(harness.events_after(&mut after).await.is_empty());
 
     lifecycle
-        .kernel_started(&creation(session, sub, "", started_info(sub)))
+        .kernel_started(AGENT, &creation(session, sub, "", started_info(sub)))
         .await
         .expect("sub started");
     // Delivered again (a consumer taking the entry over): counted once.
     lifecycle
-        .kernel_started(&creation(session, sub, "", started_info(sub)))
+        .kernel_started(AGENT, &creation(session, sub, "", started_info(sub)))
         .await
         .expect("sub started again");
     let row = harness.session(session).await;
@@ -313,7 +313,7 @@ async fn an_unusable_creation_info_is_an_error_naming_the_kernel() {
     info["repl_in_port"] = json!("two thousand");
     let error = harness
         .lifecycle
-        .kernel_started(&creation(session, main, "", info))
+        .kernel_started(AGENT, &creation(session, main, "", info))
         .await
         .expect_err("no port");
     let text = error.to_string();

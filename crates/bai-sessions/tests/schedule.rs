@@ -14,7 +14,7 @@ use bai_db_models::testing::{INSTALL_GUIDE_FIXTURES, TestDatabase};
 use bai_etcd_store::testing::TestNamespace;
 use bai_events::{Event, EventProducer};
 use bai_redis::testing::PrivateRedis;
-use bai_redis::{EntryId, StatDb, StreamDb};
+use bai_redis::{EntryId, LiveDb, SchedulerStatus, StatDb, StreamDb};
 use bai_sessions::{ScheduleReport, Scheduler};
 use sea_orm::prelude::Uuid;
 use sea_orm::{ConnectionTrait, EntityTrait};
@@ -37,6 +37,7 @@ impl Harness {
         let redis = PrivateRedis::start();
         let stream = StreamDb::connect(&redis.config()).await.expect("stream");
         let stat = StatDb::connect(&redis.config()).await.expect("stat");
+        let live = LiveDb::connect(&redis.config()).await.expect("live");
         let scheduler = Scheduler::new(
             database.connection.clone(),
             etcd.store().await,
@@ -45,6 +46,7 @@ impl Harness {
             ["cuda", "rocm", "tpu", "cpu", "mem"]
                 .map(str::to_owned)
                 .to_vec(),
+            SchedulerStatus::new(live, "i-schedule-test"),
         );
         Harness {
             scheduler,

@@ -22,8 +22,8 @@ use bai_etcd_store::testing::TestNamespace;
 use bai_etcd_store::{Scope, SharedConfig};
 use bai_events::{ConsumerOptions, Event, EventProducer, Handlers, MANAGER_GROUP, run_consumer};
 use bai_redis::testing::PrivateRedis;
-use bai_redis::{EntryId, Redis, StreamDb};
-use bai_sessions::{Lifecycle, Scheduler, Starter};
+use bai_redis::{EntryId, Redis, SchedulerStatus, StreamDb};
+use bai_sessions::{DestroyRequest, Lifecycle, Scheduler, Starter};
 use bai_stores::Stores;
 use sea_orm::prelude::Uuid;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
@@ -31,11 +31,18 @@ use tokio_util::sync::CancellationToken;
 
 use common::{GIB, IMAGE};
 
+/// The manager id the harness records its scheduler status under.
+const MANAGER_ID: &str = "i-start-test";
+
 const AGENT: &str = "i-start";
 
 struct Harness {
     scheduler: Scheduler,
+    /// The manager's connections to the agent, also for asking the agent what it holds.
+    rpc: Arc<AgentRpcCache>,
     starter: Starter,
+    /// What the scheduler and the starter record of their runs.
+    status: SchedulerStatus,
     stream: StreamDb,
     shutdown: CancellationToken,
     database: TestDatabase,
@@ -94,11 +101,14 @@ impl Harness {
         ));
         let registry =
             Arc::new(AgentRegistry::new(&stores, Arc::default()).with_rpc_cache(Arc::clone(&rpc)));
-        let lifecycle = Arc::new(Lifecycle::new(
-            database.connection.clone(),
-            producer.clone(),
-            stores.redis.stat.clone(),
-        ));
+        let lifecycle = Arc::new(
+            Lifecycle::new(
+                database.connection.clone(),
+                producer.clone(),
+                stores.redis.stat.clone(),
+            )
+            .with_rpc_cache(Arc::clone(&rpc)),
+        );
         let mut handlers = Handlers::default();
         bai_agents::handlers(&registry, &mut handlers);
         bai_sessions::handlers(&lifecycle, &mut handlers);
@@ -140,24 +150,29 @@ impl Harness {
         let token = shutdown.clone();
         tokio::spawn(async move { bai_agent_sim::run(&config, sims, token).await });
 
+        let status = SchedulerStatus::new(stores.redis.live.clone(), MANAGER_ID);
         let scheduler = Scheduler::new(
             database.connection.clone(),
             etcd.clone(),
             stores.redis.stat.clone(),
             producer.clone(),
             ["cpu", "mem"].map(str::to_owned).to_vec(),
+            status.clone(),
         );
         let starter = Starter::new(
             database.connection.clone(),
             etcd,
             producer,
             stores.redis.stat.clone(),
-            rpc,
+            Arc::clone(&rpc),
+            status.clone(),
         )
         .with_create_timeout(Duration::from_secs(10));
         let harness = Harness {
             scheduler,
+            rpc,
             starter,
+            status,
             stream,
             shutdown,
             database,
@@ -280,6 +295,75 @@ async fn a_session_runs_on_its_agent_and_holds_what_the_agent_allocated() {
         events,
         ["session_scheduled", "session_preparing", "session_started"]
     );
+
+    // Both runs are recorded as the reference's dispatcher records them, under the manager id.
+    let recorded = harness.status.read().await.expect("HGETALL");
+    let tasks: Vec<&str> = recorded.iter().map(|(task, _)| task.name()).collect();
+    assert_eq!(tasks, ["schedule", "prepare", "scale_services"]);
+    for (task, trigger) in [(&recorded[0], "do_schedule"), (&recorded[1], "do_prepare")] {
+        let fields: Vec<&str> = task.1.iter().map(|(field, _)| field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "trigger_event",
+                "execution_time",
+                "resource_group",
+                "finish_time"
+            ]
+        );
+        let value = |name: &str| {
+            task.1
+                .iter()
+                .find(|(field, _)| field == name)
+                .map(|(_, value)| value.as_str())
+                .expect("a field")
+        };
+        assert_eq!(value("trigger_event"), trigger);
+        assert_eq!(value("resource_group"), "default");
+        let started = chrono::DateTime::parse_from_rfc3339(value("execution_time")).expect("ISO");
+        let finished = chrono::DateTime::parse_from_rfc3339(value("finish_time")).expect("ISO");
+        assert!(started <= finished, "{started} > {finished}");
+        assert!(value("finish_time").ends_with("+00:00"));
+    }
+    assert!(recorded[2].1.is_empty(), "{:?}", recorded[2]);
+
+    // A later run starts its hash over: nothing was scheduled, so no group is recorded.
+    harness.starter.prepare().await.expect("prepare");
+    let again = harness.status.read().await.expect("HGETALL");
+    let fields: Vec<&str> = again[1].1.iter().map(|(field, _)| field.as_str()).collect();
+    assert_eq!(fields, ["trigger_event", "execution_time", "finish_time"]);
+
+    // The cluster's local network is on the agent while the session runs, and is removed from
+    // it once the session is over (`clean_session`): only then can the name be made again.
+    let network = format!("bai-singlenode-{session}");
+    let agent = harness.rpc.get(AGENT).await.expect("connection");
+    let exists = agent
+        .create_local_network(&network)
+        .await
+        .expect_err("made");
+    assert!(exists.to_string().contains("already exists"), "{exists}");
+    let request = DestroyRequest {
+        forced: false,
+        reason: None,
+        superadmin: false,
+    };
+    harness
+        .starter
+        .destroyer()
+        .destroy(session, request)
+        .await
+        .expect("destroy");
+    harness
+        .wait_until(
+            "the session's network is removed from its agent",
+            || async { agent.create_local_network(&network).await.is_ok() },
+        )
+        .await;
+    assert_eq!(
+        harness.session(session).await.status,
+        SessionStatus::Terminated
+    );
+    assert_eq!(harness.occupied().await, ResourceSlot::default());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

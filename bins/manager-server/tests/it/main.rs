@@ -11,6 +11,8 @@ mod admin_user_keypair_mutations;
 mod admin_users_keypairs;
 mod agents;
 mod official_client;
+mod scheduler_status;
 mod server;
+mod session_ops;
 mod sessions;
 mod support;

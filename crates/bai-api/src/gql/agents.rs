@@ -1,17 +1,19 @@
 //! Agents: `agent(agent_id)`, `agents(scaling_group, status)` and `agent_list(...)` for
 //! superadmins, over the `agents` table with the live statistics the agents leave in Redis (stat
 //! database, key = agent id, msgpack); `agent_summary` and `agent_summary_list` for everyone,
-//! limited to the agents of the resource groups the caller's keypair may use.
+//! limited to the agents of the resource groups the caller's keypair may use. An agent's
+//! kernels are its `compute_containers`.
 
 use async_graphql::{ComplexObject, Context, ID, Object, SimpleObject};
 use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::entities::{ResourceSlot, agents};
 use bai_db_models::queries::agent_listing::{self, AGENT_STATUSES, AgentScope, AgentView};
-use bai_db_models::queries::scaling_groups;
+use bai_db_models::queries::{kernel_listing, scaling_groups};
 use chrono::{DateTime, FixedOffset};
 use sea_orm::ActiveEnum;
 
 use super::common::{JsonString, error, gql, internal, require_superadmin};
+use super::sessions::ComputeContainer;
 use super::users::{invalid, list_error, page, scoped};
 use crate::error::{ApiError, ErrorKind};
 
@@ -192,14 +194,13 @@ impl Agent {
             tracing::warn!("Agent.hardware_metadata: {error}");
             async_graphql::Error::new(format!("agent RPC failed: {error}"))
         };
-        let connection = cache.get(agent_id).await.map_err(|error| failed(&error))?;
-        match connection.gather_hwinfo().await {
-            Ok(hwinfo) => Ok(Some(JsonString(bai_events::to_json(&hwinfo)))),
-            Err(error) => {
-                cache.forget_if_broken(agent_id, &error);
-                Err(failed(&error))
-            }
-        }
+        let hwinfo = cache
+            .call(agent_id, |connection| async move {
+                connection.gather_hwinfo().await
+            })
+            .await
+            .map_err(|error| failed(&error))?;
+        Ok(Some(JsonString(bai_events::to_json(&hwinfo))))
     }
 
     /// The live statistics as the agent last reported them; null when there are none.
@@ -225,6 +226,32 @@ impl Agent {
                 .await?
                 .unwrap_or(0.0),
         ))
+    }
+
+    /// The agent's kernels in any of the comma-separated `status` names, or, without `status`,
+    /// those that still hold its resources (the reference declares the field but always answers
+    /// null).
+    async fn compute_containers(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<String>,
+    ) -> async_graphql::Result<Option<Vec<Option<ComputeContainer>>>> {
+        let statuses = status
+            .map(|names| {
+                names
+                    .split(',')
+                    .map(|name| {
+                        kernel_listing::status_by_name(name.trim())
+                            .ok_or_else(|| invalid(format!("{name:?} is not a valid KernelStatus")))
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?;
+        let kernels =
+            kernel_listing::on_agent(gql(ctx).api.db(), self.agent_id(), statuses.as_deref())
+                .await
+                .map_err(|source| internal("reading the kernels of an agent", &source))?;
+        Ok(Some(ComputeContainer::for_caller(ctx, kernels)))
     }
 
     /// The agent's containers (from the agents' Redis statistics); 0 when unset.

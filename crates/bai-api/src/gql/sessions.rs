@@ -1,6 +1,7 @@
 //! Compute sessions: `compute_session_list(limit, offset, filter, order, domain_name, group_id,
 //! access_key, status)` and `compute_session(id)` over `sessions`, with their kernels as
-//! `containers`.
+//! `containers`; and the kernels on their own: `compute_container(id)` and
+//! `compute_container_list(limit, offset, filter, order, session_id, role)`.
 //!
 //! Scoped as the reference's `scoped_query(user_key="access_key")`: superadmins see every
 //! session, domain admins their domain's, users their own; monitors are refused. `status` is a
@@ -14,6 +15,7 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use bai_db_models::entities::kernels;
 use bai_db_models::minilang::parse_timestamp;
 use bai_db_models::queries::image_listing;
+use bai_db_models::queries::kernel_listing::{self, KernelScope};
 use bai_db_models::queries::session_listing::{self, SessionRow, SessionScope};
 use chrono::{DateTime, FixedOffset};
 use sea_orm::ActiveEnum;
@@ -50,6 +52,14 @@ pub struct ComputeSessionList {
 pub struct ComputeContainer {
     kernel: kernels::Model,
     hide_agents: bool,
+}
+
+/// One page of a session's containers and how many there are in all.
+#[derive(Clone, Debug, SimpleObject)]
+#[graphql(rename_fields = "snake_case")]
+pub struct ComputeContainerList {
+    pub items: Vec<Option<ComputeContainer>>,
+    pub total_count: i32,
 }
 
 /// The time a status history (`{"RUNNING": "2024-...", ...}`) says `status` was entered.
@@ -412,6 +422,21 @@ impl ComputeSession {
 }
 
 impl ComputeContainer {
+    /// `kernels` as the caller sees them: agent names, addresses and container ids hidden from
+    /// non-superadmins when the manager hides agents.
+    pub(super) fn for_caller(ctx: &Context<'_>, kernels: Vec<kernels::Model>) -> Vec<Option<Self>> {
+        let hide_agents = hides_agents(ctx);
+        kernels
+            .into_iter()
+            .map(|kernel| {
+                Some(ComputeContainer {
+                    kernel,
+                    hide_agents,
+                })
+            })
+            .collect()
+    }
+
     /// The kernel's abuse report (Redis stat hash `abuse_report`), as the reference shapes it.
     async fn abuse_report(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<JsonString>> {
         let kernel_id = self.kernel.id.to_string();
@@ -633,6 +658,28 @@ fn list_scope(
     })
 }
 
+/// Whether agent details are hidden from the caller (`manager.hide-agents`, superadmins excepted).
+fn hides_agents(ctx: &Context<'_>) -> bool {
+    let context = gql(ctx);
+    !context.caller.is_superadmin() && context.api.config().manager.hide_agents
+}
+
+/// The caller's kernel scope (`scoped_query(user_key="access_key")` with no arguments to narrow).
+fn kernel_scope(ctx: &Context<'_>) -> async_graphql::Result<KernelScope> {
+    let scoped = scoped(
+        ctx,
+        None,
+        None,
+        gql(ctx).caller.access_key(),
+        |a, b| a == b,
+        false,
+    )?;
+    Ok(KernelScope {
+        domain_name: scoped.domain_name,
+        access_key: scoped.key,
+    })
+}
+
 /// `rows` as the caller sees them; their dependencies are bounded by the caller's domain and
 /// access key only (a dependency may be in any status and project).
 fn sessions_of(
@@ -640,8 +687,7 @@ fn sessions_of(
     rows: Vec<SessionRow>,
     scope: &SessionScope,
 ) -> Vec<Option<ComputeSession>> {
-    let context = gql(ctx);
-    let hide_agents = !context.caller.is_superadmin() && context.api.config().manager.hide_agents;
+    let hide_agents = hides_agents(ctx);
     let scope = SessionScope {
         statuses: None,
         group_id: None,
@@ -700,6 +746,68 @@ impl SessionQuery {
                 .map_err(|failure| list_error("listing sessions", failure))?;
         Ok(Some(ComputeSessionList {
             items: sessions_of(ctx, rows, &scope),
+            total_count: i32::try_from(total_count).unwrap_or(i32::MAX),
+        }))
+    }
+
+    /// The kernel `id`, if it is in the caller's domain (and, for users, their own).
+    async fn compute_container(
+        &self,
+        ctx: &Context<'_>,
+        id: Uuid,
+    ) -> async_graphql::Result<Option<ComputeContainer>> {
+        let scope = kernel_scope(ctx)?;
+        let kernel = kernel_listing::by_id(gql(ctx).api.db(), id, &scope)
+            .await
+            .map_err(|source| internal("reading a kernel", &source))?;
+        Ok(
+            ComputeContainer::for_caller(ctx, kernel.into_iter().collect())
+                .pop()
+                .flatten(),
+        )
+    }
+
+    /// One page of the kernels of `session_id` in the caller's scope (of cluster role `role`,
+    /// when given) matching `filter`, ordered by `order` (default: most recently created,
+    /// terminated or changed first).
+    #[allow(clippy::too_many_arguments)]
+    async fn compute_container_list(
+        &self,
+        ctx: &Context<'_>,
+        limit: i32,
+        offset: i32,
+        filter: Option<String>,
+        order: Option<String>,
+        session_id: ID,
+        role: Option<String>,
+    ) -> async_graphql::Result<Option<ComputeContainerList>> {
+        let scope = kernel_scope(ctx)?;
+        let session_id = Uuid::parse_str(&session_id).map_err(|_| {
+            invalid(format!(
+                "session_id {:?} is not a UUID",
+                session_id.as_str()
+            ))
+        })?;
+        let page = page(limit, offset)?;
+        let db = gql(ctx).api.db();
+        let role = role.as_deref();
+        let total_count =
+            kernel_listing::count_of_session(db, session_id, role, &scope, filter.as_deref())
+                .await
+                .map_err(|failure| list_error("counting kernels", failure))?;
+        let kernels = kernel_listing::list_of_session(
+            db,
+            session_id,
+            role,
+            &scope,
+            filter.as_deref(),
+            order.as_deref(),
+            page,
+        )
+        .await
+        .map_err(|failure| list_error("listing kernels", failure))?;
+        Ok(Some(ComputeContainerList {
+            items: ComputeContainer::for_caller(ctx, kernels),
             total_count: i32::try_from(total_count).unwrap_or(i32::MAX),
         }))
     }

@@ -1,4 +1,5 @@
-//! `/manager/*`: the manager status (freeze and unfreeze) and the announcement banner, both in etcd.
+//! `/manager/*`: the manager status (freeze and unfreeze) and the announcement banner, both in etcd;
+//! the scheduler's triggers, its agent operations, and what it recorded of its last runs.
 
 use axum::Extension;
 use axum::extract::State;
@@ -6,9 +7,11 @@ use axum::response::{IntoResponse, Response};
 use bai_db_models::queries;
 use bai_etcd_store::Scope;
 use bai_events::{Event, EventProducer};
+use bai_redis::SchedulerStatus;
 use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 
+use super::config::Ordered;
 use super::{Access, Authenticated, Route};
 use bai_stores::ManagerStatus;
 
@@ -75,7 +78,36 @@ pub(super) fn routes() -> Vec<Route> {
         .summary(
             "Asks for a scheduling round, a start of the scheduled sessions, or a scaling round.",
         ),
+        Route::new(
+            Method::GET,
+            "/manager/scheduler/status",
+            "manager.scheduler_healthcheck",
+            scheduler_status,
+        )
+        .access(Access::SuperAdmin)
+        .summary(
+            "What this manager's scheduler recorded of its last run of each task (Redis `manager.{id}.{task}`).",
+        ),
     ]
+}
+
+/// `GET /manager/scheduler/status`: per task (`schedule`, `prepare`, `scale_services`), the hash
+/// its last run on this manager (`manager.id`) left; `{}` for a task that never ran here.
+async fn scheduler_status(
+    State(ctx): State<ApiContext>,
+    _caller: Authenticated,
+) -> Result<PyJson<Ordered<Ordered<String>>>, ApiError> {
+    let status = SchedulerStatus::new(ctx.redis().live.clone(), ctx.config().manager.id.clone());
+    let tasks = status
+        .read()
+        .await
+        .map_err(|error| ApiError::internal("reading the scheduler's status", &error))?;
+    Ok(PyJson(Ordered(
+        tasks
+            .into_iter()
+            .map(|(task, fields)| (task.name().to_owned(), Ordered(fields)))
+            .collect(),
+    )))
 }
 
 /// `POST /manager/scheduler/operation`.

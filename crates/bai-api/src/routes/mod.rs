@@ -11,6 +11,7 @@ mod resource;
 mod root;
 mod scaling_groups;
 mod session;
+mod session_ops;
 pub mod spec;
 
 use std::sync::Arc;
@@ -149,6 +150,7 @@ pub fn routes() -> Vec<Route> {
     routes.extend(resource::routes());
     routes.extend(scaling_groups::routes());
     routes.extend(session::routes());
+    routes.extend(session_ops::routes());
     routes
 }
 

@@ -1,6 +1,8 @@
 //! `/resource/*`: the resource presets, and which of them the caller could start now
 //! (`check-presets`), with the caller's keypair, project and resource-group headroom. The numbers
 //! come from `bai-scheduler`; this module reads the request and writes them in the wire form.
+//! `recalculate-usage` derives the agents' occupied slots and the keypairs' session counters from
+//! the kernels again (`bai-sessions`).
 
 use axum::extract::State;
 use bai_scheduler::{Headroom, KnownSlots, Requester, SchedulerError, Slots};
@@ -36,7 +38,40 @@ pub(super) fn routes() -> Vec<Route> {
         .summary(
             "The presets with whether a live agent could take each now, and the caller's keypair, project and resource-group limits, usage and remaining slots.",
         ),
+        Route::new(
+            Method::POST,
+            "/resource/recalculate-usage",
+            "resource.recalculate_usage",
+            recalculate_usage,
+        )
+        .access(Access::SuperAdmin)
+        .gate(StatusGate::ReadAllowed)
+        .summary(
+            "Sets every agent's occupied slots and every keypair's session counters (Redis) from the kernels again.",
+        ),
     ]
+}
+
+// ----- POST /resource/recalculate-usage -----
+
+/// The empty object the reference answers.
+#[derive(Debug, Serialize)]
+struct Recalculated {}
+
+async fn recalculate_usage(
+    _caller: Authenticated,
+    State(ctx): State<ApiContext>,
+) -> Result<PyJson<Recalculated>, ApiError> {
+    tracing::info!(target: "bai_api", "RECALCULATE_USAGE ()");
+    let done = bai_sessions::recalculate_usage(ctx.db(), &ctx.redis().stat)
+        .await
+        .map_err(|error| ApiError::internal("recalculating the resource usage", &error))?;
+    tracing::debug!(
+        agents = done.agents,
+        access_keys = done.access_keys,
+        "resource usage recalculated"
+    );
+    Ok(PyJson(Recalculated {}))
 }
 
 /// A slot map as the client sees it (`{"cpu": "1", "mem": "1073741824"}`), in order: every amount

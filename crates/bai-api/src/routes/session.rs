@@ -234,7 +234,7 @@ fn yes() -> bool {
 }
 
 /// `^(?=.{4,64}$)\w[\w.-]*\w$` (ASCII).
-fn session_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+pub(super) fn session_name<'de, D: Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
     let name = String::deserialize(deserializer)?;
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let bytes = name.as_bytes();
@@ -453,7 +453,7 @@ impl From<EnqueueError> for ApiError {
     }
 }
 
-fn session_not_found(reference: &str) -> ApiError {
+pub(super) fn session_not_found(reference: &str) -> ApiError {
     ApiError::with_msg(
         ErrorKind::ObjectNotFound("session"),
         format!("Session (id={reference}) does not exist."),
@@ -461,7 +461,7 @@ fn session_not_found(reference: &str) -> ApiError {
 }
 
 /// `TooManySessionsMatched` with the matches as the reference lists them.
-fn too_many_matched(matches: &[sessions::Model]) -> ApiError {
+pub(super) fn too_many_matched(matches: &[sessions::Model]) -> ApiError {
     let matches: Vec<Value> = matches
         .iter()
         .map(|session| {
@@ -478,7 +478,7 @@ fn too_many_matched(matches: &[sessions::Model]) -> ApiError {
 
 /// `SessionRow.get_session`: exactly one session of `access_key` that `reference` names (name or
 /// full id), terminated and cancelled ones excluded.
-async fn get_session(
+pub(super) async fn get_session(
     ctx: &ApiContext,
     reference: &str,
     access_key: &str,
@@ -495,7 +495,7 @@ async fn get_session(
 
 /// `get_access_key_scopes`: the owner a request acts for, checked against the requester's role
 /// and domain (`check_if_requester_is_eligible_to_act_as_target_access_key`).
-async fn owner_scope(
+pub(super) async fn owner_scope(
     ctx: &ApiContext,
     caller: &Caller,
     owner_access_key: Option<&str>,
@@ -1610,8 +1610,7 @@ async fn destroy(
 
     // recursive: the sessions that depend on it (found among all of the owner's sessions), then
     // the session itself; those that are gone or that may not be destroyed are skipped, as the
-    // reference skips `SessionNotFound` and `GenericForbidden`. Nothing is cancelled unless every
-    // remaining one can be (the others need the agents).
+    // reference skips `SessionNotFound` and `GenericForbidden`.
     let mut roots = queries::match_sessions(
         ctx.db(),
         &session_name,
@@ -1651,8 +1650,8 @@ async fn destroy(
     Ok(PyJson(stats).into_response())
 }
 
-/// What `destroy_session` would do with `session`: `Ok` for a PENDING session (cancelled here),
-/// the reference's refusals, and "not implemented" for what needs the agents.
+/// Whether `destroy_session` may destroy `session`: the reference's refusals by status, forced
+/// flag and role.
 fn check_destroyable(
     session: &sessions::Model,
     forced: bool,

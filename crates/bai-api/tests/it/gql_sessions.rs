@@ -330,3 +330,162 @@ async fn compute_session_with_containers_and_dependencies() {
     .await;
     assert_eq!(missing["compute_session"], Value::Null);
 }
+
+const CONTAINER: &str = "query($id: UUID!) { compute_container(id: $id) { id kernel_id session_id cluster_role cluster_idx agent status occupied_slots live_stat } }";
+const CONTAINER_LIST: &str = "query($limit: Int!, $offset: Int!, $session_id: ID!, $role: String, $filter: String, $order: String) { compute_container_list(limit: $limit, offset: $offset, session_id: $session_id, role: $role, filter: $filter, order: $order) { items { id cluster_role cluster_hostname } total_count } }";
+
+async fn container_list(api: &Api, who: &ExampleUser, variables: Value) -> Value {
+    let mut all = json!({"limit": 20, "offset": 0});
+    for (key, value) in variables.as_object().expect("variables") {
+        all[key] = value.clone();
+    }
+    data(api, who, CONTAINER_LIST, all).await["compute_container_list"].clone()
+}
+
+fn ids(list: &Value) -> Vec<&str> {
+    list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|item| item["id"].as_str().expect("an id"))
+        .collect()
+}
+
+#[tokio::test]
+async fn compute_containers_are_scoped_like_their_sessions() {
+    let api = Api::start("gql_containers").await;
+    let file = FixtureFile::parse("sessions.json", &sessions_fixture()).expect("fixture");
+    fixtures::populate(&api.cluster.database.connection, &file)
+        .await
+        .expect("loading the sessions");
+
+    // The user's own kernel, in full.
+    let own = data(&api, &USER, CONTAINER, json!({"id": SUB_KERNEL})).await;
+    assert_eq!(
+        own["compute_container"],
+        json!({
+            "id": SUB_KERNEL, "kernel_id": SUB_KERNEL, "session_id": RUNNING_SESSION,
+            "cluster_role": "sub", "cluster_idx": 2, "agent": "i-node1", "status": "RUNNING",
+            "occupied_slots": "{\"cpu\": \"1\", \"mem\": \"2147483648\"}", "live_stat": null,
+        })
+    );
+    // Another user's kernel is not found for a user; a domain admin and a superadmin see it.
+    let others = data(&api, &USER, CONTAINER, json!({"id": DONE_KERNEL})).await;
+    assert_eq!(others["compute_container"], Value::Null);
+    for who in [&DOMAIN_ADMIN, &SUPERADMIN] {
+        let found = data(&api, who, CONTAINER, json!({"id": DONE_KERNEL})).await;
+        assert_eq!(found["compute_container"]["session_id"], DONE_SESSION);
+    }
+    let monitor = ask(&api, &MONITOR, CONTAINER, json!({"id": MAIN_KERNEL})).await;
+    assert_eq!(
+        monitor.json["errors"][0]["message"],
+        "Missing or invalid API parameters. (Unknown client role)"
+    );
+
+    // A session's kernels, most recently changed first by default (both changed at once: by id).
+    let both = container_list(&api, &USER, json!({"session_id": RUNNING_SESSION})).await;
+    assert_eq!(ids(&both), [MAIN_KERNEL, SUB_KERNEL]);
+    assert_eq!(both["total_count"], 2);
+    let mains = container_list(
+        &api,
+        &USER,
+        json!({"session_id": RUNNING_SESSION, "role": "main"}),
+    )
+    .await;
+    assert_eq!(ids(&mains), [MAIN_KERNEL]);
+    assert_eq!(mains["total_count"], 1);
+    let ordered = container_list(
+        &api,
+        &USER,
+        json!({"session_id": RUNNING_SESSION, "order": "-cluster_idx", "limit": 1}),
+    )
+    .await;
+    assert_eq!(ids(&ordered), [SUB_KERNEL]);
+    assert_eq!(ordered["total_count"], 2);
+    let filtered = container_list(
+        &api,
+        &USER,
+        json!({"session_id": RUNNING_SESSION, "filter": r#"cluster_hostname == "sub2" & status == "RUNNING""#}),
+    )
+    .await;
+    assert_eq!(ids(&filtered), [SUB_KERNEL]);
+    // The user sees none of another user's session; the domain admin and superadmin do.
+    let hidden = container_list(&api, &USER, json!({"session_id": DONE_SESSION})).await;
+    assert_eq!(hidden, json!({"items": [], "total_count": 0}));
+    for who in [&DOMAIN_ADMIN, &SUPERADMIN] {
+        let seen = container_list(&api, who, json!({"session_id": DONE_SESSION})).await;
+        assert_eq!(ids(&seen), [DONE_KERNEL]);
+    }
+    for (variables, message) in [
+        (
+            json!({"session_id": "nope"}),
+            "Missing or invalid API parameters. (session_id \"nope\" is not a UUID)",
+        ),
+        (
+            json!({"session_id": RUNNING_SESSION, "filter": "image_object == 1"}),
+            "Unknown/unsupported field name: image_object",
+        ),
+    ] {
+        let mut all = json!({"limit": 20, "offset": 0});
+        for (key, value) in variables.as_object().unwrap() {
+            all[key] = value.clone();
+        }
+        let answer = ask(&api, &SUPERADMIN, CONTAINER_LIST, all).await;
+        assert_eq!(
+            answer.json["errors"][0]["message"], message,
+            "{}",
+            answer.text
+        );
+    }
+}
+
+const AGENT_CONTAINERS: &str = "query($id: String!, $status: String) { agent(agent_id: $id) { id compute_containers(status: $status) { id session_id status } } }";
+
+#[tokio::test]
+async fn an_agent_lists_its_containers() {
+    let api = Api::start("gql_agent_containers").await;
+    let file = FixtureFile::parse("sessions.json", &sessions_fixture()).expect("fixture");
+    fixtures::populate(&api.cluster.database.connection, &file)
+        .await
+        .expect("loading the sessions");
+    let containers = |agent: &'static str, status: Option<&'static str>| {
+        let api = &api;
+        async move {
+            data(
+                api,
+                &SUPERADMIN,
+                AGENT_CONTAINERS,
+                json!({"id": agent, "status": status}),
+            )
+            .await["agent"]["compute_containers"]
+                .clone()
+        }
+    };
+    // Without a status: the kernels that hold the agent's resources.
+    let running = containers("i-node1", None).await;
+    assert_eq!(
+        running,
+        json!([
+            {"id": MAIN_KERNEL, "session_id": RUNNING_SESSION, "status": "RUNNING"},
+            {"id": SUB_KERNEL, "session_id": RUNNING_SESSION, "status": "RUNNING"},
+        ])
+    );
+    assert_eq!(containers("i-node2", None).await, json!([]));
+    assert_eq!(
+        containers("i-node2", Some("TERMINATED, CANCELLED")).await,
+        json!([{"id": DONE_KERNEL, "session_id": DONE_SESSION, "status": "TERMINATED"}])
+    );
+    let answer = ask(
+        &api,
+        &SUPERADMIN,
+        AGENT_CONTAINERS,
+        json!({"id": "i-node1", "status": "GONE"}),
+    )
+    .await;
+    assert_eq!(
+        answer.json["errors"][0]["message"],
+        "Missing or invalid API parameters. (\"GONE\" is not a valid KernelStatus)",
+        "{}",
+        answer.text
+    );
+}

@@ -20,3 +20,4 @@ mod gql_users_keypairs;
 mod manager_routes;
 mod resource_routes;
 mod scaling_groups;
+mod scheduler_usage;

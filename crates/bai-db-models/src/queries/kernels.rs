@@ -1,6 +1,9 @@
 //! Kernels (the containers of compute sessions).
 
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter};
+use sea_orm::prelude::Uuid;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QuerySelect,
+};
 
 use crate::queries::occupancy::AGENT_OCCUPYING_STATUSES;
 
@@ -38,6 +41,34 @@ pub async fn count_agent_occupying(
         .map_err(DbError::query(format!(
             "counting the active kernels of {what}"
         )))
+}
+
+/// The agent of session `session_id`'s main kernel when the session has a local cluster network
+/// there: a single-node cluster (more than one kernel) without host networking. `None` for any
+/// other session, or when there is no such session or agent.
+pub async fn local_network_agent(
+    db: &impl ConnectionTrait,
+    session_id: Uuid,
+) -> Result<Option<String>, DbError> {
+    let main: Option<(String, i32, bool, Option<String>)> = kernels::Entity::find()
+        .filter(kernels::Column::SessionId.eq(session_id))
+        .filter(kernels::Column::ClusterRole.eq("main"))
+        .select_only()
+        .column(kernels::Column::ClusterMode)
+        .column(kernels::Column::ClusterSize)
+        .column(kernels::Column::UseHostNetwork)
+        .column(kernels::Column::Agent)
+        .into_tuple()
+        .one(db)
+        .await
+        .map_err(DbError::query(format!(
+            "reading the cluster network of session {session_id}"
+        )))?;
+    Ok(main.and_then(|(mode, size, host_network, agent)| {
+        (mode == "single-node" && size > 1 && !host_network)
+            .then_some(agent)
+            .flatten()
+    }))
 }
 
 #[cfg(test)]

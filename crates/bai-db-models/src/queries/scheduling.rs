@@ -359,7 +359,7 @@ impl Round {
             .filter_map(|(key, slots)| key.map(|key| (key, slots)))
             .collect();
 
-        quotas.concurrency = concurrency_counts(db, access_keys).await?;
+        quotas.concurrency = concurrency_counts(db, Some(access_keys)).await?;
         let policies: HashMap<String, keypair_resource_policies::Model> =
             keypair_resource_policies::Entity::find()
                 .all(db)
@@ -574,18 +574,21 @@ impl Round {
     }
 }
 
-/// The concurrency of each of `access_keys`: its sessions (main kernels) in a quota-occupying
-/// status, as `(others, SYSTEM)`; keys without any are absent.
+/// The concurrency of each of `access_keys` (every access key when `None`): its sessions (main
+/// kernels) in a quota-occupying status, as `(others, SYSTEM)`; keys without any are absent.
 async fn concurrency_counts(
     db: &impl ConnectionTrait,
-    access_keys: &BTreeSet<String>,
+    access_keys: Option<&BTreeSet<String>>,
 ) -> Result<HashMap<String, (u64, u64)>, sea_orm::DbErr> {
-    let running: Vec<(Option<String>, SessionType, i64)> = kernels::Entity::find()
+    let mut running = kernels::Entity::find()
         .select_only()
         .column(kernels::Column::AccessKey)
         .column(kernels::Column::SessionType)
-        .column_as(Expr::col(kernels::Column::Id).count(), "count")
-        .filter(kernels::Column::AccessKey.is_in(access_keys.iter().cloned()))
+        .column_as(Expr::col(kernels::Column::Id).count(), "count");
+    if let Some(access_keys) = access_keys {
+        running = running.filter(kernels::Column::AccessKey.is_in(access_keys.iter().cloned()));
+    }
+    let running: Vec<(Option<String>, SessionType, i64)> = running
         .filter(kernels::Column::ClusterRole.eq("main"))
         .filter(kernels::Column::Status.is_in(QUOTA_OCCUPYING_STATUSES))
         .group_by(kernels::Column::AccessKey)
@@ -613,7 +616,7 @@ pub async fn concurrency_used(
     db: &impl ConnectionTrait,
     access_keys: &BTreeSet<String>,
 ) -> Result<HashMap<String, (u64, u64)>, DbError> {
-    let mut counts = concurrency_counts(db, access_keys)
+    let mut counts = concurrency_counts(db, Some(access_keys))
         .await
         .map_err(DbError::query(format!(
             "counting the running sessions of access keys {access_keys:?}"
@@ -622,6 +625,16 @@ pub async fn concurrency_used(
         counts.entry(key.clone()).or_default();
     }
     Ok(counts)
+}
+
+/// The concurrency of every access key that has a session in a quota-occupying status,
+/// `(others, SYSTEM)`: what `POST /resource/recalculate-usage` writes back to Redis.
+pub async fn concurrency_used_by_all(
+    db: &impl ConnectionTrait,
+) -> Result<HashMap<String, (u64, u64)>, DbError> {
+    concurrency_counts(db, None).await.map_err(DbError::query(
+        "counting the running sessions of every access key".to_owned(),
+    ))
 }
 
 /// How many ids one `IN (…)` list carries.

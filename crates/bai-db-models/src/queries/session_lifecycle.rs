@@ -22,7 +22,7 @@ use crate::error::DbError;
 use crate::queries::occupancy::AGENT_OCCUPYING_STATUSES;
 
 /// `status_history || {name: at}`, as the reference's `sql_json_merge` of a status.
-fn history_with(column: &str, status: &str, at: DateTime<Utc>) -> SimpleExpr {
+pub(crate) fn history_with(column: &str, status: &str, at: DateTime<Utc>) -> SimpleExpr {
     let entry = serde_json::json!({ status: iso(at) });
     Expr::cust_with_values(
         format!("COALESCE(\"{column}\", '{{}}'::jsonb) || $1"),

@@ -1,0 +1,720 @@
+//! No session waits for good on an agent that failed it: against agent-sim with fault injection
+//! (`create_kernels` failing, never answered, the RPC server dying mid-call, the agent killed
+//! mid-creation), each session ends in the reference's end state with its agents' occupied slots
+//! and its keypair's concurrency (Redis) back to zero. An agent lost while a session starts
+//! cancels the session; a session RUNNING on a lost agent stays RUNNING until it is destroyed; a
+//! kernel that starts after its session ended is destroyed on its agent; and the hang-tolerance
+//! scanner destroys the sessions PREPARING or TERMINATING past their threshold, and only those.
+//!
+//! Against the halfstack's PostgreSQL (a fresh database with the install guide's fixtures) and
+//! etcd (a fresh namespace), a Redis server of each test's own, a real consumer of the event bus
+//! running the agent registry's and the lifecycle's handlers, and the agent registry's lost check.
+//! An agent is killed by dropping its simulator's task: heartbeats stop and its RPC socket
+//! closes, without an `agent_terminated`.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bai_agent_rpc::RpcClient;
+use bai_agent_rpc::testing::free_ports;
+use bai_agent_sim::{AgentToml, Faults, RpcOptions, SimOptions};
+use bai_agents::{AgentRegistry, AgentRpcCache};
+use bai_db_models::entities::enums::{AgentStatus, KernelStatus, SessionStatus};
+use bai_db_models::entities::{ResourceSlot, agents, kernels, sessions};
+use bai_db_models::queries::scheduling;
+use bai_db_models::testing::{INSTALL_GUIDE_FIXTURES, TestDatabase};
+use bai_etcd_store::testing::TestNamespace;
+use bai_etcd_store::{EtcdStore, Scope, SharedConfig};
+use bai_events::{ConsumerOptions, Event, EventProducer, Handlers, MANAGER_GROUP, run_consumer};
+use bai_redis::testing::PrivateRedis;
+use bai_redis::{EntryId, Redis, SchedulerStatus, StatDb, StreamDb};
+use bai_sessions::{DestroyRequest, HANG_TIMEOUT, Lifecycle, Scheduler, Starter};
+use bai_stores::Stores;
+use sea_orm::prelude::Uuid;
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use common::{ACCESS_KEY, GIB, IMAGE};
+
+const AGENT: &str = "i-faults";
+/// The lost check's heartbeat timeout (the agent sends one every second).
+const HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How one test's agent behaves.
+struct AgentSetup {
+    faults: Faults,
+    /// How long each step of a simulated call takes.
+    delay: Duration,
+    /// The test image is on the agent already (no pull, no PULLING).
+    local_image: bool,
+    /// The Starter's `create_kernels` timeout.
+    create_timeout: Duration,
+}
+
+impl Default for AgentSetup {
+    fn default() -> AgentSetup {
+        AgentSetup {
+            faults: Faults::default(),
+            delay: Duration::from_millis(20),
+            local_image: false,
+            create_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+struct Harness {
+    scheduler: Scheduler,
+    starter: Starter,
+    stat: StatDb,
+    stream: StreamDb,
+    etcd: EtcdStore,
+    agent: Option<JoinHandle<()>>,
+    shutdown: CancellationToken,
+    database: TestDatabase,
+    _dir: tempfile::TempDir,
+    _etcd: TestNamespace,
+    _redis: PrivateRedis,
+}
+
+impl Harness {
+    /// The stores, one agent-sim agent (4 cores, 8 GiB) set up as `setup` says, a consumer
+    /// running the agent registry's and the lifecycle's handlers, and the lost check; returns
+    /// once the agent's row exists.
+    async fn new(label: &str, setup: AgentSetup) -> Harness {
+        let database = TestDatabase::with_fixtures(label, &INSTALL_GUIDE_FIXTURES).await;
+        let etcd_namespace = TestNamespace::new(&label.replace('_', "-"));
+        let redis = PrivateRedis::start();
+        let etcd = etcd_namespace.store().await;
+        for (key, value) in [
+            ("config/redis/addr", redis.addr()),
+            (
+                "config/docker/registry/cr.backend.ai",
+                "https://cr.backend.ai".to_owned(),
+            ),
+            (
+                "config/docker/registry/cr.backend.ai/type",
+                "docker".to_owned(),
+            ),
+            ("nodes/manager/test", "up".to_owned()),
+        ] {
+            etcd.put(key, &value, Scope::Global)
+                .await
+                .expect("etcd put");
+        }
+        database
+            .connection
+            .execute_unprepared(&format!(
+                "INSERT INTO images (name, image, tag, registry, architecture, config_digest, \
+                 size_bytes, is_local, type, labels, resources) VALUES ('{IMAGE}', \
+                 'stable/python', '3.9-ubuntu20.04', 'cr.backend.ai', 'x86_64', 'sha256:{zeros}', 0, \
+                 {local}, 'COMPUTE', '{{}}', '{{}}')",
+                zeros = "0".repeat(64),
+                local = setup.local_image,
+            ))
+            .await
+            .expect("image row");
+        let shared_config = SharedConfig::load(&etcd).await.expect("shared config");
+        let stores = Stores::from_parts(
+            etcd.clone(),
+            shared_config.clone(),
+            database.connection.clone(),
+            Redis::connect(&shared_config.redis).await.expect("redis"),
+        );
+        let stream = StreamDb::connect(&redis.config()).await.expect("stream");
+        let producer = EventProducer::new(stream.clone());
+        let rpc = Arc::new(AgentRpcCache::new(
+            database.connection.clone(),
+            RpcClient::new(None),
+        ));
+        let registry =
+            Arc::new(AgentRegistry::new(&stores, Arc::default()).with_rpc_cache(Arc::clone(&rpc)));
+        let lifecycle = Arc::new(
+            Lifecycle::new(
+                database.connection.clone(),
+                producer.clone(),
+                stores.redis.stat.clone(),
+            )
+            .with_rpc_cache(Arc::clone(&rpc)),
+        );
+        let mut handlers = Handlers::default();
+        bai_agents::handlers(&registry, &mut handlers);
+        bai_sessions::handlers(&lifecycle, &mut handlers);
+        let shutdown = CancellationToken::new();
+        let consumer_stream = StreamDb::connect(&redis.config()).await.expect("stream");
+        let options = ConsumerOptions::new(MANAGER_GROUP, "test:0".to_owned());
+        tokio::spawn(run_consumer(
+            consumer_stream,
+            handlers,
+            options,
+            shutdown.clone(),
+        ));
+        tokio::spawn(bai_agents::run_lost_check(
+            registry,
+            HEARTBEAT_TIMEOUT,
+            shutdown.clone(),
+        ));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = free_ports(1);
+        let path = dir.path().join("agent.toml");
+        std::fs::write(
+            &path,
+            format!(
+                "[etcd]\nnamespace = {:?}\naddr = {{ host = \"127.0.0.1\", port = 8120 }}\n\n\
+                 [agent]\nid = {AGENT:?}\nrpc-listen-addr = {{ host = \"127.0.0.1\", port = {port} }}\n\n\
+                 [debug]\nheartbeat-interval = 1.0\n",
+                etcd_namespace.name
+            ),
+        )
+        .expect("agent.toml");
+        let config = AgentToml::load(&path).expect("agent.toml loads");
+        let options = SimOptions {
+            agents: None,
+            cpu: 4,
+            mem: 8 * GIB,
+            stamp_version: false,
+        };
+        let rpc_options = RpcOptions {
+            delay: setup.delay,
+            faults: setup.faults,
+        };
+        let sims = bai_agent_sim::agents_with_rpc(&config, &options, rpc_options).expect("agents");
+        let token = shutdown.clone();
+        let agent = tokio::spawn(async move {
+            if let Err(error) = bai_agent_sim::run(&config, sims, token).await {
+                panic!("agent-sim: {error}");
+            }
+        });
+
+        let status = SchedulerStatus::new(stores.redis.live.clone(), "i-faults-manager");
+        let scheduler = Scheduler::new(
+            database.connection.clone(),
+            etcd.clone(),
+            stores.redis.stat.clone(),
+            producer.clone(),
+            ["cpu", "mem"].map(str::to_owned).to_vec(),
+            status.clone(),
+        );
+        let starter = Starter::new(
+            database.connection.clone(),
+            etcd.clone(),
+            producer,
+            stores.redis.stat.clone(),
+            rpc,
+            status,
+        )
+        .with_create_timeout(setup.create_timeout);
+        let harness = Harness {
+            scheduler,
+            starter,
+            stat: stores.redis.stat.clone(),
+            stream,
+            etcd,
+            agent: Some(agent),
+            shutdown,
+            database,
+            _dir: dir,
+            _etcd: etcd_namespace,
+            _redis: redis,
+        };
+        harness
+            .wait_until("the agent's row exists", || async {
+                harness.agent_row().await.is_some()
+            })
+            .await;
+        harness
+    }
+
+    fn db(&self) -> &sea_orm::DatabaseConnection {
+        &self.database.connection
+    }
+
+    /// Kills the agent: no goodbye, no more heartbeats, its RPC socket closed.
+    fn kill_agent(&mut self) {
+        if let Some(agent) = self.agent.take() {
+            agent.abort();
+        }
+    }
+
+    async fn wait_until<F, Fut>(&self, what: &str, check: F)
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !check().await {
+            assert!(Instant::now() < deadline, "{what}: not within 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A PENDING single-node session of one kernel of `cpu` cores and 1 GiB, scheduled on the
+    /// agent.
+    async fn scheduled(&self, name: &str, cpu: u64) -> Uuid {
+        let session = common::pending(self.db(), name, 1, cpu, 1, 0).await;
+        let report = self.scheduler.schedule().await.expect("round");
+        assert_eq!(report.scheduled, 1, "{name} is scheduled");
+        session
+    }
+
+    async fn session(&self, id: Uuid) -> sessions::Model {
+        sessions::Entity::find_by_id(id)
+            .one(self.db())
+            .await
+            .expect("query")
+            .expect("session")
+    }
+
+    async fn kernels_of(&self, id: Uuid) -> Vec<kernels::Model> {
+        kernels::Entity::find()
+            .filter(kernels::Column::SessionId.eq(id))
+            .all(self.db())
+            .await
+            .expect("query")
+    }
+
+    async fn agent_row(&self) -> Option<agents::Model> {
+        agents::Entity::find_by_id(AGENT.to_owned())
+            .one(self.db())
+            .await
+            .expect("query")
+    }
+
+    async fn occupied(&self) -> ResourceSlot {
+        self.agent_row().await.expect("agent").occupied_slots
+    }
+
+    async fn concurrency(&self) -> i64 {
+        self.stat
+            .keypair_concurrency_used(ACCESS_KEY)
+            .await
+            .expect("Redis")
+    }
+
+    async fn wait_for_status(&self, session: Uuid, status: SessionStatus) {
+        self.wait_until(&format!("the session is {status:?}"), || async {
+            self.session(session).await.status == status
+        })
+        .await;
+    }
+
+    async fn wait_until_lost(&self) {
+        self.wait_until("the agent is LOST", || async {
+            self.agent_row()
+                .await
+                .is_some_and(|agent| agent.status == AgentStatus::Lost)
+        })
+        .await;
+    }
+
+    /// The events on the stream: name, source, and the event.
+    async fn events(&self) -> Vec<(String, Event)> {
+        let entries = self
+            .stream
+            .read_after(EntryId::ZERO, 10_000, Duration::from_millis(100))
+            .await
+            .expect("XREAD");
+        entries
+            .into_iter()
+            .filter_map(|entry| {
+                let name = entry.field("name")?.to_vec();
+                let source = String::from_utf8_lossy(entry.field("source")?).into_owned();
+                let event = Event::decode(&name, entry.field("args")?).ok()?;
+                Some((source, event))
+            })
+            .collect()
+    }
+
+    /// A session that failed to start is CANCELLED (`failed-to-start`, an agent error whose text
+    /// contains `repr_has`) with its kernels, and holds nothing anywhere.
+    async fn assert_cancelled_and_released(&self, session: Uuid, repr_has: &str) {
+        let row = self.session(session).await;
+        assert_eq!(row.status, SessionStatus::Cancelled);
+        assert_eq!(row.status_info.as_deref(), Some("failed-to-start"));
+        let error = &row.status_data.expect("status data")["error"];
+        assert_eq!(error["name"], "AgentError", "{error}");
+        assert!(
+            error["repr"]
+                .as_str()
+                .is_some_and(|repr| repr.contains(repr_has)),
+            "{error} should mention {repr_has:?}"
+        );
+        assert!(row.terminated_at.is_some());
+        for kernel in self.kernels_of(session).await {
+            assert_eq!(kernel.status, KernelStatus::Cancelled);
+        }
+        assert_eq!(self.occupied().await, ResourceSlot::new());
+        assert_eq!(self.concurrency().await, 0);
+        let cancelled = self.events().await.into_iter().any(|(_, event)| {
+            matches!(event, Event::SessionCancelled(creation)
+                if creation.session_id == session && creation.reason == "failed-to-start")
+        });
+        assert!(cancelled, "session_cancelled(failed-to-start) is announced");
+    }
+
+    /// Sets `status_history[status]` of session `id` to `ago` in the past.
+    async fn backdate(&self, id: Uuid, status: &str, ago: Duration) {
+        self.db()
+            .execute_unprepared(&format!(
+                "UPDATE sessions SET status_history = status_history || jsonb_build_object(\
+                 '{status}', to_char((now() - interval '{secs} seconds') AT TIME ZONE 'UTC', \
+                 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"')) WHERE id = '{id}'",
+                secs = ago.as_secs(),
+            ))
+            .await
+            .expect("backdating");
+    }
+
+    async fn put_threshold(&self, status: &str, threshold: &str) {
+        self.etcd
+            .put(
+                &format!("config/session/hang-tolerance/threshold/{status}"),
+                threshold,
+                Scope::Global,
+            )
+            .await
+            .expect("etcd put");
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+fn one_core() -> ResourceSlot {
+    ResourceSlot::from_json(&serde_json::json!({"cpu": "1", "mem": GIB.to_string()}))
+        .expect("slots")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_failing_create_kernels_cancels_the_session_with_everything_released() {
+    let setup = AgentSetup {
+        faults: Faults {
+            fail_create: true,
+            ..Faults::default()
+        },
+        ..AgentSetup::default()
+    };
+    let harness = Harness::new("sessions_fault_fail", setup).await;
+    let session = harness.scheduled("failing", 1).await;
+    harness.starter.prepare().await.expect("prepare");
+    harness
+        .assert_cancelled_and_released(session, "--fail-create")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_kernels_never_answered_cancels_the_session_at_its_timeout() {
+    let timeout = Duration::from_secs(2);
+    let setup = AgentSetup {
+        faults: Faults {
+            never_answer: true,
+            ..Faults::default()
+        },
+        create_timeout: timeout,
+        ..AgentSetup::default()
+    };
+    let harness = Harness::new("sessions_fault_silent", setup).await;
+    let session = harness.scheduled("unanswered", 1).await;
+    assert_eq!(harness.occupied().await, one_core());
+    let began = Instant::now();
+    harness.starter.prepare().await.expect("prepare");
+    assert!(began.elapsed() >= timeout, "the Starter waited its timeout");
+    harness
+        .assert_cancelled_and_released(session, "create_kernels")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_dying_mid_call_cancels_the_session_without_waiting_for_the_timeout() {
+    let setup = AgentSetup {
+        faults: Faults {
+            die_mid_call: true,
+            ..Faults::default()
+        },
+        create_timeout: Duration::from_secs(60),
+        ..AgentSetup::default()
+    };
+    let harness = Harness::new("sessions_fault_dies", setup).await;
+    let session = harness.scheduled("orphaned", 1).await;
+    let began = Instant::now();
+    harness.starter.prepare().await.expect("prepare");
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "a dropped connection fails the call at once, not at the timeout"
+    );
+    harness
+        .assert_cancelled_and_released(session, "create_kernels")
+        .await;
+    // Its heartbeats go on: the agent itself is fine.
+    assert_eq!(
+        harness.agent_row().await.expect("agent").status,
+        AgentStatus::Alive
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_creation_cancels_the_session_and_is_lost() {
+    let setup = AgentSetup {
+        delay: Duration::from_secs(5),
+        create_timeout: Duration::from_secs(60),
+        ..AgentSetup::default()
+    };
+    let mut harness = Harness::new("sessions_fault_killed", setup).await;
+    let session = harness.scheduled("interrupted", 1).await;
+    let starter = harness.starter.clone();
+    let preparing = tokio::spawn(async move { starter.prepare().await });
+    // The agent has the call: it announced the kernel (the simulator pulls for `delay`).
+    harness
+        .wait_until("the agent works on the kernel", || async {
+            harness.kernels_of(session).await[0].status == KernelStatus::Pulling
+        })
+        .await;
+    harness.kill_agent();
+    let began = Instant::now();
+    preparing.await.expect("joined").expect("prepare");
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "the dropped connection failed the call"
+    );
+    harness
+        .assert_cancelled_and_released(session, "create_kernels")
+        .await;
+    harness.wait_until_lost().await;
+    assert_eq!(harness.occupied().await, ResourceSlot::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_agent_cancels_the_sessions_it_was_starting() {
+    let mut harness = Harness::new("sessions_fault_lost", AgentSetup::default()).await;
+    let session = harness.scheduled("stranded", 1).await;
+    // A manager that died right after taking the session: PREPARING, nobody calling the agent.
+    let taken = scheduling::take_scheduled(harness.db())
+        .await
+        .expect("take");
+    assert_eq!(taken.len(), 1);
+    assert_eq!(harness.occupied().await, one_core());
+    harness.kill_agent();
+    harness.wait_until_lost().await;
+    harness
+        .wait_for_status(session, SessionStatus::Cancelled)
+        .await;
+    harness
+        .assert_cancelled_and_released(session, "was lost")
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_agent_ends_the_kernels_it_was_destroying() {
+    let mut harness = Harness::new("sessions_fault_lost_destroying", AgentSetup::default()).await;
+    let session = harness.scheduled("unfinished", 1).await;
+    harness.starter.prepare().await.expect("prepare");
+    harness
+        .wait_for_status(session, SessionStatus::Running)
+        .await;
+    // Destroyed by a manager that died before the agent answered: TERMINATING, as the rows say.
+    harness
+        .db()
+        .execute_unprepared(&format!(
+            "UPDATE kernels SET status = 'TERMINATING', status_info = 'user-requested' \
+             WHERE session_id = '{session}'; \
+             UPDATE sessions SET status = 'TERMINATING', status_info = 'user-requested' \
+             WHERE id = '{session}'"
+        ))
+        .await
+        .expect("terminating");
+    harness.kill_agent();
+    harness.wait_until_lost().await;
+    harness
+        .wait_for_status(session, SessionStatus::Terminated)
+        .await;
+    let row = harness.session(session).await;
+    assert_eq!(row.status_info.as_deref(), Some("user-requested"));
+    for kernel in harness.kernels_of(session).await {
+        assert_eq!(kernel.status, KernelStatus::Terminated);
+        assert_eq!(kernel.status_data.expect("data")["kernel"]["exit_code"], -1);
+    }
+    assert_eq!(harness.occupied().await, ResourceSlot::new());
+    assert_eq!(harness.concurrency().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_session_on_a_lost_agent_stays_running_until_it_is_destroyed() {
+    let mut harness = Harness::new("sessions_fault_lost_running", AgentSetup::default()).await;
+    let session = harness.scheduled("survivor", 1).await;
+    harness.starter.prepare().await.expect("prepare");
+    harness
+        .wait_for_status(session, SessionStatus::Running)
+        .await;
+    harness.kill_agent();
+    harness.wait_until_lost().await;
+    // The agent may come back with its containers: nothing changes by itself.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        harness.session(session).await.status,
+        SessionStatus::Running
+    );
+    assert_eq!(harness.occupied().await, one_core());
+    assert_eq!(harness.concurrency().await, 1);
+
+    let request = DestroyRequest {
+        forced: false,
+        reason: None,
+        superadmin: false,
+    };
+    harness
+        .starter
+        .destroyer()
+        .destroy(session, request)
+        .await
+        .expect("destroy");
+    harness
+        .wait_for_status(session, SessionStatus::Terminated)
+        .await;
+    let row = harness.session(session).await;
+    assert_eq!(row.status_info.as_deref(), Some("user-requested"));
+    for kernel in harness.kernels_of(session).await {
+        assert_eq!(kernel.status, KernelStatus::Terminated);
+    }
+    assert_eq!(harness.occupied().await, ResourceSlot::new());
+    assert_eq!(harness.concurrency().await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kernel_that_starts_after_its_session_hung_past_the_threshold_is_destroyed_on_its_agent()
+{
+    let setup = AgentSetup {
+        delay: Duration::from_secs(3),
+        local_image: true,
+        ..AgentSetup::default()
+    };
+    let harness = Harness::new("sessions_fault_late", setup).await;
+    harness.put_threshold("PREPARING", "1s").await;
+    let scanning = harness.shutdown.child_token();
+    tokio::spawn(bai_sessions::run_hang_scanner(
+        harness.starter.hang_scanner(),
+        scanning.clone(),
+    ));
+    // All three cores the agent offers (four, one reserved): a second session fits only once the
+    // agent gave them back.
+    let session = harness.scheduled("late", 3).await;
+    let starter = harness.starter.clone();
+    let preparing = tokio::spawn(async move { starter.prepare().await });
+    harness
+        .wait_for_status(session, SessionStatus::Terminated)
+        .await;
+    let row = harness.session(session).await;
+    assert_eq!(row.status_info.as_deref(), Some(HANG_TIMEOUT));
+    assert_eq!(harness.occupied().await, ResourceSlot::new());
+    assert_eq!(harness.concurrency().await, 0);
+
+    // The agent finishes creating the kernel, which stays TERMINATED and is destroyed there.
+    preparing.await.expect("joined").expect("prepare");
+    let kernel = harness.kernels_of(session).await[0].id;
+    harness
+        .wait_until("the agent destroyed the late kernel", || async {
+            harness.events().await.into_iter().any(|(source, event)| {
+                matches!(event, Event::KernelTerminated(termination)
+                    if source == AGENT && termination.kernel_id == kernel)
+            })
+        })
+        .await;
+    assert_eq!(
+        harness.kernels_of(session).await[0].status,
+        KernelStatus::Terminated
+    );
+    assert_eq!(
+        harness.session(session).await.status,
+        SessionStatus::Terminated
+    );
+
+    // The next session takes longer than the threshold too: no more scans.
+    scanning.cancel();
+    let next = harness.scheduled("next", 3).await;
+    harness.starter.prepare().await.expect("prepare");
+    harness.wait_for_status(next, SessionStatus::Running).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_hang_scanner_destroys_sessions_past_their_threshold_and_no_others() {
+    let harness = Harness::new("sessions_fault_hang", AgentSetup::default()).await;
+    harness.put_threshold("PREPARING", "30s").await;
+    harness.put_threshold("TERMINATING", "0.5m").await;
+    let scanner = harness.starter.hang_scanner();
+    assert_eq!(
+        scanner.thresholds().await.expect("thresholds"),
+        [
+            (SessionStatus::Preparing, Duration::from_secs(30)),
+            (SessionStatus::Terminating, Duration::from_secs(30)),
+        ]
+    );
+
+    // Stuck TERMINATING: the agent never answered the destroy (the rows say so).
+    let stuck_terminating = harness.scheduled("stuck-terminating", 1).await;
+    harness.starter.prepare().await.expect("prepare");
+    harness
+        .wait_for_status(stuck_terminating, SessionStatus::Running)
+        .await;
+    harness
+        .db()
+        .execute_unprepared(&format!(
+            "UPDATE kernels SET status = 'TERMINATING' WHERE session_id = '{stuck_terminating}'; \
+             UPDATE sessions SET status = 'TERMINATING' WHERE id = '{stuck_terminating}'"
+        ))
+        .await
+        .expect("terminating");
+    harness
+        .backdate(stuck_terminating, "TERMINATING", Duration::from_secs(60))
+        .await;
+    // Stuck PREPARING (nobody calls the agent), and one PREPARING for less than the threshold.
+    let stuck_preparing = harness.scheduled("stuck-preparing", 1).await;
+    let young = harness.scheduled("young", 1).await;
+    scheduling::take_scheduled(harness.db())
+        .await
+        .expect("take");
+    harness
+        .backdate(stuck_preparing, "PREPARING", Duration::from_secs(60))
+        .await;
+    harness
+        .backdate(young, "PREPARING", Duration::from_secs(10))
+        .await;
+
+    let destroyed = scanner
+        .scan(SessionStatus::Preparing, Duration::from_secs(30))
+        .await
+        .expect("scan");
+    assert_eq!(destroyed, [stuck_preparing]);
+    let destroyed = scanner
+        .scan(SessionStatus::Terminating, Duration::from_secs(30))
+        .await
+        .expect("scan");
+    assert_eq!(destroyed, [stuck_terminating]);
+
+    for session in [stuck_preparing, stuck_terminating] {
+        harness
+            .wait_for_status(session, SessionStatus::Terminated)
+            .await;
+        let row = harness.session(session).await;
+        assert_eq!(row.status_info.as_deref(), Some(HANG_TIMEOUT));
+        for kernel in harness.kernels_of(session).await {
+            assert_eq!(kernel.status, KernelStatus::Terminated);
+        }
+    }
+    assert_eq!(
+        harness.session(young).await.status,
+        SessionStatus::Preparing
+    );
+    // Only the young session holds anything.
+    assert_eq!(harness.occupied().await, one_core());
+    assert_eq!(harness.concurrency().await, 1);
+    let terminating_announced = harness.events().await.into_iter().any(|(_, event)| {
+        matches!(event, Event::SessionTerminating(termination)
+            if termination.session_id == stuck_preparing && termination.reason == HANG_TIMEOUT)
+    });
+    assert!(terminating_announced);
+}
