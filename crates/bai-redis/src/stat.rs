@@ -187,6 +187,24 @@ impl StatDb {
             .unwrap_or(0))
     }
 
+    /// How many containers each of `agent_ids` runs, as [`container_count`](Self::container_count)
+    /// reads them, in one round trip.
+    pub async fn container_counts(&self, agent_ids: &[&str]) -> Result<Vec<i64>, RedisError> {
+        if agent_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = agent_ids.iter().map(|id| container_count_key(id)).collect();
+        let values: Vec<Option<String>> = self
+            .client
+            .mget(keys)
+            .await
+            .map_err(RedisError::in_db(DB))?;
+        Ok(values
+            .into_iter()
+            .map(|value| value.and_then(|text| text.parse().ok()).unwrap_or(0))
+            .collect())
+    }
+
     /// The abuse report of a kernel, if any.
     pub async fn abuse_report(&self, kernel_id: &str) -> Result<Option<String>, RedisError> {
         self.client

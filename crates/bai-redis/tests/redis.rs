@@ -118,6 +118,11 @@ async fn live_statistics_are_decoded_from_msgpack_and_garbage_reads_as_none() {
     assert_eq!(db.live_stat(&unique("none")).await.unwrap(), None);
     assert_eq!(db.container_count(&agent).await.unwrap(), 7);
     assert_eq!(db.container_count(&broken).await.unwrap(), 0);
+    assert_eq!(
+        db.container_counts(&[&broken, &agent]).await.unwrap(),
+        [0, 7]
+    );
+    assert!(db.container_counts(&[]).await.unwrap().is_empty());
     db.raw()
         .del(&[&agent, &broken, &format!("container_count.{agent}")])
         .await

@@ -22,9 +22,12 @@ use bai_agents::AgentRpcCache;
 use bai_db_models::DbError;
 use bai_db_models::entities::ResourceSlot;
 use bai_db_models::entities::enums::{KernelStatus, SessionStatus};
+use bai_db_models::queries::kernels;
+use bai_db_models::queries::scheduling::{self, PendingRows};
 use bai_db_models::queries::session_faults;
-use bai_db_models::queries::session_lifecycle::{self, KernelStatuses, StartedKernel};
-use bai_db_models::queries::{kernels, scheduling};
+use bai_db_models::queries::session_lifecycle::{
+    self, KernelContainer, KernelStatuses, StartedKernel,
+};
 use bai_events::{
     Event, EventProducer, HandlerError, Handlers, KernelCreation, KernelTermination, Received,
     SessionCreation, SessionTermination,
@@ -218,31 +221,11 @@ impl Lifecycle {
     pub async fn agent_lost(&self, agent_id: &str) -> Result<(), LifecycleError> {
         for rows in session_faults::sessions_starting_on(&self.db, agent_id).await? {
             let session = &rows.session;
-            let status_data = serde_json::json!({
-                "error": {
-                    "src": "other",
-                    "name": "AgentError",
-                    "repr": format!("agent {agent_id} was lost while it created the session's kernels"),
-                }
-            });
-            let agents: Vec<String> = rows
-                .kernels
-                .iter()
-                .filter_map(|kernel| kernel.agent.clone())
-                .collect();
-            let cancelled = scheduling::cancel_failed_start(
-                &self.db,
-                session.id,
-                &status_data,
-                &agents,
-                sum_slots,
-            )
-            .await?;
-            if !cancelled {
+            let repr = format!("agent {agent_id} was lost while it created the session's kernels");
+            if !cancel_failed_start(&self.db, &self.stat, &rows, "AgentError", &repr).await? {
                 continue;
             }
             tracing::warn!(session.id = %session.id, agent.id = agent_id, "the agent of a starting session is lost: the session is cancelled");
-            sync_concurrency(&self.db, &self.stat, session.access_key.clone()).await;
             for kernel in &rows.kernels {
                 if let Some(agent) = kernel.agent.as_deref()
                     && agent != agent_id
@@ -380,23 +363,32 @@ fn started_kernel(event: &KernelCreation) -> Result<StartedKernel, LifecycleErro
     };
     let allocations = &info["resource_spec"]["allocations"];
     let allocated = bai_scheduler::allocated_slots(allocations).map_err(bad)?;
-    let port = |name: &str| -> Result<i32, LifecycleError> {
-        info[name]
-            .as_i64()
-            .and_then(|port| i32::try_from(port).ok())
-            .ok_or_else(|| bad(format!("{name} is not a port: {}", info[name])))
-    };
     let text = |name: &str| info[name].as_str().map(str::to_owned);
     let agent_host = text("agent_addr").and_then(|addr| host_of(&addr));
     Ok(StartedKernel {
         occupied_slots: ResourceSlot::from(&allocated),
         scaling_group: text("scaling_group"),
-        container_id: text("container_id"),
         attached_devices: match &info["attached_devices"] {
             serde_json::Value::Null => serde_json::json!({}),
             devices => devices.clone(),
         },
         kernel_host: text("kernel_host").or(agent_host),
+        container: kernel_container(info).map_err(bad)?,
+    })
+}
+
+/// The container id and ports of an agent's report of a kernel it started or restarted
+/// (`kernel_started`'s `creation_info`, `restart_kernel`'s answer); `service_ports` default to
+/// none.
+pub(crate) fn kernel_container(info: &serde_json::Value) -> Result<KernelContainer, String> {
+    let port = |name: &str| {
+        info[name]
+            .as_i64()
+            .and_then(|port| i32::try_from(port).ok())
+            .ok_or_else(|| format!("{name} is not a port: {}", info[name]))
+    };
+    Ok(KernelContainer {
+        container_id: info["container_id"].as_str().map(str::to_owned),
         repl_in_port: port("repl_in_port")?,
         repl_out_port: port("repl_out_port")?,
         stdin_port: port("stdin_port")?,
@@ -417,6 +409,33 @@ fn host_of(addr: &str) -> Option<String> {
 
 fn add_slots(a: &ResourceSlot, b: &ResourceSlot) -> ResourceSlot {
     ResourceSlot::from(&Slots::from(a).add(&mut Slots::from(b)))
+}
+
+/// Cancels a session that failed to start (`failed-to-start`, `status_data.error` of
+/// `error_name` and `error_repr`), its agents' occupancy recomputed and its keypair's concurrency
+/// written; `false` when the session was no longer starting, and nothing changed.
+pub(crate) async fn cancel_failed_start(
+    db: &DatabaseConnection,
+    stat: &StatDb,
+    rows: &PendingRows,
+    error_name: &str,
+    error_repr: &str,
+) -> Result<bool, DbError> {
+    let status_data = serde_json::json!({
+        "error": {"src": "other", "name": error_name, "repr": error_repr}
+    });
+    let agents: Vec<String> = rows
+        .kernels
+        .iter()
+        .filter_map(|kernel| kernel.agent.clone())
+        .collect();
+    let cancelled =
+        scheduling::cancel_failed_start(db, rows.session.id, &status_data, &agents, sum_slots)
+            .await?;
+    if cancelled {
+        sync_concurrency(db, stat, rows.session.access_key.clone()).await;
+    }
+    Ok(cancelled)
 }
 
 pub(crate) fn sum_slots(held: &[ResourceSlot]) -> ResourceSlot {

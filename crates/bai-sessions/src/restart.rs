@@ -15,12 +15,14 @@ use bai_agents::AgentRpcCache;
 use bai_db_models::DbError;
 use bai_db_models::entities::enums::{KernelStatus, SessionStatus};
 use bai_db_models::queries::session_lifecycle;
-use bai_db_models::queries::session_ops::{self, RestartStart, RestartedKernel, RestartingKernel};
+use bai_db_models::queries::session_lifecycle::KernelContainer;
+use bai_db_models::queries::session_ops::{self, RestartStart, RestartingKernel};
 use bai_events::{Event, EventProducer, SessionCreation};
 use sea_orm::DatabaseConnection;
 use sea_orm::prelude::Uuid;
 use tokio::task::JoinSet;
 
+use crate::lifecycle::kernel_container;
 use crate::status::{kernel_may_go, session_may_go, session_status_from_kernels};
 
 /// How long one `restart_kernel` may take. The reference waits without limit; the real agent
@@ -187,7 +189,7 @@ impl Restarter {
         &self,
         session_id: Uuid,
         kernel: &RestartingKernel,
-    ) -> Result<RestartedKernel, String> {
+    ) -> Result<KernelContainer, String> {
         let Some(agent) = kernel.agent.as_deref() else {
             return Err("the kernel has no agent".to_owned());
         };
@@ -216,28 +218,8 @@ impl Restarter {
 
 /// The agent's answer to `restart_kernel`: `{container_id, repl_in_port, repl_out_port,
 /// stdin_port, stdout_port, service_ports}`.
-fn restarted_kernel(answer: &serde_json::Value) -> Result<RestartedKernel, String> {
-    let port = |name: &str| {
-        answer
-            .get(name)
-            .and_then(serde_json::Value::as_i64)
-            .and_then(|port| i32::try_from(port).ok())
-            .ok_or_else(|| format!("restart_kernel answered no {name}: {answer}"))
-    };
-    Ok(RestartedKernel {
-        container_id: answer
-            .get("container_id")
-            .and_then(serde_json::Value::as_str)
-            .map(str::to_owned),
-        repl_in_port: port("repl_in_port")?,
-        repl_out_port: port("repl_out_port")?,
-        stdin_port: port("stdin_port")?,
-        stdout_port: port("stdout_port")?,
-        service_ports: answer
-            .get("service_ports")
-            .cloned()
-            .unwrap_or_else(|| serde_json::json!([])),
-    })
+fn restarted_kernel(answer: &serde_json::Value) -> Result<KernelContainer, String> {
+    kernel_container(answer).map_err(|detail| format!("restart_kernel's answer: {detail}"))
 }
 
 #[cfg(test)]

@@ -162,12 +162,34 @@ impl Scheduler {
         }
     }
 
+    /// The agents' container cap (etcd `config/agent/max-container-count`), if one is set.
+    async fn max_container_count(&self, group: &str) -> Result<Option<u64>, ScheduleError> {
+        let Some(text) = self
+            .etcd
+            .get(MAX_CONTAINER_COUNT_KEY, Scope::Global)
+            .await?
+        else {
+            return Ok(None);
+        };
+        text.trim()
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| ScheduleError::Config {
+                group: group.to_owned(),
+                detail: format!("etcd {MAX_CONTAINER_COUNT_KEY} is not a count: {text:?}"),
+            })
+    }
+
     /// One round of `group`; without agents, only its pending timeouts are applied.
     async fn schedule_group(
         &self,
         group: &str,
         has_agents: bool,
     ) -> Result<Option<RoundPlan>, ScheduleError> {
+        // What does not depend on the group's rows is read before its lock is taken, so that
+        // rounds of other processes wait only for the rows and the decisions.
+        let known_slots = KnownSlots::load(&self.etcd).await?;
+        let max_container_count = self.max_container_count(group).await?;
         let round = Round::begin(&self.db, group).await?;
         let Some(rows) = round.load().await? else {
             return Ok(None);
@@ -175,7 +197,6 @@ impl Scheduler {
         if rows.pending.is_empty() {
             return Ok(None);
         }
-        let known_slots = KnownSlots::load(&self.etcd).await?;
         let plugin_config = self
             .etcd
             .get_prefix(
@@ -183,27 +204,22 @@ impl Scheduler {
                 Scope::Global,
             )
             .await?;
-        let max_container_count = match self
-            .etcd
-            .get(MAX_CONTAINER_COUNT_KEY, Scope::Global)
-            .await?
-        {
-            Some(text) => Some(
-                text.trim()
-                    .parse::<u64>()
-                    .map_err(|_| ScheduleError::Config {
-                        group: group.to_owned(),
-                        detail: format!("etcd {MAX_CONTAINER_COUNT_KEY} is not a count: {text:?}"),
-                    })?,
-            ),
-            None => None,
-        };
         let mut container_counts = HashMap::new();
         if max_container_count.is_some() {
-            for agent in rows.agents.iter().chain(&rows.designated_agents) {
-                // A count Redis cannot give is read as none: the cap is a guard, not a quota.
-                let count = self.stat.container_count(&agent.id).await.unwrap_or(0);
-                container_counts.insert(agent.id.clone(), u64::try_from(count).unwrap_or(0));
+            let agent_ids: Vec<&str> = rows
+                .agents
+                .iter()
+                .chain(&rows.designated_agents)
+                .map(|agent| agent.id.as_str())
+                .collect();
+            // Counts Redis cannot give are read as none: the cap is a guard, not a quota.
+            let counts = self
+                .stat
+                .container_counts(&agent_ids)
+                .await
+                .unwrap_or_default();
+            for (agent_id, count) in agent_ids.into_iter().zip(counts) {
+                container_counts.insert(agent_id.to_owned(), u64::try_from(count).unwrap_or(0));
             }
         }
         let roundrobin_all = self.roundrobin_states().await?;

@@ -27,6 +27,7 @@ use sea_orm::prelude::Uuid;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+use crate::lifecycle::cancel_failed_start;
 use crate::schedule::note_status;
 use crate::{Destroyer, HangScanner};
 
@@ -223,31 +224,10 @@ impl Starter {
             return Ok(());
         };
         tracing::warn!(session.id = %session_id, "session failed to start: {}", failure.error);
-        let status_data = json!({
-            "error": {
-                "src": "other",
-                "name": failure.error.name(),
-                "repr": failure.error.to_string(),
-            }
-        });
-        let agents: Vec<String> = rows
-            .kernels
-            .iter()
-            .filter_map(|kernel| kernel.agent.clone())
-            .collect();
-        let cancelled = scheduling::cancel_failed_start(
-            &self.db,
-            session_id,
-            &status_data,
-            &agents,
-            crate::lifecycle::sum_slots,
-        )
-        .await?;
-        if !cancelled {
+        let repr = failure.error.to_string();
+        if !cancel_failed_start(&self.db, &self.stat, &rows, failure.error.name(), &repr).await? {
             return Ok(());
         }
-        crate::lifecycle::sync_concurrency(&self.db, &self.stat, rows.session.access_key.clone())
-            .await;
         // Kernels that did start elsewhere would hold their agents' resources for nothing.
         for kernel in rows.kernels.iter().filter(|kernel| {
             kernel
@@ -268,18 +248,15 @@ impl Starter {
         let Some(agent) = kernel.agent.as_deref() else {
             return;
         };
-        let outcome = match self.rpc.get(agent).await {
-            Ok(connection) => connection
-                .destroy_kernel(
-                    &kernel.id.to_string(),
-                    &kernel.session_id.to_string(),
-                    Some("failed-to-start"),
-                    true,
-                )
-                .await
-                .map_err(AgentRpcError::from),
-            Err(error) => Err(error),
-        };
+        let (kernel_id, session_id) = (kernel.id.to_string(), kernel.session_id.to_string());
+        let outcome = self
+            .rpc
+            .call(agent, |connection| async move {
+                connection
+                    .destroy_kernel(&kernel_id, &session_id, Some("failed-to-start"), true)
+                    .await
+            })
+            .await;
         if let Err(error) = outcome {
             tracing::warn!(kernel.id = %kernel.id, agent.id = agent, "cannot destroy a kernel of a session that failed to start: {error}");
         }

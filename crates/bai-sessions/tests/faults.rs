@@ -14,30 +14,21 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bai_agent_rpc::RpcClient;
-use bai_agent_rpc::testing::free_ports;
-use bai_agent_sim::{AgentToml, Faults, RpcOptions, SimOptions};
-use bai_agents::{AgentRegistry, AgentRpcCache};
+use bai_agent_sim::Faults;
 use bai_db_models::entities::enums::{AgentStatus, KernelStatus, SessionStatus};
 use bai_db_models::entities::{ResourceSlot, agents, kernels, sessions};
 use bai_db_models::queries::scheduling;
-use bai_db_models::testing::{INSTALL_GUIDE_FIXTURES, TestDatabase};
-use bai_etcd_store::testing::TestNamespace;
-use bai_etcd_store::{EtcdStore, Scope, SharedConfig};
-use bai_events::{ConsumerOptions, Event, EventProducer, Handlers, MANAGER_GROUP, run_consumer};
-use bai_redis::testing::PrivateRedis;
-use bai_redis::{EntryId, Redis, SchedulerStatus, StatDb, StreamDb};
-use bai_sessions::{DestroyRequest, HANG_TIMEOUT, Lifecycle, Scheduler, Starter};
-use bai_stores::Stores;
+use bai_etcd_store::Scope;
+use bai_events::Event;
+use bai_sessions::{HANG_TIMEOUT, Scheduler, Starter};
+use sea_orm::ConnectionTrait;
 use sea_orm::prelude::Uuid;
-use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-use common::{ACCESS_KEY, GIB, IMAGE};
+use common::ACCESS_KEY;
+use common::stack::{self, Stack};
 
 const AGENT: &str = "i-faults";
 /// The lost check's heartbeat timeout (the agent sends one every second).
@@ -68,15 +59,8 @@ impl Default for AgentSetup {
 struct Harness {
     scheduler: Scheduler,
     starter: Starter,
-    stat: StatDb,
-    stream: StreamDb,
-    etcd: EtcdStore,
     agent: Option<JoinHandle<()>>,
-    shutdown: CancellationToken,
-    database: TestDatabase,
-    _dir: tempfile::TempDir,
-    _etcd: TestNamespace,
-    _redis: PrivateRedis,
+    stack: Stack,
 }
 
 impl Harness {
@@ -84,143 +68,24 @@ impl Harness {
     /// running the agent registry's and the lifecycle's handlers, and the lost check; returns
     /// once the agent's row exists.
     async fn new(label: &str, setup: AgentSetup) -> Harness {
-        let database = TestDatabase::with_fixtures(label, &INSTALL_GUIDE_FIXTURES).await;
-        let etcd_namespace = TestNamespace::new(&label.replace('_', "-"));
-        let redis = PrivateRedis::start();
-        let etcd = etcd_namespace.store().await;
-        for (key, value) in [
-            ("config/redis/addr", redis.addr()),
-            (
-                "config/docker/registry/cr.backend.ai",
-                "https://cr.backend.ai".to_owned(),
-            ),
-            (
-                "config/docker/registry/cr.backend.ai/type",
-                "docker".to_owned(),
-            ),
-            ("nodes/manager/test", "up".to_owned()),
-        ] {
-            etcd.put(key, &value, Scope::Global)
-                .await
-                .expect("etcd put");
-        }
-        database
-            .connection
-            .execute_unprepared(&format!(
-                "INSERT INTO images (name, image, tag, registry, architecture, config_digest, \
-                 size_bytes, is_local, type, labels, resources) VALUES ('{IMAGE}', \
-                 'stable/python', '3.9-ubuntu20.04', 'cr.backend.ai', 'x86_64', 'sha256:{zeros}', 0, \
-                 {local}, 'COMPUTE', '{{}}', '{{}}')",
-                zeros = "0".repeat(64),
-                local = setup.local_image,
-            ))
-            .await
-            .expect("image row");
-        let shared_config = SharedConfig::load(&etcd).await.expect("shared config");
-        let stores = Stores::from_parts(
-            etcd.clone(),
-            shared_config.clone(),
-            database.connection.clone(),
-            Redis::connect(&shared_config.redis).await.expect("redis"),
-        );
-        let stream = StreamDb::connect(&redis.config()).await.expect("stream");
-        let producer = EventProducer::new(stream.clone());
-        let rpc = Arc::new(AgentRpcCache::new(
-            database.connection.clone(),
-            RpcClient::new(None),
-        ));
-        let registry =
-            Arc::new(AgentRegistry::new(&stores, Arc::default()).with_rpc_cache(Arc::clone(&rpc)));
-        let lifecycle = Arc::new(
-            Lifecycle::new(
-                database.connection.clone(),
-                producer.clone(),
-                stores.redis.stat.clone(),
-            )
-            .with_rpc_cache(Arc::clone(&rpc)),
-        );
-        let mut handlers = Handlers::default();
-        bai_agents::handlers(&registry, &mut handlers);
-        bai_sessions::handlers(&lifecycle, &mut handlers);
-        let shutdown = CancellationToken::new();
-        let consumer_stream = StreamDb::connect(&redis.config()).await.expect("stream");
-        let options = ConsumerOptions::new(MANAGER_GROUP, "test:0".to_owned());
-        tokio::spawn(run_consumer(
-            consumer_stream,
-            handlers,
-            options,
-            shutdown.clone(),
-        ));
+        let stack = Stack::new(label, Duration::from_secs(30)).await;
+        stack.image("x86_64", setup.local_image, "{}").await;
+        stack.consume(stack.lifecycle()).await;
         tokio::spawn(bai_agents::run_lost_check(
-            registry,
+            stack.registry.clone(),
             HEARTBEAT_TIMEOUT,
-            shutdown.clone(),
+            stack.shutdown.clone(),
         ));
-
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_ports(1);
-        let path = dir.path().join("agent.toml");
-        std::fs::write(
-            &path,
-            format!(
-                "[etcd]\nnamespace = {:?}\naddr = {{ host = \"127.0.0.1\", port = 8120 }}\n\n\
-                 [agent]\nid = {AGENT:?}\nrpc-listen-addr = {{ host = \"127.0.0.1\", port = {port} }}\n\n\
-                 [debug]\nheartbeat-interval = 1.0\n",
-                etcd_namespace.name
-            ),
-        )
-        .expect("agent.toml");
-        let config = AgentToml::load(&path).expect("agent.toml loads");
-        let options = SimOptions {
-            agents: None,
-            cpu: 4,
-            mem: 8 * GIB,
-            stamp_version: false,
-        };
-        let rpc_options = RpcOptions {
-            delay: setup.delay,
-            faults: setup.faults,
-        };
-        let sims = bai_agent_sim::agents_with_rpc(&config, &options, rpc_options).expect("agents");
-        let token = shutdown.clone();
-        let agent = tokio::spawn(async move {
-            if let Err(error) = bai_agent_sim::run(&config, sims, token).await {
-                panic!("agent-sim: {error}");
-            }
-        });
-
-        let status = SchedulerStatus::new(stores.redis.live.clone(), "i-faults-manager");
-        let scheduler = Scheduler::new(
-            database.connection.clone(),
-            etcd.clone(),
-            stores.redis.stat.clone(),
-            producer.clone(),
-            ["cpu", "mem"].map(str::to_owned).to_vec(),
-            status.clone(),
-        );
-        let starter = Starter::new(
-            database.connection.clone(),
-            etcd.clone(),
-            producer,
-            stores.redis.stat.clone(),
-            rpc,
-            status,
-        )
-        .with_create_timeout(setup.create_timeout);
+        let agent = stack.run_agent(AGENT, setup.delay, setup.faults);
+        let status = stack.status("i-faults-manager");
         let harness = Harness {
-            scheduler,
-            starter,
-            stat: stores.redis.stat.clone(),
-            stream,
-            etcd,
+            scheduler: stack.scheduler(&["cpu", "mem"], status.clone()),
+            starter: stack.starter(status, setup.create_timeout),
             agent: Some(agent),
-            shutdown,
-            database,
-            _dir: dir,
-            _etcd: etcd_namespace,
-            _redis: redis,
+            stack,
         };
         harness
+            .stack
             .wait_until("the agent's row exists", || async {
                 harness.agent_row().await.is_some()
             })
@@ -229,25 +94,13 @@ impl Harness {
     }
 
     fn db(&self) -> &sea_orm::DatabaseConnection {
-        &self.database.connection
+        self.stack.db()
     }
 
     /// Kills the agent: no goodbye, no more heartbeats, its RPC socket closed.
     fn kill_agent(&mut self) {
         if let Some(agent) = self.agent.take() {
             agent.abort();
-        }
-    }
-
-    async fn wait_until<F, Fut>(&self, what: &str, check: F)
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !check().await {
-            assert!(Instant::now() < deadline, "{what}: not within 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -260,64 +113,63 @@ impl Harness {
         session
     }
 
+    /// A session of one kernel of one core and 1 GiB, scheduled, started, and RUNNING.
+    async fn running(&self, name: &str) -> Uuid {
+        let session = self.scheduled(name, 1).await;
+        self.starter.prepare().await.expect("prepare");
+        self.wait_for_status(session, SessionStatus::Running).await;
+        session
+    }
+
     async fn session(&self, id: Uuid) -> sessions::Model {
-        sessions::Entity::find_by_id(id)
-            .one(self.db())
-            .await
-            .expect("query")
-            .expect("session")
+        common::session(self.db(), id).await
     }
 
     async fn kernels_of(&self, id: Uuid) -> Vec<kernels::Model> {
-        kernels::Entity::find()
-            .filter(kernels::Column::SessionId.eq(id))
-            .all(self.db())
-            .await
-            .expect("query")
+        common::kernels_of(self.db(), id).await
     }
 
     async fn agent_row(&self) -> Option<agents::Model> {
-        agents::Entity::find_by_id(AGENT.to_owned())
-            .one(self.db())
-            .await
-            .expect("query")
+        common::agent_row(self.db(), AGENT).await
     }
 
     async fn occupied(&self) -> ResourceSlot {
-        self.agent_row().await.expect("agent").occupied_slots
+        common::occupied(self.db(), AGENT).await
     }
 
     async fn concurrency(&self) -> i64 {
-        self.stat
+        self.stack
+            .stores
+            .redis
+            .stat
             .keypair_concurrency_used(ACCESS_KEY)
             .await
             .expect("Redis")
     }
 
     async fn wait_for_status(&self, session: Uuid, status: SessionStatus) {
-        self.wait_until(&format!("the session is {status:?}"), || async {
-            self.session(session).await.status == status
-        })
-        .await;
+        self.stack
+            .wait_until(&format!("the session is {status:?}"), || async {
+                self.session(session).await.status == status
+            })
+            .await;
     }
 
     async fn wait_until_lost(&self) {
-        self.wait_until("the agent is LOST", || async {
-            self.agent_row()
-                .await
-                .is_some_and(|agent| agent.status == AgentStatus::Lost)
-        })
-        .await;
+        self.stack
+            .wait_until("the agent is LOST", || async {
+                self.agent_row()
+                    .await
+                    .is_some_and(|agent| agent.status == AgentStatus::Lost)
+            })
+            .await;
     }
 
     /// The events on the stream: name, source, and the event.
     async fn events(&self) -> Vec<(String, Event)> {
-        let entries = self
-            .stream
-            .read_after(EntryId::ZERO, 10_000, Duration::from_millis(100))
+        self.stack
+            .stream_entries()
             .await
-            .expect("XREAD");
-        entries
             .into_iter()
             .filter_map(|entry| {
                 let name = entry.field("name")?.to_vec();
@@ -369,7 +221,8 @@ impl Harness {
     }
 
     async fn put_threshold(&self, status: &str, threshold: &str) {
-        self.etcd
+        self.stack
+            .etcd
             .put(
                 &format!("config/session/hang-tolerance/threshold/{status}"),
                 threshold,
@@ -380,14 +233,8 @@ impl Harness {
     }
 }
 
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
 fn one_core() -> ResourceSlot {
-    ResourceSlot::from_json(&serde_json::json!({"cpu": "1", "mem": GIB.to_string()}))
+    ResourceSlot::from_json(&serde_json::json!({"cpu": "1", "mem": common::GIB.to_string()}))
         .expect("slots")
 }
 
@@ -471,6 +318,7 @@ async fn an_agent_killed_mid_creation_cancels_the_session_and_is_lost() {
     let preparing = tokio::spawn(async move { starter.prepare().await });
     // The agent has the call: it announced the kernel (the simulator pulls for `delay`).
     harness
+        .stack
         .wait_until("the agent works on the kernel", || async {
             harness.kernels_of(session).await[0].status == KernelStatus::Pulling
         })
@@ -512,11 +360,7 @@ async fn a_lost_agent_cancels_the_sessions_it_was_starting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_agent_ends_the_kernels_it_was_destroying() {
     let mut harness = Harness::new("sessions_fault_lost_destroying", AgentSetup::default()).await;
-    let session = harness.scheduled("unfinished", 1).await;
-    harness.starter.prepare().await.expect("prepare");
-    harness
-        .wait_for_status(session, SessionStatus::Running)
-        .await;
+    let session = harness.running("unfinished").await;
     // Destroyed by a manager that died before the agent answered: TERMINATING, as the rows say.
     harness
         .db()
@@ -546,11 +390,7 @@ async fn a_lost_agent_ends_the_kernels_it_was_destroying() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_session_on_a_lost_agent_stays_running_until_it_is_destroyed() {
     let mut harness = Harness::new("sessions_fault_lost_running", AgentSetup::default()).await;
-    let session = harness.scheduled("survivor", 1).await;
-    harness.starter.prepare().await.expect("prepare");
-    harness
-        .wait_for_status(session, SessionStatus::Running)
-        .await;
+    let session = harness.running("survivor").await;
     harness.kill_agent();
     harness.wait_until_lost().await;
     // The agent may come back with its containers: nothing changes by itself.
@@ -562,17 +402,7 @@ async fn a_running_session_on_a_lost_agent_stays_running_until_it_is_destroyed()
     assert_eq!(harness.occupied().await, one_core());
     assert_eq!(harness.concurrency().await, 1);
 
-    let request = DestroyRequest {
-        forced: false,
-        reason: None,
-        superadmin: false,
-    };
-    harness
-        .starter
-        .destroyer()
-        .destroy(session, request)
-        .await
-        .expect("destroy");
+    stack::destroy(&harness.starter.destroyer(), session).await;
     harness
         .wait_for_status(session, SessionStatus::Terminated)
         .await;
@@ -595,7 +425,7 @@ async fn a_kernel_that_starts_after_its_session_hung_past_the_threshold_is_destr
     };
     let harness = Harness::new("sessions_fault_late", setup).await;
     harness.put_threshold("PREPARING", "1s").await;
-    let scanning = harness.shutdown.child_token();
+    let scanning = harness.stack.shutdown.child_token();
     tokio::spawn(bai_sessions::run_hang_scanner(
         harness.starter.hang_scanner(),
         scanning.clone(),
@@ -617,6 +447,7 @@ async fn a_kernel_that_starts_after_its_session_hung_past_the_threshold_is_destr
     preparing.await.expect("joined").expect("prepare");
     let kernel = harness.kernels_of(session).await[0].id;
     harness
+        .stack
         .wait_until("the agent destroyed the late kernel", || async {
             harness.events().await.into_iter().any(|(source, event)| {
                 matches!(event, Event::KernelTerminated(termination)
@@ -655,19 +486,8 @@ async fn the_hang_scanner_destroys_sessions_past_their_threshold_and_no_others()
     );
 
     // Stuck TERMINATING: the agent never answered the destroy (the rows say so).
-    let stuck_terminating = harness.scheduled("stuck-terminating", 1).await;
-    harness.starter.prepare().await.expect("prepare");
-    harness
-        .wait_for_status(stuck_terminating, SessionStatus::Running)
-        .await;
-    harness
-        .db()
-        .execute_unprepared(&format!(
-            "UPDATE kernels SET status = 'TERMINATING' WHERE session_id = '{stuck_terminating}'; \
-             UPDATE sessions SET status = 'TERMINATING' WHERE id = '{stuck_terminating}'"
-        ))
-        .await
-        .expect("terminating");
+    let stuck_terminating = harness.running("stuck-terminating").await;
+    common::set_terminating(harness.db(), stuck_terminating).await;
     harness
         .backdate(stuck_terminating, "TERMINATING", Duration::from_secs(60))
         .await;

@@ -4,14 +4,12 @@
 //! allocation and `session_started`, then TERMINATED with the slots released and
 //! `session_terminated`; and an event delivered twice counting once.
 
-// Only the install guide's rows: this test writes its sessions PREPARING, with an agent.
-#[allow(dead_code)]
 mod common;
 
 use std::time::Duration;
 
 use bai_db_models::entities::enums::{KernelStatus, SessionStatus};
-use bai_db_models::entities::{ResourceSlot, agents, kernels, sessions};
+use bai_db_models::entities::{ResourceSlot, kernels, sessions};
 use bai_db_models::testing::{INSTALL_GUIDE_FIXTURES, TestDatabase};
 use bai_events::{Event, EventProducer, KernelCreation, KernelTermination};
 use bai_redis::testing::PrivateRedis;
@@ -103,20 +101,11 @@ impl Harness {
     }
 
     async fn session(&self, id: Uuid) -> sessions::Model {
-        sessions::Entity::find_by_id(id)
-            .one(self.db())
-            .await
-            .expect("query")
-            .expect("session")
+        common::session(self.db(), id).await
     }
 
     async fn agent_occupied(&self) -> ResourceSlot {
-        agents::Entity::find_by_id(AGENT.to_owned())
-            .one(self.db())
-            .await
-            .expect("query")
-            .expect("agent")
-            .occupied_slots
+        common::occupied(self.db(), AGENT).await
     }
 
     /// The names of the events on the stream after `after`.
@@ -247,14 +236,7 @@ async fn kernel_events_take_a_session_to_running_and_to_its_end() {
 
     // What destroying the session does first (its own tests come with it): every kernel and the
     // session TERMINATING.
-    harness
-        .db()
-        .execute_unprepared(&format!(
-            "UPDATE kernels SET status = 'TERMINATING' WHERE session_id = '{session}'; \
-             UPDATE sessions SET status = 'TERMINATING' WHERE id = '{session}'"
-        ))
-        .await
-        .expect("terminating");
+    common::set_terminating(harness.db(), session).await;
     let terminated = |kernel| KernelTermination {
         kernel_id: kernel,
         session_id: session,

@@ -21,36 +21,27 @@
 //! Against the halfstack's PostgreSQL (a fresh database with the install guide's fixtures) and
 //! etcd (a fresh namespace), and a Redis server of each test's own.
 
-// This test enqueues through the API's query, not `common::pending`'s SQL.
-#[allow(dead_code)]
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bai_agent_rpc::RpcClient;
 use bai_agent_rpc::testing::free_ports;
-use bai_agent_sim::{AgentToml, Faults, RpcOptions, SimOptions};
-use bai_agents::{AgentRegistry, AgentRpcCache};
+use bai_agent_sim::RpcOptions;
 use bai_db_models::entities::enums::{
     AgentStatus, KernelStatus, SessionResult, SessionStatus, SessionType,
 };
 use bai_db_models::entities::{ResourceSlot, agents, kernels, sessions};
 use bai_db_models::queries::session_enqueue::{self, NewSession};
-use bai_db_models::testing::{INSTALL_GUIDE_FIXTURES, TestDatabase};
-use bai_etcd_store::testing::TestNamespace;
-use bai_etcd_store::{EtcdStore, Scope, SharedConfig};
-use bai_events::{ConsumerOptions, Event, EventProducer, Handlers, MANAGER_GROUP, run_consumer};
-use bai_redis::testing::PrivateRedis;
-use bai_redis::{EntryId, Redis, SchedulerStatus, StatDb, StreamDb};
+use bai_etcd_store::Scope;
+use bai_events::Event;
+use bai_redis::StatDb;
 use bai_sessions::{DestroyRequest, Destroyer, Lifecycle, Scheduler, Starter};
-use bai_stores::Stores;
 use sea_orm::prelude::Uuid;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 
+use common::stack::{self, Stack};
 use common::{GIB, GROUP, IMAGE};
 
 /// The reference's default `manager.agent-selection-resource-priority`.
@@ -223,6 +214,27 @@ fn selector_agents(prefix: &'static str) -> Vec<AgentSpec> {
     vec![agent(a, 4, 8), agent(b, 8, 16), agent(c, 2, 4)]
 }
 
+/// The case of resource group `group` with `scheduler` and agent selection `strategy`, its
+/// `selector_agents` and the `selector_sessions`, s1 to s5 landing as `lands` says.
+fn selector_case(
+    (group, scheduler, strategy): (&'static str, &'static str, &str),
+    lands: [Expect; 5],
+    order: Vec<&'static str>,
+) -> Case {
+    Case {
+        group,
+        scheduler,
+        opts: opts(strategy),
+        agents: selector_agents(group),
+        sessions: selector_sessions(),
+        expect: ["s1", "s2", "s3", "s4", "s5"]
+            .into_iter()
+            .zip(lands)
+            .collect(),
+        order,
+    }
+}
+
 fn no_room(group: &str) -> impl Fn(&Uuid) -> String + '_ {
     move |id| {
         format!(
@@ -238,107 +250,83 @@ fn single_round_cases() -> Vec<Case> {
         // fifo, dispersed (most left first; cores compared before memory):
         // s1 -> b (8 left), s2 -> b (6 left), s3: a and b both have 4 cores left, b has more
         // memory (12 GiB against 8) -> b; s4: a 4, b 2, c 2 -> a; s5 (6 cores): a 3, b 2, c 2.
-        Case {
-            group: "disp",
-            scheduler: "fifo",
-            opts: opts("dispersed"),
-            agents: selector_agents("disp"),
-            sessions: selector_sessions(),
-            expect: vec![
-                ("s1", Expect::On(&["disp-b"])),
-                ("s2", Expect::On(&["disp-b"])),
-                ("s3", Expect::On(&["disp-b"])),
-                ("s4", Expect::On(&["disp-a"])),
-                ("s5", Expect::NoInstance(String::new())),
+        selector_case(
+            ("disp", "fifo", "dispersed"),
+            [
+                Expect::On(&["disp-b"]),
+                Expect::On(&["disp-b"]),
+                Expect::On(&["disp-b"]),
+                Expect::On(&["disp-a"]),
+                Expect::NoInstance(String::new()),
             ],
-            order: vec!["s1", "s2", "s3", "s4"],
-        },
+            vec!["s1", "s2", "s3", "s4"],
+        ),
         // fifo, concentrated (least left first): s1 -> c (2 left, 0 after), s2: a 4, b 8 -> a,
         // s3: a 2, b 8 -> a, s4: only b fits -> b (7 left), s5 (6 cores) -> b.
-        Case {
-            group: "conc",
-            scheduler: "fifo",
-            opts: opts("concentrated"),
-            agents: selector_agents("conc"),
-            sessions: selector_sessions(),
-            expect: vec![
-                ("s1", Expect::On(&["conc-c"])),
-                ("s2", Expect::On(&["conc-a"])),
-                ("s3", Expect::On(&["conc-a"])),
-                ("s4", Expect::On(&["conc-b"])),
-                ("s5", Expect::On(&["conc-b"])),
+        selector_case(
+            ("conc", "fifo", "concentrated"),
+            [
+                Expect::On(&["conc-c"]),
+                Expect::On(&["conc-a"]),
+                Expect::On(&["conc-a"]),
+                Expect::On(&["conc-b"]),
+                Expect::On(&["conc-b"]),
             ],
-            order: vec!["s1", "s2", "s3", "s4", "s5"],
-        },
+            vec!["s1", "s2", "s3", "s4", "s5"],
+        ),
         // fifo, legacy (the largest `available_slots` that fits, however full): b takes s1 to
         // s4 (2 + 2 + 2 + 1 of its 8 cores); s5 (6 cores) fits nowhere (a 4, b 1, c 2).
-        Case {
-            group: "legacy",
-            scheduler: "fifo",
-            opts: opts("legacy"),
-            agents: selector_agents("legacy"),
-            sessions: selector_sessions(),
-            expect: vec![
-                ("s1", Expect::On(&["legacy-b"])),
-                ("s2", Expect::On(&["legacy-b"])),
-                ("s3", Expect::On(&["legacy-b"])),
-                ("s4", Expect::On(&["legacy-b"])),
-                ("s5", Expect::NoInstance(String::new())),
+        selector_case(
+            ("legacy", "fifo", "legacy"),
+            [
+                Expect::On(&["legacy-b"]),
+                Expect::On(&["legacy-b"]),
+                Expect::On(&["legacy-b"]),
+                Expect::On(&["legacy-b"]),
+                Expect::NoInstance(String::new()),
             ],
-            order: vec!["s1", "s2", "s3", "s4"],
-        },
+            vec!["s1", "s2", "s3", "s4"],
+        ),
         // lifo, dispersed: newest first. s5 (6) -> b (2 left), s4: a 4 -> a (3 left), s3: a 3
         // -> a (1 left), s2: b and c have 2 cores, b more memory (10 GiB against 4) -> b,
         // s1: only c fits -> c.
-        Case {
-            group: "lifo",
-            scheduler: "lifo",
-            opts: opts("dispersed"),
-            agents: selector_agents("lifo"),
-            sessions: selector_sessions(),
-            expect: vec![
-                ("s1", Expect::On(&["lifo-c"])),
-                ("s2", Expect::On(&["lifo-b"])),
-                ("s3", Expect::On(&["lifo-a"])),
-                ("s4", Expect::On(&["lifo-a"])),
-                ("s5", Expect::On(&["lifo-b"])),
+        selector_case(
+            ("lifo", "lifo", "dispersed"),
+            [
+                Expect::On(&["lifo-c"]),
+                Expect::On(&["lifo-b"]),
+                Expect::On(&["lifo-a"]),
+                Expect::On(&["lifo-a"]),
+                Expect::On(&["lifo-b"]),
             ],
-            order: vec!["s5", "s4", "s3", "s2", "s1"],
-        },
+            vec!["s5", "s4", "s3", "s2", "s1"],
+        ),
         // lifo, concentrated: s5 (6) fits b only (2 left); s4: b and c have 2 cores, c less
         // memory (4 GiB against 10) -> c; s3: a 4, b 2 (c has 1) -> b; s2 and s1 -> a.
-        Case {
-            group: "lifoconc",
-            scheduler: "lifo",
-            opts: opts("concentrated"),
-            agents: selector_agents("lifoconc"),
-            sessions: selector_sessions(),
-            expect: vec![
-                ("s1", Expect::On(&["lifoconc-a"])),
-                ("s2", Expect::On(&["lifoconc-a"])),
-                ("s3", Expect::On(&["lifoconc-b"])),
-                ("s4", Expect::On(&["lifoconc-c"])),
-                ("s5", Expect::On(&["lifoconc-b"])),
+        selector_case(
+            ("lifoconc", "lifo", "concentrated"),
+            [
+                Expect::On(&["lifoconc-a"]),
+                Expect::On(&["lifoconc-a"]),
+                Expect::On(&["lifoconc-b"]),
+                Expect::On(&["lifoconc-c"]),
+                Expect::On(&["lifoconc-b"]),
             ],
-            order: vec!["s5", "s4", "s3", "s2", "s1"],
-        },
+            vec!["s5", "s4", "s3", "s2", "s1"],
+        ),
         // drf, concentrated, one access key: its oldest session first each time, so the order
         // of fifo; the agent choice follows the strategy as fifo's does (`conc` above).
-        Case {
-            group: "drfconc",
-            scheduler: "drf",
-            opts: opts("concentrated"),
-            agents: selector_agents("drfconc"),
-            sessions: selector_sessions(),
-            expect: vec![
-                ("s1", Expect::On(&["drfconc-c"])),
-                ("s2", Expect::On(&["drfconc-a"])),
-                ("s3", Expect::On(&["drfconc-a"])),
-                ("s4", Expect::On(&["drfconc-b"])),
-                ("s5", Expect::On(&["drfconc-b"])),
+        selector_case(
+            ("drfconc", "drf", "concentrated"),
+            [
+                Expect::On(&["drfconc-c"]),
+                Expect::On(&["drfconc-a"]),
+                Expect::On(&["drfconc-a"]),
+                Expect::On(&["drfconc-b"]),
+                Expect::On(&["drfconc-b"]),
             ],
-            order: vec!["s1", "s2", "s3", "s4", "s5"],
-        },
+            vec!["s1", "s2", "s3", "s4", "s5"],
+        ),
         // mof: oldest first, to the least occupied agent that fits (the strategy is ignored:
         // `concentrated` here would have said otherwise). d is designated to a (1 core); s1 (6)
         // fits b only; s2: a {1}, b {6}, c {} -> c; s3: a {1} < b {6} (c is full) -> a;
@@ -493,16 +481,10 @@ struct Harness {
     scheduler: Scheduler,
     starter: Starter,
     destroyer: Destroyer,
-    stream: StreamDb,
     stat: StatDb,
-    etcd: EtcdStore,
-    shutdown: CancellationToken,
-    database: TestDatabase,
     /// Session name (per group) -> id.
     ids: BTreeMap<(String, String), Uuid>,
-    _dir: tempfile::TempDir,
-    _etcd: TestNamespace,
-    _redis: PrivateRedis,
+    stack: Stack,
 }
 
 impl Harness {
@@ -510,39 +492,17 @@ impl Harness {
     /// agents (agent-sim, heartbeats every second), and a consumer running the agent registry's
     /// and the lifecycle's handlers; returns once every agent's row is ALIVE.
     async fn new(label: &str, cases: &[Case]) -> Harness {
-        let database = TestDatabase::with_fixtures(label, &INSTALL_GUIDE_FIXTURES).await;
-        let etcd_namespace = TestNamespace::new(&label.replace('_', "-"));
-        let redis = PrivateRedis::start();
-        let etcd = etcd_namespace.store().await;
-        for (key, value) in [
-            ("config/redis/addr", redis.addr()),
-            (
-                "config/docker/registry/cr.backend.ai",
-                "https://cr.backend.ai".to_owned(),
-            ),
-            (
-                "config/docker/registry/cr.backend.ai/type",
-                "docker".to_owned(),
-            ),
-            ("nodes/manager/test", "up".to_owned()),
-        ] {
-            etcd.put(key, &value, Scope::Global)
-                .await
-                .expect("etcd put");
-        }
-        let db = &database.connection;
+        let stack = Stack::new(label, Duration::from_secs(30)).await;
         for architecture in ["x86_64", "aarch64"] {
-            db.execute_unprepared(&format!(
-                "INSERT INTO images (name, image, tag, registry, architecture, config_digest, \
-                 size_bytes, is_local, type, labels, resources) VALUES ('{IMAGE}', \
-                 'stable/python', '3.9-ubuntu20.04', 'cr.backend.ai', '{architecture}', \
-                 'sha256:{zeros}', 0, false, 'COMPUTE', \
-                 '{{\"ai.backend.service-ports\": \"jupyter:http:8080\"}}', '{{}}')",
-                zeros = "0".repeat(64),
-            ))
-            .await
-            .expect("image row");
+            stack
+                .image(
+                    architecture,
+                    false,
+                    "{\"ai.backend.service-ports\": \"jupyter:http:8080\"}",
+                )
+                .await;
         }
+        let db = stack.db();
         // The tables put many sessions of one keypair in flight: no concurrency limit (0).
         db.execute_unprepared("UPDATE keypair_resource_policies SET max_concurrent_sessions = 0")
             .await
@@ -557,41 +517,10 @@ impl Harness {
             .await
             .expect("resource group");
         }
-        let shared_config = SharedConfig::load(&etcd).await.expect("shared config");
-        let stores = Stores::from_parts(
-            etcd.clone(),
-            shared_config.clone(),
-            database.connection.clone(),
-            Redis::connect(&shared_config.redis).await.expect("redis"),
-        );
-        let stream = StreamDb::connect(&redis.config()).await.expect("stream");
-        let producer = EventProducer::new(stream.clone());
-        let rpc = Arc::new(AgentRpcCache::new(
-            database.connection.clone(),
-            RpcClient::new(None),
-        ));
-        let registry =
-            Arc::new(AgentRegistry::new(&stores, Arc::default()).with_rpc_cache(Arc::clone(&rpc)));
-        let stat = stores.redis.stat.clone();
-        let lifecycle = Arc::new(Lifecycle::new(
-            database.connection.clone(),
-            producer.clone(),
-            stat.clone(),
-        ));
-        let mut handlers = Handlers::default();
-        bai_agents::handlers(&registry, &mut handlers);
-        bai_sessions::handlers(&lifecycle, &mut handlers);
-        let shutdown = CancellationToken::new();
-        let consumer_stream = StreamDb::connect(&redis.config()).await.expect("stream");
-        let options = ConsumerOptions::new(MANAGER_GROUP, "test:0".to_owned());
-        tokio::spawn(run_consumer(
-            consumer_stream,
-            handlers,
-            options,
-            shutdown.clone(),
-        ));
+        let stat = stack.stores.redis.stat.clone();
+        let lifecycle = Lifecycle::new(db.clone(), stack.producer.clone(), stat.clone());
+        stack.consume(lifecycle).await;
 
-        let dir = tempfile::tempdir().expect("tempdir");
         let specs: Vec<(&str, AgentSpec)> = cases
             .iter()
             .flat_map(|case| case.agents.iter().map(|spec| (case.group, *spec)))
@@ -600,79 +529,41 @@ impl Harness {
         let mut sims = Vec::new();
         let mut run_config = None;
         for (offset, (group, spec)) in (0u16..).zip(&specs) {
-            let path = dir.path().join(format!("{}.toml", spec.id));
-            std::fs::write(
-                &path,
-                format!(
-                    "[etcd]\nnamespace = {namespace:?}\naddr = {{ host = \"127.0.0.1\", port = 8120 }}\n\n\
-                     [agent]\nid = {id:?}\nscaling-group = {group:?}\n\
-                     rpc-listen-addr = {{ host = \"127.0.0.1\", port = {port} }}\n\n\
-                     [resource]\nreserved-cpu = 0\nreserved-mem = 0\n\n\
-                     [debug]\nheartbeat-interval = 1.0\n",
-                    namespace = etcd_namespace.name,
-                    id = spec.id,
-                    port = base_port + offset,
-                ),
-            )
-            .expect("agent.toml");
-            let config = AgentToml::load(&path).expect("agent.toml loads");
-            let options = SimOptions {
-                agents: None,
-                cpu: spec.cpu,
-                mem: spec.mem_gib * GIB,
-                stamp_version: false,
-            };
+            let config = stack.agent_config(
+                spec.id,
+                base_port + offset,
+                &format!("scaling-group = {group:?}\n"),
+                "[resource]\nreserved-cpu = 0\nreserved-mem = 0\n\n",
+            );
             let rpc_options = RpcOptions {
                 delay: Duration::from_millis(20),
-                faults: Faults::default(),
+                ..RpcOptions::default()
             };
-            for mut sim in
-                bai_agent_sim::agents_with_rpc(&config, &options, rpc_options).expect("agents")
-            {
+            for mut sim in stack::sims(&config, spec.cpu, spec.mem_gib, rpc_options) {
                 sim.info.architecture = spec.architecture.to_owned();
                 sims.push(sim);
             }
             run_config.get_or_insert(config);
         }
-        let run_config = run_config.expect("at least one agent");
-        let token = shutdown.clone();
-        tokio::spawn(async move { bai_agent_sim::run(&run_config, sims, token).await });
+        stack.run_agents(run_config.expect("at least one agent"), sims);
 
-        let status = SchedulerStatus::new(stores.redis.live.clone(), "placement");
-        let scheduler = Scheduler::new(
-            database.connection.clone(),
-            etcd.clone(),
-            stat.clone(),
-            producer.clone(),
-            RESOURCE_PRIORITY.map(str::to_owned).to_vec(),
-            status.clone(),
-        );
-        let starter = Starter::new(
-            database.connection.clone(),
-            etcd.clone(),
-            producer.clone(),
-            stat.clone(),
-            Arc::clone(&rpc),
-            status,
-        )
-        .with_create_timeout(Duration::from_secs(10));
-        let destroyer = Destroyer::new(database.connection.clone(), producer, stat.clone(), rpc);
+        let status = stack.status("placement");
         let harness = Harness {
-            scheduler,
-            starter,
-            destroyer,
-            stream,
+            scheduler: stack.scheduler(&RESOURCE_PRIORITY, status.clone()),
+            starter: stack.starter(status, Duration::from_secs(10)),
+            destroyer: Destroyer::new(
+                db.clone(),
+                stack.producer.clone(),
+                stat.clone(),
+                stack.rpc.clone(),
+            ),
             stat,
-            etcd,
-            shutdown,
-            database,
             ids: BTreeMap::new(),
-            _dir: dir,
-            _etcd: etcd_namespace,
-            _redis: redis,
+            stack,
         };
         let ids: Vec<&str> = specs.iter().map(|(_, spec)| spec.id).collect();
         harness
+            .stack
             .wait_until("every agent's row is ALIVE", || async {
                 let alive = agents::Entity::find()
                     .filter(agents::Column::Status.eq(AgentStatus::Alive))
@@ -686,19 +577,7 @@ impl Harness {
     }
 
     fn db(&self) -> &sea_orm::DatabaseConnection {
-        &self.database.connection
-    }
-
-    async fn wait_until<F, Fut>(&self, what: &str, check: F)
-    where
-        F: Fn() -> Fut,
-        Fut: std::future::Future<Output = bool>,
-    {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !check().await {
-            assert!(Instant::now() < deadline, "{what}: not within 30 s");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        self.stack.db()
     }
 
     /// Inserts `ask` into resource group `group` as `POST /session` does (the rows of
@@ -847,11 +726,7 @@ impl Harness {
     }
 
     async fn session(&self, id: Uuid) -> sessions::Model {
-        sessions::Entity::find_by_id(id)
-            .one(self.db())
-            .await
-            .expect("query")
-            .expect("session")
+        common::session(self.db(), id).await
     }
 
     async fn kernels_of(&self, id: Uuid) -> Vec<kernels::Model> {
@@ -866,12 +741,7 @@ impl Harness {
 
     /// (cores, GiB) an agent's row says are occupied.
     async fn occupied(&self, agent: &str) -> (u64, u64) {
-        let row = agents::Entity::find_by_id(agent.to_owned())
-            .one(self.db())
-            .await
-            .expect("query")
-            .expect("agent");
-        let json = row.occupied_slots.to_json();
+        let json = common::occupied(self.db(), agent).await.to_json();
         let amount = |slot: &str| {
             json.get(slot)
                 .and_then(Value::as_str)
@@ -883,12 +753,9 @@ impl Harness {
     /// The sessions of the `session_scheduled` events on the stream so far, in order, by
     /// (group, name).
     async fn scheduled_order(&self) -> Vec<(String, String)> {
-        let entries = self
-            .stream
-            .read_after(EntryId::ZERO, 10_000, Duration::from_millis(100))
+        self.stack
+            .stream_entries()
             .await
-            .expect("XREAD");
-        entries
             .into_iter()
             .filter(|entry| entry.field("name") == Some(b"session_scheduled".as_slice()))
             .map(|entry| {
@@ -912,17 +779,12 @@ impl Harness {
     async fn start_all(&self, ids: &[Uuid]) {
         self.starter.prepare().await.expect("prepare");
         for &id in ids {
-            self.wait_until("the session is RUNNING", || async {
-                self.session(id).await.status == SessionStatus::Running
-            })
-            .await;
+            self.stack
+                .wait_until("the session is RUNNING", || async {
+                    self.session(id).await.status == SessionStatus::Running
+                })
+                .await;
         }
-    }
-}
-
-impl Drop for Harness {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
     }
 }
 
@@ -1049,6 +911,7 @@ async fn every_picker_and_selector_places_sessions_where_the_reference_does() {
     let mut harness = Harness::new("sessions_placement", &cases).await;
     // The container cap is cluster-wide; the agents report their container counts to Redis.
     harness
+        .stack
         .etcd
         .put("config/agent/max-container-count", "2", Scope::Global)
         .await
@@ -1202,6 +1065,7 @@ async fn retries_running_sessions_and_the_ring_carry_over_to_the_next_round() {
         .collect();
     assert_eq!(rr_order, ["s1", "s2", "s3", "s4", "s5", "s6"]);
     let ring = harness
+        .stack
         .etcd
         .get("roundrobin_states", Scope::Global)
         .await
@@ -1242,6 +1106,7 @@ async fn retries_running_sessions_and_the_ring_carry_over_to_the_next_round() {
             .expect("destroy");
         let agent = format!("{group}-a");
         harness
+            .stack
             .wait_until("f's slots are released", || async {
                 harness.session(f).await.status == SessionStatus::Terminated
                     && harness.occupied(&agent).await == (0, 0)

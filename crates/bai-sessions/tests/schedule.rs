@@ -9,15 +9,15 @@ mod common;
 use std::time::Duration;
 
 use bai_db_models::entities::enums::{KernelStatus, SessionStatus};
-use bai_db_models::entities::{ResourceSlot, agents, kernels, sessions};
+use bai_db_models::entities::{ResourceSlot, kernels, sessions};
 use bai_db_models::testing::{INSTALL_GUIDE_FIXTURES, TestDatabase};
 use bai_etcd_store::testing::TestNamespace;
 use bai_events::{Event, EventProducer};
 use bai_redis::testing::PrivateRedis;
 use bai_redis::{EntryId, LiveDb, SchedulerStatus, StatDb, StreamDb};
 use bai_sessions::{ScheduleReport, Scheduler};
+use sea_orm::ConnectionTrait;
 use sea_orm::prelude::Uuid;
-use sea_orm::{ConnectionTrait, EntityTrait};
 
 use common::GIB;
 use serde_json::json;
@@ -80,29 +80,15 @@ impl Harness {
     }
 
     async fn session(&self, id: Uuid) -> sessions::Model {
-        sessions::Entity::find_by_id(id)
-            .one(self.db())
-            .await
-            .expect("query")
-            .expect("session")
+        common::session(self.db(), id).await
     }
 
     async fn kernels_of(&self, id: Uuid) -> Vec<kernels::Model> {
-        use sea_orm::{ColumnTrait, QueryFilter};
-        kernels::Entity::find()
-            .filter(kernels::Column::SessionId.eq(id))
-            .all(self.db())
-            .await
-            .expect("query")
+        common::kernels_of(self.db(), id).await
     }
 
     async fn occupied(&self, agent: &str) -> ResourceSlot {
-        agents::Entity::find_by_id(agent.to_owned())
-            .one(self.db())
-            .await
-            .expect("query")
-            .expect("agent")
-            .occupied_slots
+        common::occupied(self.db(), agent).await
     }
 
     async fn event_names(&self) -> Vec<String> {

@@ -14,5 +14,6 @@ mod official_client;
 mod scheduler_status;
 mod server;
 mod session_ops;
+mod session_support;
 mod sessions;
 mod support;

@@ -2,90 +2,26 @@
 //! Backend.AI 24.3.11 agent in dummy mode: `session rename`, `session logs`,
 //! `session status-history` and `session restart` of the 24.3.11 and the 23.9.10 client.
 
-use std::time::Duration;
-
-use bai_db_models::entities::agents;
 use bai_db_models::entities::enums::{KernelStatus, SessionStatus};
-use bai_db_models::entities::{kernels, sessions};
-use bai_db_models::fixtures::{self, FixtureFile};
-use bai_etcd_store::Scope;
+use bai_db_models::entities::kernels;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 
-use crate::agents::{real_agent, settings, wait_for};
-use crate::support::{
-    CLIENT_23_09, CLIENT_24_03, PYTHON_IMAGE, Server, Stack, created_session_id, free_port,
-    python_image_fixture,
+use crate::session_support::{
+    create_session, ready_session_id, registered_real_agent, session_row, stack_with_server,
 };
-
-/// A stack with the install guide's keypairs, the test image and its registry, and a server.
-async fn stack_with_server(label: &str) -> (Stack, Server, u16) {
-    let stack = Stack::with_install_guide_keypairs(label).await;
-    let file = FixtureFile::parse("images.json", &python_image_fixture()).expect("fixture");
-    fixtures::populate(&stack.db.connection, &file)
-        .await
-        .expect("loading the image");
-    for (key, value) in [
-        (
-            "config/docker/registry/cr.backend.ai",
-            "https://cr.backend.ai",
-        ),
-        ("config/docker/registry/cr.backend.ai/type", "docker"),
-    ] {
-        stack
-            .store
-            .put(key, value, Scope::Global)
-            .await
-            .expect("etcd put");
-    }
-    let port = free_port();
-    let config = stack.config("manager.toml", &settings(port, 1));
-    let mut server = Server::start(&stack, &config, "server");
-    server.wait_ready(port).await;
-    (stack, server, port)
-}
-
-async fn session_row(stack: &Stack, id: &str) -> sessions::Model {
-    let id: sea_orm::prelude::Uuid = id.parse().expect("a session id");
-    sessions::Entity::find_by_id(id)
-        .one(&stack.db.connection)
-        .await
-        .expect("sessions")
-        .expect("the session")
-}
+use crate::support::{CLIENT_23_09, CLIENT_24_03};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_clients_rename_read_and_restart_a_session_on_the_real_dummy_agent() {
     let (stack, mut server, port) = stack_with_server("session_ops_real").await;
-    let agent = real_agent(&stack, "i-real-ops", "default");
-    wait_for(
-        "agent i-real-ops registered",
-        Duration::from_secs(60),
-        || async {
-            agents::Entity::find_by_id("i-real-ops".to_owned())
-                .one(&stack.db.connection)
-                .await
-                .expect("agents")
-                .map(|_| ())
-        },
-    )
-    .await;
-    let printed = CLIENT_24_03.cli(
+    let agent = registered_real_agent(&stack, "i-real-ops").await;
+    let session_id = ready_session_id(&create_session(
+        &CLIENT_24_03,
         &stack,
         port,
-        &[
-            "session",
-            "create",
-            "-t",
-            "opsreal1",
-            "-r",
-            "cpu=1",
-            "-r",
-            "mem=1g",
-            PYTHON_IMAGE,
-        ],
-    );
-    assert!(printed.contains("is created and ready"), "{printed}");
-    let session_id = created_session_id(&printed);
+        "opsreal1",
+        &[],
+    ));
 
     // rename: by the 24.3.11 client, then back by the 23.9.10 one; the kernel follows.
     for (client, from, to) in [

@@ -18,60 +18,17 @@ use std::time::Duration;
 
 use bai_agent_sim::RpcOptions;
 use bai_db_models::entities::enums::KernelStatus;
-use bai_db_models::entities::{agents, kernels, sessions};
-use bai_db_models::fixtures::{self, FixtureFile};
-use bai_etcd_store::Scope;
+use bai_db_models::entities::{agents, kernels};
 use sea_orm::prelude::Uuid;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 
-use crate::agents::{Simulated, agent_toml, real_agent, settings, wait_for};
-use crate::support::{
-    CLIENT_23_09, CLIENT_24_03, Client, PYTHON_IMAGE, Server, Stack, created_session_id, free_port,
-    python_image_fixture,
+use crate::agents::{Simulated, agent_toml, wait_for};
+use crate::session_support::{
+    create_session, ready_session_id, registered_real_agent, session_row, stack_with_server,
+    wait_for_agent,
 };
-
-/// A stack with the install guide's keypairs, the test image and its registry, and a server.
-async fn stack_with_server(label: &str) -> (Stack, Server, u16) {
-    let stack = Stack::with_install_guide_keypairs(label).await;
-    let file = FixtureFile::parse("images.json", &python_image_fixture()).expect("fixture");
-    fixtures::populate(&stack.db.connection, &file)
-        .await
-        .expect("loading the image");
-    for (key, value) in [
-        (
-            "config/docker/registry/cr.backend.ai",
-            "https://cr.backend.ai",
-        ),
-        ("config/docker/registry/cr.backend.ai/type", "docker"),
-    ] {
-        stack
-            .store
-            .put(key, value, Scope::Global)
-            .await
-            .expect("etcd put");
-    }
-    let port = free_port();
-    let config = stack.config("manager.toml", &settings(port, 1));
-    let mut server = Server::start(&stack, &config, "server");
-    server.wait_ready(port).await;
-    (stack, server, port)
-}
-
-async fn wait_for_agent(stack: &Stack, id: &str) {
-    wait_for(
-        &format!("agent {id} registered"),
-        Duration::from_secs(60),
-        || async {
-            agents::Entity::find_by_id(id.to_owned())
-                .one(&stack.db.connection)
-                .await
-                .expect("agents")
-                .map(|_| ())
-        },
-    )
-    .await;
-}
+use crate::support::{CLIENT_23_09, CLIENT_24_03, Client, PYTHON_IMAGE, Stack, created_session_id};
 
 async fn occupied(stack: &Stack, id: &str) -> Value {
     agents::Entity::find_by_id(id.to_owned())
@@ -81,15 +38,6 @@ async fn occupied(stack: &Stack, id: &str) -> Value {
         .expect("the agent")
         .occupied_slots
         .to_json()
-}
-
-async fn session_row(stack: &Stack, id: &str) -> sessions::Model {
-    let id: Uuid = id.parse().expect("a session id");
-    sessions::Entity::find_by_id(id)
-        .one(&stack.db.connection)
-        .await
-        .expect("sessions")
-        .expect("the session")
 }
 
 async fn kernel_rows(stack: &Stack, id: &str) -> Vec<kernels::Model> {
@@ -112,12 +60,24 @@ fn info(client: &Client, stack: &Stack, port: u16, session_id: &str) -> Value {
 async fn remove(client: &Client, stack: &Stack, port: u16, name: &str, session_id: &str) {
     let removed = client.cli(stack, port, &["session", "rm", name]);
     assert!(!removed.contains('✘'), "{removed}");
+    wait_status(client, stack, port, name, session_id, "TERMINATED").await;
+}
+
+/// Waits until `session info` of `client` shows `session_id` in `status`.
+async fn wait_status(
+    client: &Client,
+    stack: &Stack,
+    port: u16,
+    what: &str,
+    session_id: &str,
+    status: &str,
+) {
     wait_for(
-        &format!("{name} TERMINATED"),
+        &format!("{what} {status}"),
         Duration::from_secs(30),
         || async {
-            let info = info(client, stack, port, session_id);
-            (info["status"] == "TERMINATED").then_some(())
+            let session = info(client, stack, port, session_id);
+            (session["status"] == status).then_some(())
         },
     )
     .await;
@@ -126,23 +86,7 @@ async fn remove(client: &Client, stack: &Stack, port: u16, name: &str, session_i
 /// `session create` (waiting), `session list`, `admin session list`, `session info` and
 /// `session rm` of `client` on `agent`, for a session named `name`.
 async fn create_run_destroy(stack: &Stack, port: u16, client: &Client, name: &str, agent: &str) {
-    let printed = client.cli(
-        stack,
-        port,
-        &[
-            "session",
-            "create",
-            "-t",
-            name,
-            "-r",
-            "cpu=1",
-            "-r",
-            "mem=1g",
-            PYTHON_IMAGE,
-        ],
-    );
-    assert!(printed.contains("is created and ready"), "{printed}");
-    let session_id = created_session_id(&printed);
+    let session_id = ready_session_id(&create_session(client, stack, port, name, &[]));
     for args in [&["session", "list"][..], &["admin", "session", "list"]] {
         let listed = client.cli_json(stack, port, args);
         assert_eq!(listed["total_count"], 1, "{args:?}: {listed}");
@@ -180,25 +124,13 @@ async fn create_run_destroy(stack: &Stack, port: u16, client: &Client, name: &st
 
 /// A session of two kernels on one agent (`--cluster-size 2`, single-node).
 async fn two_kernel_cluster(stack: &Stack, port: u16, client: &Client, name: &str, agent: &str) {
-    let printed = client.cli(
+    let session_id = ready_session_id(&create_session(
+        client,
         stack,
         port,
-        &[
-            "session",
-            "create",
-            "-t",
-            name,
-            "--cluster-size",
-            "2",
-            "-r",
-            "cpu=1",
-            "-r",
-            "mem=1g",
-            PYTHON_IMAGE,
-        ],
-    );
-    assert!(printed.contains("is created and ready"), "{printed}");
-    let session_id = created_session_id(&printed);
+        name,
+        &["--cluster-size", "2"],
+    ));
     let session = info(client, stack, port, &session_id);
     assert_eq!(session["status"], "RUNNING", "{session}");
     let containers = session["containers"].as_array().expect("containers");
@@ -259,8 +191,7 @@ async fn a_session_runs_on_a_simulated_agent_and_is_destroyed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_clients_run_sessions_and_clusters_on_the_real_dummy_agent() {
     let (stack, mut server, port) = stack_with_server("sessions_real").await;
-    let agent = real_agent(&stack, "i-real-session", "default");
-    wait_for_agent(&stack, "i-real-session").await;
+    let agent = registered_real_agent(&stack, "i-real-session").await;
     for (client, name) in [(&CLIENT_24_03, "runs2403"), (&CLIENT_23_09, "runs2309")] {
         create_run_destroy(&stack, port, client, name, "i-real-session").await;
     }
@@ -363,22 +294,11 @@ async fn sessions_over_the_keypair_quota_wait_with_the_reference_messages() {
     )
     .await
     .expect("the policy");
-    let agent = real_agent(&stack, "i-real-quota", "default");
-    wait_for_agent(&stack, "i-real-quota").await;
+    let agent = registered_real_agent(&stack, "i-real-quota").await;
     let client = &CLIENT_24_03;
-    let create = |client: &Client, name: &str, extra: &[&str]| {
-        let mut args = vec![
-            "session", "create", "-t", name, "-r", "cpu=1", "-r", "mem=1g",
-        ];
-        args.extend_from_slice(extra);
-        args.push(PYTHON_IMAGE);
-        client.cli(&stack, port, &args)
-    };
-    let printed = create(client, "first", &[]);
-    assert!(printed.contains("is created and ready"), "{printed}");
-    let first = created_session_id(&printed);
+    let first = ready_session_id(&create_session(client, &stack, port, "first", &[]));
     // The second from the 23.9.10 client, which asks not to wait.
-    let printed = create(&CLIENT_23_09, "second", &["--enqueue-only"]);
+    let printed = create_session(&CLIENT_23_09, &stack, port, "second", &["--enqueue-only"]);
     assert!(printed.contains("is enqueued for scheduling"), "{printed}");
     let second = created_session_id(&printed);
 
@@ -403,13 +323,13 @@ async fn sessions_over_the_keypair_quota_wait_with_the_reference_messages() {
 
     // Once the first is gone, a round triggered by its termination starts the second.
     remove(client, &stack, port, "first", &first).await;
-    wait_for(
-        "the second session RUNNING",
-        Duration::from_secs(30),
-        || async {
-            let session = info(client, &stack, port, &second);
-            (session["status"] == "RUNNING").then_some(())
-        },
+    wait_status(
+        client,
+        &stack,
+        port,
+        "the second session",
+        &second,
+        "RUNNING",
     )
     .await;
 
@@ -423,7 +343,7 @@ async fn sessions_over_the_keypair_quota_wait_with_the_reference_messages() {
     )
     .await
     .expect("the policy");
-    let printed = create(client, "third", &["--enqueue-only"]);
+    let printed = create_session(client, &stack, port, "third", &["--enqueue-only"]);
     assert!(printed.contains("is enqueued for scheduling"), "{printed}");
     let third = created_session_id(&printed);
     let scheduler = failed_checks(client, &stack, port, &third).await;
@@ -442,15 +362,7 @@ async fn sessions_over_the_keypair_quota_wait_with_the_reference_messages() {
     );
 
     remove(client, &stack, port, "second", &second).await;
-    wait_for(
-        "the third session RUNNING",
-        Duration::from_secs(30),
-        || async {
-            let session = info(client, &stack, port, &third);
-            (session["status"] == "RUNNING").then_some(())
-        },
-    )
-    .await;
+    wait_status(client, &stack, port, "the third session", &third, "RUNNING").await;
     remove(client, &stack, port, "third", &third).await;
     assert_eq!(occupied(&stack, "i-real-quota").await, json!({}));
     drop(agent);

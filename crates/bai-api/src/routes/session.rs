@@ -461,7 +461,7 @@ pub(super) fn session_not_found(reference: &str) -> ApiError {
 }
 
 /// `TooManySessionsMatched` with the matches as the reference lists them.
-pub(super) fn too_many_matched(matches: &[sessions::Model]) -> ApiError {
+fn too_many_matched(matches: &[sessions::Model]) -> ApiError {
     let matches: Vec<Value> = matches
         .iter()
         .map(|session| {
@@ -483,9 +483,21 @@ pub(super) async fn get_session(
     reference: &str,
     access_key: &str,
 ) -> Result<sessions::Model, ApiError> {
-    let mut matches = queries::match_sessions(ctx.db(), reference, Some(access_key), false, false)
-        .await
-        .map_err(db_error("finding the session"))?;
+    find_session(ctx, reference, access_key, false).await
+}
+
+/// `SessionRow.get_session(..., allow_stale)`: exactly one session of `access_key` that
+/// `reference` names, terminated and cancelled ones included when `allow_stale`.
+pub(super) async fn find_session(
+    ctx: &ApiContext,
+    reference: &str,
+    access_key: &str,
+    allow_stale: bool,
+) -> Result<sessions::Model, ApiError> {
+    let mut matches =
+        queries::match_sessions(ctx.db(), reference, Some(access_key), allow_stale, false)
+            .await
+            .map_err(db_error("finding the session"))?;
     match matches.len() {
         0 => Err(session_not_found(reference)),
         1 => Ok(matches.remove(0)),
@@ -1611,20 +1623,7 @@ async fn destroy(
     // recursive: the sessions that depend on it (found among all of the owner's sessions), then
     // the session itself; those that are gone or that may not be destroyed are skipped, as the
     // reference skips `SessionNotFound` and `GenericForbidden`.
-    let mut roots = queries::match_sessions(
-        ctx.db(),
-        &session_name,
-        Some(&owner_access_key),
-        true,
-        false,
-    )
-    .await
-    .map_err(db_error("finding the session"))?;
-    let root = match roots.len() {
-        0 => return Err(session_not_found(&session_name)),
-        1 => roots.remove(0),
-        _ => return Err(too_many_matched(&roots)),
-    };
+    let root = find_session(&ctx, &session_name, &owner_access_key, true).await?;
     let dependents = queries::dependents_of(ctx.db(), root.id)
         .await
         .map_err(db_error("finding the dependent sessions"))?;

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::session::{get_session, owner_scope, session_not_found, too_many_matched};
+use super::session::{find_session, get_session, owner_scope, session_not_found};
 use super::{Access, Authenticated, Route, StatusGate};
 use crate::auth::Caller;
 use crate::context::ApiContext;
@@ -182,23 +182,6 @@ async fn acting_for(
     ))
 }
 
-/// `SessionRow.get_session(..., allow_stale=True)`: as [`get_session`], terminated and cancelled
-/// sessions included.
-async fn get_session_any_status(
-    ctx: &ApiContext,
-    reference: &str,
-    access_key: &str,
-) -> Result<sessions::Model, ApiError> {
-    let mut matches = queries::match_sessions(ctx.db(), reference, Some(access_key), true, false)
-        .await
-        .map_err(db_error("finding the session"))?;
-    match matches.len() {
-        0 => Err(session_not_found(reference)),
-        1 => Ok(matches.remove(0)),
-        _ => Err(too_many_matched(&matches)),
-    }
-}
-
 fn no_agent_rpc(what: &str) -> ApiError {
     ApiError::with_msg(
         ErrorKind::NotImplemented,
@@ -294,7 +277,7 @@ async fn rename(
         "RENAME_SESSION (ak:{access_key}/{access_key}, s:{session_name}, newname:{})",
         params.name
     );
-    let session = get_session_any_status(&ctx, &session_name, access_key).await?;
+    let session = find_session(&ctx, &session_name, access_key, true).await?;
     match session_ops::rename_session(ctx.db(), session.id, &params.name)
         .await
         .map_err(db_error("renaming the session"))?
@@ -329,7 +312,7 @@ async fn get_container_logs(
             .kernel_id
             .map_or_else(|| "None".to_owned(), |id| id.to_string())
     );
-    let session = get_session_any_status(&ctx, &session_name, &owner_access_key).await?;
+    let session = find_session(&ctx, &session_name, &owner_access_key, true).await?;
     let kernels = queries::kernels_of(ctx.db(), session.id)
         .await
         .map_err(db_error("reading the session's kernels"))?;

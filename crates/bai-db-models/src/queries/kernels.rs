@@ -73,9 +73,10 @@ pub async fn local_network_agent(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::ConnectionTrait;
+    use sea_orm::prelude::Uuid;
 
-    use crate::queries::test_rows::{self, Rows};
+    use crate::entities::enums::KernelStatus;
+    use crate::queries::test_rows::{self, TestKernel, TestSession};
 
     #[tokio::test]
     async fn counts_main_kernels_that_are_neither_pending_nor_over() {
@@ -83,42 +84,30 @@ mod tests {
         let db = &test.connection;
         assert_eq!(super::count_active_sessions(db).await.expect("query"), 0);
 
-        let session = "9a3f5e4c-7b1d-4c59-9a47-3c0b2f1e8d01";
-        db.execute_unprepared(&format!(
-            "INSERT INTO sessions (id, cluster_size, domain_name, group_id, user_uuid, \
-             occupying_slots, requested_slots, use_host_network) VALUES \
-             ('{session}', 2, '{domain}', '{group}', '{user}', '{{}}', '{{}}', false)",
-            domain = Rows::DOMAIN,
-            group = rows.group.id,
-            user = rows.user.uuid,
-        ))
-        .await
-        .expect("session row");
-        for (index, (role, status)) in [
-            ("main", "RUNNING"),
-            ("sub", "RUNNING"),
-            ("main", "PENDING"),
-            ("main", "TERMINATED"),
-            ("main", "CANCELLED"),
-            ("main", "PREPARING"),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            db.execute_unprepared(&format!(
-                "INSERT INTO kernels (session_id, cluster_size, cluster_role, cluster_idx, \
-                 local_rank, cluster_hostname, domain_name, group_id, user_uuid, occupied_slots, \
-                 requested_slots, occupied_shares, repl_in_port, repl_out_port, stdin_port, \
-                 stdout_port, use_host_network, status) VALUES ('{session}', 2, '{role}', {index}, \
-                 {index}, 'h{index}', '{domain}', '{group}', '{user}', '{{}}', '{{}}', '{{}}', \
-                 0, 0, 0, 0, false, '{status}')",
-                domain = Rows::DOMAIN,
-                group = rows.group.id,
-                user = rows.user.uuid,
-            ))
-            .await
-            .expect("kernel row");
+        let kernels = [
+            ("main", KernelStatus::Running),
+            ("sub", KernelStatus::Running),
+            ("main", KernelStatus::Pending),
+            ("main", KernelStatus::Terminated),
+            ("main", KernelStatus::Cancelled),
+            ("main", KernelStatus::Preparing),
+        ];
+        TestSession {
+            id: Uuid::parse_str("9a3f5e4c-7b1d-4c59-9a47-3c0b2f1e8d01").expect("uuid"),
+            access_key: None,
+            cluster_size: 2,
+            kernels: kernels
+                .into_iter()
+                .map(|(role, status)| TestKernel {
+                    role,
+                    status: Some(status),
+                    ..TestKernel::default()
+                })
+                .collect(),
+            ..TestSession::default()
         }
+        .insert(db, &rows)
+        .await;
         assert_eq!(
             super::count_active_sessions(db).await.expect("query"),
             2,

@@ -123,59 +123,33 @@ pub async fn user_slots_on_agents(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection};
+    use sea_orm::ActiveModelTrait;
+    use sea_orm::prelude::Uuid;
     use serde_json::json;
 
     use super::{Occupant, quota_occupying_slots, user_slots_on_agents};
     use crate::entities::ResourceSlot;
-    use crate::queries::test_rows::{self, Rows};
+    use crate::entities::enums::KernelStatus;
+    use crate::queries::test_rows::{self, Rows, TestKernel, TestSession};
 
-    /// Inserts a session in `scaling_group` (with `access_key`, `group`, `user`) and returns its id.
-    async fn session(
-        db: &DatabaseConnection,
-        rows: &Rows,
-        id: &str,
-        scaling_group: Option<&str>,
-        access_key: &str,
-    ) {
-        let scaling_group = scaling_group.map_or("NULL".to_owned(), |name| format!("'{name}'"));
-        db.execute_unprepared(&format!(
-            "INSERT INTO sessions (id, cluster_size, domain_name, group_id, user_uuid, access_key, \
-             scaling_group_name, occupying_slots, requested_slots, use_host_network) VALUES \
-             ('{id}', 1, '{domain}', '{group}', '{user}', '{access_key}', {scaling_group}, '{{}}', \
-             '{{}}', false)",
-            domain = Rows::DOMAIN,
-            group = rows.group.id,
-            user = rows.user.uuid,
-        ))
-        .await
-        .expect("session row");
+    /// A one-node session of [`Rows::ACCESS_KEY`] in `scaling_group` with `kernels`.
+    fn session(id: &str, scaling_group: Option<&str>, kernels: Vec<TestKernel>) -> TestSession {
+        TestSession {
+            id: Uuid::parse_str(id).expect("uuid"),
+            scaling_group: scaling_group.map(str::to_owned),
+            kernels,
+            ..TestSession::default()
+        }
     }
 
-    /// Inserts a kernel of `session` with the given status and occupied slots.
-    #[allow(clippy::too_many_arguments)]
-    async fn kernel(
-        db: &DatabaseConnection,
-        rows: &Rows,
-        id: &str,
-        session: &str,
-        status: &str,
-        access_key: &str,
-        domain: &str,
-        slots: serde_json::Value,
-    ) {
-        db.execute_unprepared(&format!(
-            "INSERT INTO kernels (id, session_id, cluster_size, cluster_role, cluster_idx, \
-             local_rank, cluster_hostname, domain_name, group_id, user_uuid, access_key, \
-             occupied_slots, requested_slots, occupied_shares, repl_in_port, repl_out_port, \
-             stdin_port, stdout_port, use_host_network, status) VALUES ('{id}', '{session}', 1, \
-             'main', 0, 0, 'main1', '{domain}', '{group}', '{user}', '{access_key}', '{slots}', \
-             '{{}}', '{{}}', 0, 0, 0, 0, false, '{status}')",
-            group = rows.group.id,
-            user = rows.user.uuid,
-        ))
-        .await
-        .expect("kernel row");
+    /// A main kernel in `status` occupying `slots`.
+    fn kernel(id: &str, status: KernelStatus, slots: serde_json::Value) -> TestKernel {
+        TestKernel {
+            id: Uuid::parse_str(id).expect("uuid"),
+            status: Some(status),
+            occupied_slots: ResourceSlot::from_json(&slots).expect("slots"),
+            ..TestKernel::default()
+        }
     }
 
     fn slots(rows: &[ResourceSlot]) -> Vec<serde_json::Value> {
@@ -216,42 +190,40 @@ mod tests {
             .insert(db)
             .await
             .expect("second keypair");
-        let sess = "11111111-0000-0000-0000-000000000000";
-        session(db, &rows, sess, Some("default"), Rows::ACCESS_KEY).await;
-        for (index, status) in [
-            "PENDING",
-            "SCHEDULED",
-            "RUNNING",
-            "TERMINATING",
-            "TERMINATED",
-            "CANCELLED",
-            "ERROR",
+        let mut kernels: Vec<TestKernel> = [
+            KernelStatus::Pending,
+            KernelStatus::Scheduled,
+            KernelStatus::Running,
+            KernelStatus::Terminating,
+            KernelStatus::Terminated,
+            KernelStatus::Cancelled,
+            KernelStatus::Error,
         ]
         .into_iter()
         .enumerate()
-        {
+        .map(|(index, status)| {
             kernel(
-                db,
-                &rows,
                 &format!("00000000-0000-0000-0000-00000000000{index}"),
-                sess,
                 status,
-                Rows::ACCESS_KEY,
-                Rows::DOMAIN,
                 json!({"cpu": index.to_string()}),
             )
-            .await;
-        }
-        kernel(
-            db,
-            &rows,
-            "00000000-0000-0000-0000-000000000010",
-            sess,
-            "RUNNING",
-            other_key,
-            "other",
-            json!({"cpu": "10", "mem": "4g"}),
+        })
+        .collect();
+        kernels.push(TestKernel {
+            access_key: Some(other_key.to_owned()),
+            domain: "other".to_owned(),
+            ..kernel(
+                "00000000-0000-0000-0000-000000000010",
+                KernelStatus::Running,
+                json!({"cpu": "10", "mem": "4g"}),
+            )
+        });
+        session(
+            "11111111-0000-0000-0000-000000000000",
+            Some("default"),
+            kernels,
         )
+        .insert(db, &rows)
         .await;
 
         let by_key = quota_occupying_slots(db, Occupant::AccessKey(Rows::ACCESS_KEY))
@@ -289,6 +261,14 @@ mod tests {
 
     #[tokio::test]
     async fn agent_occupancy_is_per_resource_group_of_the_session() {
+        use KernelStatus::{Pending, Preparing, Running, Terminated, Terminating};
+        /// A session's id, resource group and kernels (id suffix, status, cores).
+        type Placed = (
+            &'static str,
+            Option<&'static str>,
+            &'static [(u8, KernelStatus, &'static str)],
+        );
+
         let (test, rows) = test_rows::database("q_occupancy_agents").await;
         let db = &test.connection;
         for name in ["default", "gpu", "elsewhere"] {
@@ -297,70 +277,41 @@ mod tests {
                 .await
                 .expect("scaling group");
         }
-        let in_default = "22222222-0000-0000-0000-000000000001";
-        let in_gpu = "22222222-0000-0000-0000-000000000002";
-        let in_elsewhere = "22222222-0000-0000-0000-000000000003";
-        let without_group = "22222222-0000-0000-0000-000000000004";
-        session(db, &rows, in_default, Some("default"), Rows::ACCESS_KEY).await;
-        session(db, &rows, in_gpu, Some("gpu"), Rows::ACCESS_KEY).await;
-        session(db, &rows, in_elsewhere, Some("elsewhere"), Rows::ACCESS_KEY).await;
-        session(db, &rows, without_group, None, Rows::ACCESS_KEY).await;
-        for (id, sess, status, cpu) in [
+        let placed: [Placed; 4] = [
             (
-                "33333333-0000-0000-0000-000000000001",
-                in_default,
-                "RUNNING",
-                "1",
-            ),
-            // Terminating kernels still hold their agent's slots.
-            (
-                "33333333-0000-0000-0000-000000000002",
-                in_default,
-                "TERMINATING",
-                "2",
+                "22222222-0000-0000-0000-000000000001",
+                Some("default"),
+                // Terminating kernels still hold their agent's slots.
+                &[(1, Running, "1"), (2, Terminating, "2"), (3, Pending, "4")],
             ),
             (
-                "33333333-0000-0000-0000-000000000003",
-                in_default,
-                "PENDING",
-                "4",
+                "22222222-0000-0000-0000-000000000002",
+                Some("gpu"),
+                &[(4, Preparing, "8"), (7, Terminated, "64")],
             ),
             (
-                "33333333-0000-0000-0000-000000000004",
-                in_gpu,
-                "PREPARING",
-                "8",
+                "22222222-0000-0000-0000-000000000003",
+                Some("elsewhere"),
+                &[(5, Running, "16")],
             ),
             (
-                "33333333-0000-0000-0000-000000000005",
-                in_elsewhere,
-                "RUNNING",
-                "16",
+                "22222222-0000-0000-0000-000000000004",
+                None,
+                &[(6, Running, "32")],
             ),
-            (
-                "33333333-0000-0000-0000-000000000006",
-                without_group,
-                "RUNNING",
-                "32",
-            ),
-            (
-                "33333333-0000-0000-0000-000000000007",
-                in_gpu,
-                "TERMINATED",
-                "64",
-            ),
-        ] {
-            kernel(
-                db,
-                &rows,
-                id,
-                sess,
-                status,
-                Rows::ACCESS_KEY,
-                Rows::DOMAIN,
-                json!({"cpu": cpu}),
-            )
-            .await;
+        ];
+        for (id, scaling_group, kernels) in placed {
+            let kernels = kernels
+                .iter()
+                .map(|&(suffix, status, cpu)| {
+                    kernel(
+                        &format!("33333333-0000-0000-0000-00000000000{suffix}"),
+                        status,
+                        json!({"cpu": cpu}),
+                    )
+                })
+                .collect();
+            session(id, scaling_group, kernels).insert(db, &rows).await;
         }
         let groups = ["default".to_owned(), "gpu".to_owned()];
         let found = user_slots_on_agents(db, rows.user.uuid, &groups)

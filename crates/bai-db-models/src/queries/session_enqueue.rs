@@ -444,51 +444,36 @@ pub async fn dependents_of(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{ConnectionTrait, DatabaseConnection, EntityTrait};
+    use sea_orm::{DatabaseConnection, EntityTrait};
+    use serde_json::json;
 
     use super::*;
-    use crate::queries::test_rows::{self, Rows};
+    use crate::queries::test_rows::{self, Rows, TestKernel, TestSession};
 
     /// A session named `name` of [`Rows::ACCESS_KEY`] in `status`, created `minutes_ago`, with a
-    /// PENDING main kernel when the session is PENDING.
+    /// main kernel in the same status.
     async fn session(
         db: &DatabaseConnection,
         rows: &Rows,
         name: &str,
-        status: &str,
+        status: SessionStatus,
         minutes_ago: i64,
     ) -> Uuid {
         let id = Uuid::new_v4();
-        db.execute_unprepared(&format!(
-            "INSERT INTO sessions (id, creation_id, name, cluster_size, domain_name, group_id, \
-             user_uuid, access_key, occupying_slots, requested_slots, use_host_network, status, \
-             status_history, created_at) VALUES ('{id}', '{creation}', '{name}', 1, '{domain}', \
-             '{group}', '{user}', '{key}', '{{}}', '{{}}', false, '{status}', \
-             '{{\"PENDING\": \"2024-01-01T00:00:00+00:00\"}}', \
-             now() - interval '{minutes_ago} minutes')",
-            creation = creation_id(id),
-            domain = Rows::DOMAIN,
-            group = rows.group.id,
-            user = rows.user.uuid,
-            key = Rows::ACCESS_KEY,
-        ))
-        .await
-        .expect("session row");
-        db.execute_unprepared(&format!(
-            "INSERT INTO kernels (id, session_id, cluster_size, cluster_role, cluster_idx, \
-             local_rank, cluster_hostname, domain_name, group_id, user_uuid, access_key, \
-             occupied_slots, requested_slots, occupied_shares, repl_in_port, repl_out_port, \
-             stdin_port, stdout_port, use_host_network, status) VALUES ('{kernel}', '{id}', 1, \
-             'main', 1, 0, 'main1', '{domain}', '{group}', '{user}', '{key}', '{{}}', '{{}}', \
-             '{{}}', 0, 0, 0, 0, false, '{status}')",
-            kernel = Uuid::new_v4(),
-            domain = Rows::DOMAIN,
-            group = rows.group.id,
-            user = rows.user.uuid,
-            key = Rows::ACCESS_KEY,
-        ))
-        .await
-        .expect("kernel row");
+        TestSession {
+            id,
+            creation_id: Some(creation_id(id)),
+            name: Some(name.to_owned()),
+            status,
+            status_history: Some(json!({"PENDING": "2024-01-01T00:00:00+00:00"})),
+            created_at: Some(
+                (chrono::Utc::now() - chrono::Duration::minutes(minutes_ago)).fixed_offset(),
+            ),
+            kernels: vec![TestKernel::default()],
+            ..TestSession::default()
+        }
+        .insert(db, rows)
+        .await;
         id
     }
 
@@ -505,10 +490,10 @@ mod tests {
     async fn sessions_match_by_whole_id_or_exact_name_of_the_owner() {
         let (test, rows) = test_rows::database("session_enqueue_match").await;
         let db = &test.connection;
-        let old = session(db, &rows, "train", "TERMINATED", 10).await;
-        let newer = session(db, &rows, "train", "PENDING", 5).await;
-        let newest = session(db, &rows, "train", "RUNNING", 1).await;
-        let other = session(db, &rows, "trainer", "PENDING", 1).await;
+        let old = session(db, &rows, "train", SessionStatus::Terminated, 10).await;
+        let newer = session(db, &rows, "train", SessionStatus::Pending, 5).await;
+        let newest = session(db, &rows, "train", SessionStatus::Running, 1).await;
+        let other = session(db, &rows, "trainer", SessionStatus::Pending, 1).await;
         let key = Some(Rows::ACCESS_KEY);
 
         let live = match_sessions(db, "train", key, false, false)
@@ -555,8 +540,8 @@ mod tests {
     async fn only_a_pending_session_is_cancelled_and_all_at_once() {
         let (test, rows) = test_rows::database("session_enqueue_cancel").await;
         let db = &test.connection;
-        let pending = session(db, &rows, "wait", "PENDING", 1).await;
-        let running = session(db, &rows, "busy", "RUNNING", 1).await;
+        let pending = session(db, &rows, "wait", SessionStatus::Pending, 1).await;
+        let running = session(db, &rows, "busy", SessionStatus::Running, 1).await;
         let now = chrono::Utc::now().fixed_offset();
 
         let outcome = cancel_pending(db, pending, "user-requested", now)
@@ -618,7 +603,7 @@ mod tests {
     async fn an_unknown_dependency_leaves_no_rows() {
         let (test, rows) = test_rows::database("session_enqueue_rollback").await;
         let db = &test.connection;
-        let first = session(db, &rows, "first", "PENDING", 1).await;
+        let first = session(db, &rows, "first", SessionStatus::Pending, 1).await;
         let mut template = sessions::Entity::find_by_id(first)
             .one(db)
             .await

@@ -135,60 +135,45 @@ pub async fn kernels_terminating_on(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::ConnectionTrait;
+    use sea_orm::DatabaseConnection;
+    use serde_json::json;
 
     use super::*;
-    use crate::queries::test_rows::{self, Rows};
+    use crate::queries::test_rows::{self, Rows, TestSession};
 
-    /// A session in `status` whose history says it entered `status` at `entered` (SQL).
+    /// A session in `status` whose history says it entered `status` `entered_secs_ago` (none: an
+    /// empty history).
     async fn session(
-        db: &impl ConnectionTrait,
+        db: &DatabaseConnection,
         rows: &Rows,
-        status: &str,
-        entered: Option<&str>,
+        status: SessionStatus,
+        entered_secs_ago: Option<i64>,
     ) -> Uuid {
-        let id = Uuid::new_v4();
-        let history = match entered {
-            Some(at) => format!(
-                "jsonb_build_object('{status}', to_char(({at}) AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"+00:00\"'))"
-            ),
-            None => "'{}'::jsonb".to_owned(),
+        let history = match entered_secs_ago {
+            Some(ago) => {
+                let at = chrono::Utc::now() - chrono::Duration::seconds(ago);
+                let at = at.format("%Y-%m-%dT%H:%M:%S%.6f+00:00").to_string();
+                json!({ status.to_value(): at })
+            }
+            None => json!({}),
         };
-        db.execute_unprepared(&format!(
-            "INSERT INTO sessions (id, cluster_size, domain_name, group_id, user_uuid, access_key, \
-             occupying_slots, requested_slots, use_host_network, status, status_history) VALUES \
-             ('{id}', 1, '{domain}', '{group}', '{user}', '{key}', '{{}}', '{{}}', false, \
-             '{status}', {history})",
-            domain = Rows::DOMAIN,
-            group = rows.group.id,
-            user = rows.user.uuid,
-            key = Rows::ACCESS_KEY,
-        ))
-        .await
-        .expect("session row");
-        id
+        let session = TestSession {
+            status,
+            status_history: Some(history),
+            ..TestSession::default()
+        };
+        session.insert(db, rows).await;
+        session.id
     }
 
     #[tokio::test]
     async fn sessions_hang_once_their_status_is_older_than_the_threshold() {
         let (test, rows) = test_rows::database("q_faults_hanging").await;
         let db = &test.connection;
-        let old = session(db, &rows, "PREPARING", Some("now() - interval '1 minute'")).await;
-        session(
-            db,
-            &rows,
-            "PREPARING",
-            Some("now() - interval '10 seconds'"),
-        )
-        .await;
-        session(db, &rows, "PREPARING", None).await;
-        let terminating = session(
-            db,
-            &rows,
-            "TERMINATING",
-            Some("now() - interval '2 minutes'"),
-        )
-        .await;
+        let old = session(db, &rows, SessionStatus::Preparing, Some(60)).await;
+        session(db, &rows, SessionStatus::Preparing, Some(10)).await;
+        session(db, &rows, SessionStatus::Preparing, None).await;
+        let terminating = session(db, &rows, SessionStatus::Terminating, Some(120)).await;
 
         let threshold = Duration::from_secs(30);
         let preparing = hanging_sessions(db, SessionStatus::Preparing, threshold)

@@ -228,14 +228,63 @@ pub struct StartedKernel {
     /// What the agent actually allocated (the sum of its `resource_spec.allocations`).
     pub occupied_slots: ResourceSlot,
     pub scaling_group: Option<String>,
-    pub container_id: Option<String>,
     pub attached_devices: serde_json::Value,
     pub kernel_host: Option<String>,
+    pub container: KernelContainer,
+}
+
+/// A kernel's container as its agent reported it when it started or restarted it: the
+/// container's id and the ports the kernel is reached on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelContainer {
+    pub container_id: Option<String>,
     pub repl_in_port: i32,
     pub repl_out_port: i32,
     pub stdin_port: i32,
     pub stdout_port: i32,
     pub service_ports: serde_json::Value,
+}
+
+/// The update that makes kernel `kernel_id` RUNNING at `now` in `container`: what a start and a
+/// restart both write.
+pub(crate) fn running_in(
+    kernel_id: Uuid,
+    container: &KernelContainer,
+    now: DateTime<Utc>,
+) -> sea_orm::UpdateMany<kernels::Entity> {
+    let running = KernelStatus::Running;
+    kernels::Entity::update_many()
+        .col_expr(kernels::Column::Status, Expr::value(running.as_enum()))
+        .col_expr(kernels::Column::StatusChanged, Expr::value(now))
+        .col_expr(
+            kernels::Column::StatusHistory,
+            history_with("status_history", &running.to_value(), now),
+        )
+        .col_expr(
+            kernels::Column::ContainerId,
+            Expr::value(container.container_id.clone()),
+        )
+        .col_expr(
+            kernels::Column::ReplInPort,
+            Expr::value(container.repl_in_port),
+        )
+        .col_expr(
+            kernels::Column::ReplOutPort,
+            Expr::value(container.repl_out_port),
+        )
+        .col_expr(
+            kernels::Column::StdinPort,
+            Expr::value(container.stdin_port),
+        )
+        .col_expr(
+            kernels::Column::StdoutPort,
+            Expr::value(container.stdout_port),
+        )
+        .col_expr(
+            kernels::Column::ServicePorts,
+            Expr::value(container.service_ports.clone()),
+        )
+        .filter(kernels::Column::Id.eq(kernel_id))
 }
 
 /// Marks kernel `kernel_id` of session `session_id` RUNNING with what its agent reported, if
@@ -274,15 +323,7 @@ pub async fn start_kernel(
     if !current.is_some_and(&may_go) {
         return Ok(false);
     }
-    let now = Utc::now();
-    let running = KernelStatus::Running;
-    kernels::Entity::update_many()
-        .col_expr(kernels::Column::Status, Expr::value(running.as_enum()))
-        .col_expr(kernels::Column::StatusChanged, Expr::value(now))
-        .col_expr(
-            kernels::Column::StatusHistory,
-            history_with("status_history", &running.to_value(), now),
-        )
+    running_in(kernel_id, &started.container, Utc::now())
         .col_expr(
             kernels::Column::OccupiedSlots,
             Expr::value(started.occupied_slots.clone()),
@@ -290,10 +331,6 @@ pub async fn start_kernel(
         .col_expr(
             kernels::Column::ScalingGroup,
             Expr::value(started.scaling_group.clone()),
-        )
-        .col_expr(
-            kernels::Column::ContainerId,
-            Expr::value(started.container_id.clone()),
         )
         .col_expr(
             kernels::Column::OccupiedShares,
@@ -307,24 +344,6 @@ pub async fn start_kernel(
             kernels::Column::KernelHost,
             Expr::value(started.kernel_host.clone()),
         )
-        .col_expr(
-            kernels::Column::ReplInPort,
-            Expr::value(started.repl_in_port),
-        )
-        .col_expr(
-            kernels::Column::ReplOutPort,
-            Expr::value(started.repl_out_port),
-        )
-        .col_expr(kernels::Column::StdinPort, Expr::value(started.stdin_port))
-        .col_expr(
-            kernels::Column::StdoutPort,
-            Expr::value(started.stdout_port),
-        )
-        .col_expr(
-            kernels::Column::ServicePorts,
-            Expr::value(started.service_ports.clone()),
-        )
-        .filter(kernels::Column::Id.eq(kernel_id))
         .exec(&txn)
         .await
         .map_err(DbError::query(context()))?;
@@ -456,12 +475,12 @@ pub(crate) async fn recompute_agent_occupancy(
 #[cfg(test)]
 mod tests {
     use sea_orm::prelude::Uuid;
-    use sea_orm::{ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, Set};
+    use sea_orm::{ActiveModelTrait, DatabaseConnection, EntityTrait, Set};
     use serde_json::json;
 
     use super::*;
     use crate::entities::enums::AgentStatus;
-    use crate::queries::test_rows::{self, Rows};
+    use crate::queries::test_rows::{self, Rows, TestKernel, TestSession, kernel_row, session_row};
 
     const AGENT: &str = "i-agent";
 
@@ -470,39 +489,27 @@ mod tests {
     }
 
     /// A session of two kernels (main, sub) on [`AGENT`] in `status`, each holding one core.
-    async fn session(db: &DatabaseConnection, rows: &Rows, status: &str) -> (Uuid, [Uuid; 2]) {
-        let session = Uuid::new_v4();
-        let kernels = [Uuid::new_v4(), Uuid::new_v4()];
-        db.execute_unprepared(&format!(
-            "INSERT INTO sessions (id, cluster_size, domain_name, group_id, user_uuid, access_key, \
-             occupying_slots, requested_slots, use_host_network, status, status_history) VALUES \
-             ('{session}', 2, '{domain}', '{group}', '{user}', '{key}', '{{}}', '{{}}', false, \
-             '{status}', '{{\"PENDING\": \"2024-01-01T00:00:00+00:00\"}}')",
-            domain = Rows::DOMAIN,
-            group = rows.group.id,
-            user = rows.user.uuid,
-            key = Rows::ACCESS_KEY,
-        ))
-        .await
-        .expect("session row");
-        for (index, (kernel, role)) in kernels.iter().zip(["main", "sub"]).enumerate() {
-            db.execute_unprepared(&format!(
-                "INSERT INTO kernels (id, session_id, cluster_size, cluster_role, cluster_idx, \
-                 local_rank, cluster_hostname, domain_name, group_id, user_uuid, access_key, \
-                 agent, occupied_slots, requested_slots, occupied_shares, repl_in_port, \
-                 repl_out_port, stdin_port, stdout_port, use_host_network, status) VALUES \
-                 ('{kernel}', '{session}', 2, '{role}', {index}, {index}, '{role}{index}', \
-                 '{domain}', '{group}', '{user}', '{key}', '{AGENT}', '{{\"cpu\": \"1\"}}', \
-                 '{{\"cpu\": \"1\"}}', '{{}}', 0, 0, 0, 0, false, '{status}')",
-                domain = Rows::DOMAIN,
-                group = rows.group.id,
-                user = rows.user.uuid,
-                key = Rows::ACCESS_KEY,
-            ))
-            .await
-            .expect("kernel row");
-        }
-        (session, kernels)
+    async fn session(
+        db: &DatabaseConnection,
+        rows: &Rows,
+        status: SessionStatus,
+    ) -> (Uuid, [Uuid; 2]) {
+        let kernel = |role| TestKernel {
+            role,
+            agent: Some(AGENT.to_owned()),
+            occupied_slots: slots(json!({"cpu": "1"})),
+            requested_slots: slots(json!({"cpu": "1"})),
+            ..TestKernel::default()
+        };
+        let session = TestSession {
+            status,
+            status_history: Some(json!({"PENDING": "2024-01-01T00:00:00+00:00"})),
+            cluster_size: 2,
+            kernels: vec![kernel("main"), kernel("sub")],
+            ..TestSession::default()
+        };
+        session.insert(db, rows).await;
+        (session.id, [session.kernels[0].id, session.kernels[1].id])
     }
 
     async fn agent(db: &DatabaseConnection) {
@@ -529,35 +536,19 @@ mod tests {
         .expect("agent");
     }
 
-    async fn kernel(db: &DatabaseConnection, id: Uuid) -> kernels::Model {
-        kernels::Entity::find_by_id(id)
-            .one(db)
-            .await
-            .expect("query")
-            .expect("kernel")
-    }
-
-    async fn session_row(db: &DatabaseConnection, id: Uuid) -> sessions::Model {
-        sessions::Entity::find_by_id(id)
-            .one(db)
-            .await
-            .expect("query")
-            .expect("session")
-    }
-
     #[tokio::test]
     async fn a_kernel_changes_status_only_where_the_rule_allows() {
         let (test, rows) = test_rows::database("q_lifecycle_kernel_status").await;
         let db = &test.connection;
         agent(db).await;
-        let (_, [main, _]) = session(db, &rows, "PREPARING").await;
+        let (_, [main, _]) = session(db, &rows, SessionStatus::Preparing).await;
         let changed = set_kernel_status(db, main, KernelStatus::Pulling, Some("img"), |from| {
             from == KernelStatus::Preparing
         })
         .await
         .expect("query");
         assert!(changed);
-        let row = kernel(db, main).await;
+        let row = kernel_row(db, main).await;
         assert_eq!(row.status, KernelStatus::Pulling);
         assert_eq!(row.status_info.as_deref(), Some("img"));
         assert!(row.status_changed.is_some());
@@ -580,7 +571,7 @@ mod tests {
         let (test, rows) = test_rows::database("q_lifecycle_recompute").await;
         let db = &test.connection;
         agent(db).await;
-        let (session_id, _) = session(db, &rows, "PREPARING").await;
+        let (session_id, _) = session(db, &rows, SessionStatus::Preparing).await;
         let mut seen = None;
         let new = recompute_session_status(db, session_id, Some("why"), |current, kernels| {
             seen = Some((current, kernels.clone()));
@@ -617,18 +608,20 @@ mod tests {
         let (test, rows) = test_rows::database("q_lifecycle_start").await;
         let db = &test.connection;
         agent(db).await;
-        let (session_id, [main, _]) = session(db, &rows, "PREPARING").await;
+        let (session_id, [main, _]) = session(db, &rows, SessionStatus::Preparing).await;
         let started = StartedKernel {
             occupied_slots: slots(json!({"cpu": "1", "mem": "1073741824"})),
             scaling_group: Some("default".to_owned()),
-            container_id: Some(String::new()),
             attached_devices: json!({}),
             kernel_host: Some("127.0.0.1".to_owned()),
-            repl_in_port: 2000,
-            repl_out_port: 2001,
-            stdin_port: 2002,
-            stdout_port: 2003,
-            service_ports: json!([]),
+            container: KernelContainer {
+                container_id: Some(String::new()),
+                repl_in_port: 2000,
+                repl_out_port: 2001,
+                stdin_port: 2002,
+                stdout_port: 2003,
+                service_ports: json!([]),
+            },
         };
         let may_go = |from: KernelStatus| from == KernelStatus::Preparing;
         // The caller's addition; here: the allocation replaces an empty map.
@@ -641,7 +634,7 @@ mod tests {
                 .await
                 .expect("query")
         );
-        let row = kernel(db, main).await;
+        let row = kernel_row(db, main).await;
         assert_eq!(row.status, KernelStatus::Running);
         assert_eq!(row.repl_out_port, 2001);
         assert_eq!(row.occupied_slots, started.occupied_slots);
@@ -663,7 +656,7 @@ mod tests {
         let (test, rows) = test_rows::database("q_lifecycle_terminate").await;
         let db = &test.connection;
         agent(db).await;
-        let (session_id, [main, sub]) = session(db, &rows, "RUNNING").await;
+        let (session_id, [main, sub]) = session(db, &rows, SessionStatus::Running).await;
         let mut summed = Vec::new();
         let terminated = terminate_kernel(
             db,
@@ -695,12 +688,12 @@ mod tests {
             .expect("query")
             .expect("agent");
         assert_eq!(agent_row.occupied_slots, slots(json!({"cpu": "1"})));
-        let row = kernel(db, main).await;
+        let row = kernel_row(db, main).await;
         assert_eq!(row.status, KernelStatus::Terminated);
         assert_eq!(row.status_info.as_deref(), Some("user-requested"));
         assert_eq!(row.status_data.expect("data")["kernel"]["exit_code"], 0);
         assert!(row.terminated_at.is_some() && row.last_stat.is_some());
-        assert_eq!(kernel(db, sub).await.status, KernelStatus::Running);
+        assert_eq!(kernel_row(db, sub).await.status, KernelStatus::Running);
 
         let again = terminate_kernel(db, main, "again", None, None, |_| {
             panic!("nothing to recompute")

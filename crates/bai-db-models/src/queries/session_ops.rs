@@ -17,7 +17,9 @@ use sea_orm::{
 use crate::entities::enums::{KernelStatus, SessionStatus};
 use crate::entities::{kernels, sessions};
 use crate::error::DbError;
-use crate::queries::session_lifecycle::{history_with, locked_columns};
+use crate::queries::session_lifecycle::{
+    KernelContainer, history_with, locked_columns, running_in,
+};
 
 /// What [`rename_session`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -186,23 +188,12 @@ pub async fn begin_restart(
     Ok(RestartStart::Restarting(kernels))
 }
 
-/// What an agent answered to `restart_kernel`: the new container and its ports.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RestartedKernel {
-    pub container_id: Option<String>,
-    pub repl_in_port: i32,
-    pub repl_out_port: i32,
-    pub stdin_port: i32,
-    pub stdout_port: i32,
-    pub service_ports: serde_json::Value,
-}
-
 /// Marks kernel `kernel_id` RUNNING with its new container and ports if `may_go(status)` allows
 /// it, under its row lock; `false` when it did not change (or does not exist).
 pub async fn kernel_restarted(
     db: &DatabaseConnection,
     kernel_id: Uuid,
-    restarted: &RestartedKernel,
+    restarted: &KernelContainer,
     may_go: impl Fn(KernelStatus) -> bool,
 ) -> Result<bool, DbError> {
     let context = || format!("marking restarted kernel {kernel_id} RUNNING");
@@ -214,40 +205,7 @@ pub async fn kernel_restarted(
     if !current.is_some_and(&may_go) {
         return Ok(false);
     }
-    let now = Utc::now();
-    let running = KernelStatus::Running;
-    kernels::Entity::update_many()
-        .col_expr(kernels::Column::Status, Expr::value(running.as_enum()))
-        .col_expr(kernels::Column::StatusChanged, Expr::value(now))
-        .col_expr(
-            kernels::Column::StatusHistory,
-            history_with("status_history", &running.to_value(), now),
-        )
-        .col_expr(
-            kernels::Column::ContainerId,
-            Expr::value(restarted.container_id.clone()),
-        )
-        .col_expr(
-            kernels::Column::ReplInPort,
-            Expr::value(restarted.repl_in_port),
-        )
-        .col_expr(
-            kernels::Column::ReplOutPort,
-            Expr::value(restarted.repl_out_port),
-        )
-        .col_expr(
-            kernels::Column::StdinPort,
-            Expr::value(restarted.stdin_port),
-        )
-        .col_expr(
-            kernels::Column::StdoutPort,
-            Expr::value(restarted.stdout_port),
-        )
-        .col_expr(
-            kernels::Column::ServicePorts,
-            Expr::value(restarted.service_ports.clone()),
-        )
-        .filter(kernels::Column::Id.eq(kernel_id))
+    running_in(kernel_id, restarted, Utc::now())
         .exec(&txn)
         .await
         .map_err(DbError::query(context()))?;
@@ -257,82 +215,52 @@ pub async fn kernel_restarted(
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::ConnectionTrait;
     use serde_json::json;
 
     use super::*;
-    use crate::queries::test_rows::{self, Rows};
+    use crate::queries::test_rows::{self, Rows, TestKernel, TestSession, kernel_row, session_row};
 
     /// A session named `name` of two kernels (main, sub) in `status`; returns its id and kernels.
     async fn session(
         db: &DatabaseConnection,
         rows: &Rows,
         name: &str,
-        status: &str,
+        status: SessionStatus,
     ) -> (Uuid, [Uuid; 2]) {
-        let session = Uuid::new_v4();
-        let kernels = [Uuid::new_v4(), Uuid::new_v4()];
-        db.execute_unprepared(&format!(
-            "INSERT INTO sessions (id, name, cluster_size, domain_name, group_id, user_uuid, \
-             access_key, occupying_slots, requested_slots, use_host_network, status) VALUES \
-             ('{session}', '{name}', 2, '{domain}', '{group}', '{user}', '{key}', '{{}}', '{{}}', \
-             false, '{status}')",
-            domain = Rows::DOMAIN,
-            group = rows.group.id,
-            user = rows.user.uuid,
-            key = Rows::ACCESS_KEY,
-        ))
-        .await
-        .expect("session row");
-        for (index, (kernel, role)) in kernels.iter().zip(["main", "sub"]).enumerate() {
-            db.execute_unprepared(&format!(
-                "INSERT INTO kernels (id, session_id, session_name, cluster_size, cluster_role, \
-                 cluster_idx, local_rank, cluster_hostname, domain_name, group_id, user_uuid, \
-                 access_key, occupied_slots, requested_slots, occupied_shares, repl_in_port, \
-                 repl_out_port, stdin_port, stdout_port, use_host_network, status) VALUES \
-                 ('{kernel}', '{session}', '{name}', 2, '{role}', {index}, {index}, \
-                 '{role}{index}', '{domain}', '{group}', '{user}', '{key}', '{{}}', '{{}}', '{{}}', \
-                 2000, 2001, 2002, 2003, false, '{status}')",
-                domain = Rows::DOMAIN,
-                group = rows.group.id,
-                user = rows.user.uuid,
-                key = Rows::ACCESS_KEY,
-            ))
-            .await
-            .expect("kernel row");
-        }
-        (session, kernels)
-    }
-
-    async fn kernel(db: &DatabaseConnection, id: Uuid) -> kernels::Model {
-        kernels::Entity::find_by_id(id)
-            .one(db)
-            .await
-            .expect("query")
-            .expect("kernel")
+        let kernel = |role| TestKernel {
+            role,
+            session_name: Some(name.to_owned()),
+            ports: [2000, 2001, 2002, 2003],
+            ..TestKernel::default()
+        };
+        let session = TestSession {
+            name: Some(name.to_owned()),
+            status,
+            cluster_size: 2,
+            kernels: vec![kernel("main"), kernel("sub")],
+            ..TestSession::default()
+        };
+        session.insert(db, rows).await;
+        (session.id, [session.kernels[0].id, session.kernels[1].id])
     }
 
     #[tokio::test]
     async fn a_running_session_is_renamed_unless_the_name_is_taken() {
         let (test, rows) = test_rows::database("q_session_ops_rename").await;
         let db = &test.connection;
-        let (first, [main, sub]) = session(db, &rows, "first", "RUNNING").await;
-        let (second, _) = session(db, &rows, "second", "RUNNING").await;
-        let (over, _) = session(db, &rows, "over", "TERMINATED").await;
+        let (first, [main, sub]) = session(db, &rows, "first", SessionStatus::Running).await;
+        let (second, _) = session(db, &rows, "second", SessionStatus::Running).await;
+        let (over, _) = session(db, &rows, "over", SessionStatus::Terminated).await;
 
         assert_eq!(
             rename_session(db, first, "renamed").await.expect("query"),
             RenameOutcome::Renamed
         );
-        let row = sessions::Entity::find_by_id(first)
-            .one(db)
-            .await
-            .expect("query")
-            .expect("session");
+        let row = session_row(db, first).await;
         assert_eq!(row.name.as_deref(), Some("renamed"));
         for id in [main, sub] {
             assert_eq!(
-                kernel(db, id).await.session_name.as_deref(),
+                kernel_row(db, id).await.session_name.as_deref(),
                 Some("renamed")
             );
         }
@@ -361,8 +289,8 @@ mod tests {
     async fn a_restart_marks_the_session_and_kernels_and_writes_the_new_ports() {
         let (test, rows) = test_rows::database("q_session_ops_restart").await;
         let db = &test.connection;
-        let (session_id, [main, sub]) = session(db, &rows, "running", "RUNNING").await;
-        let (pending, _) = session(db, &rows, "pending", "PENDING").await;
+        let (session_id, [main, sub]) = session(db, &rows, "running", SessionStatus::Running).await;
+        let (pending, _) = session(db, &rows, "pending", SessionStatus::Pending).await;
 
         let running = |status| status == SessionStatus::Running;
         let from_running = |status| status == KernelStatus::Running;
@@ -390,16 +318,12 @@ mod tests {
             vec![main, sub]
         );
         assert!(kernels.iter().all(|kernel| kernel.restarting));
-        let row = sessions::Entity::find_by_id(session_id)
-            .one(db)
-            .await
-            .expect("query")
-            .expect("session");
+        let row = session_row(db, session_id).await;
         assert_eq!(row.status, SessionStatus::Restarting);
         assert!(row.status_history.expect("history")["RESTARTING"].is_string());
-        assert_eq!(kernel(db, sub).await.status, KernelStatus::Restarting);
+        assert_eq!(kernel_row(db, sub).await.status, KernelStatus::Restarting);
 
-        let restarted = RestartedKernel {
+        let restarted = KernelContainer {
             container_id: Some("c0ffee".to_owned()),
             repl_in_port: 3000,
             repl_out_port: 3001,
@@ -413,7 +337,7 @@ mod tests {
                 .await
                 .expect("query")
         );
-        let row = kernel(db, main).await;
+        let row = kernel_row(db, main).await;
         assert_eq!(row.status, KernelStatus::Running);
         assert_eq!(row.container_id.as_deref(), Some("c0ffee"));
         assert_eq!(

@@ -1,8 +1,18 @@
-//! What the session tests share: the install guide's rows they use, and pending sessions as
-//! enqueueing writes them.
+//! What the session tests share: the install guide's rows they use, pending sessions as
+//! enqueueing writes them, readers of the rows they check, and (`stack`) the stores and
+//! simulated agents of the tests that start sessions.
 
+// Each test binary compiles this module on its own and uses a different part of it.
+#![allow(dead_code)]
+
+pub mod stack;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bai_db_models::entities::{ResourceSlot, agents, kernels, sessions};
 use sea_orm::prelude::Uuid;
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
 
 /// The install guide's `default` project and `admin@lablup.com` with its keypair (policy
 /// `default`: 5 concurrent sessions).
@@ -57,4 +67,59 @@ pub async fn pending(
         .expect("kernel row");
     }
     session
+}
+
+/// Polls `check` every 50 ms until it holds; fails the test if it does not `within`.
+pub async fn wait_until<F, Fut>(what: &str, within: Duration, check: F)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + within;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {} s",
+            within.as_secs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn session(db: &DatabaseConnection, id: Uuid) -> sessions::Model {
+    sessions::Entity::find_by_id(id)
+        .one(db)
+        .await
+        .expect("query")
+        .expect("session")
+}
+
+pub async fn kernels_of(db: &DatabaseConnection, session: Uuid) -> Vec<kernels::Model> {
+    kernels::Entity::find()
+        .filter(kernels::Column::SessionId.eq(session))
+        .all(db)
+        .await
+        .expect("query")
+}
+
+pub async fn agent_row(db: &DatabaseConnection, id: &str) -> Option<agents::Model> {
+    agents::Entity::find_by_id(id.to_owned())
+        .one(db)
+        .await
+        .expect("query")
+}
+
+/// The slots agent `id`'s row says are occupied.
+pub async fn occupied(db: &DatabaseConnection, id: &str) -> ResourceSlot {
+    agent_row(db, id).await.expect("agent").occupied_slots
+}
+
+/// Session `id` and its kernels TERMINATING, as destroying them writes first.
+pub async fn set_terminating(db: &DatabaseConnection, id: Uuid) {
+    db.execute_unprepared(&format!(
+        "UPDATE kernels SET status = 'TERMINATING' WHERE session_id = '{id}'; \
+         UPDATE sessions SET status = 'TERMINATING' WHERE id = '{id}'"
+    ))
+    .await
+    .expect("terminating");
 }

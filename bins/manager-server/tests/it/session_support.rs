@@ -1,0 +1,97 @@
+//! What the session tests share: a server on a stack that knows the test image, the real dummy
+//! agent registered with it, and a session created by an official client and RUNNING.
+
+use std::time::Duration;
+
+use bai_agent_rpc::testing::RealAgent;
+use bai_db_models::entities::{agents, sessions};
+use bai_db_models::fixtures::{self, FixtureFile};
+use bai_etcd_store::Scope;
+use sea_orm::EntityTrait;
+use sea_orm::prelude::Uuid;
+
+use crate::agents::{real_agent, settings, wait_for};
+use crate::support::{
+    Client, PYTHON_IMAGE, Server, Stack, created_session_id, free_port, python_image_fixture,
+};
+
+/// A stack with the install guide's keypairs, the test image and its registry, and a server.
+pub(crate) async fn stack_with_server(label: &str) -> (Stack, Server, u16) {
+    let stack = Stack::with_install_guide_keypairs(label).await;
+    let file = FixtureFile::parse("images.json", &python_image_fixture()).expect("fixture");
+    fixtures::populate(&stack.db.connection, &file)
+        .await
+        .expect("loading the image");
+    for (key, value) in [
+        (
+            "config/docker/registry/cr.backend.ai",
+            "https://cr.backend.ai",
+        ),
+        ("config/docker/registry/cr.backend.ai/type", "docker"),
+    ] {
+        stack
+            .store
+            .put(key, value, Scope::Global)
+            .await
+            .expect("etcd put");
+    }
+    let port = free_port();
+    let config = stack.config("manager.toml", &settings(port, 1));
+    let mut server = Server::start(&stack, &config, "server");
+    server.wait_ready(port).await;
+    (stack, server, port)
+}
+
+/// Waits until agent `id` has its row.
+pub(crate) async fn wait_for_agent(stack: &Stack, id: &str) {
+    wait_for(
+        &format!("agent {id} registered"),
+        Duration::from_secs(60),
+        || async {
+            agents::Entity::find_by_id(id.to_owned())
+                .one(&stack.db.connection)
+                .await
+                .expect("agents")
+                .map(|_| ())
+        },
+    )
+    .await;
+}
+
+/// The real dummy agent `id` in the default resource group, once registered.
+pub(crate) async fn registered_real_agent(stack: &Stack, id: &str) -> RealAgent {
+    let agent = real_agent(stack, id, "default");
+    wait_for_agent(stack, id).await;
+    agent
+}
+
+/// `session create -t name -r cpu=1 -r mem=1g {extra} IMAGE` of `client`: what it printed.
+pub(crate) fn create_session(
+    client: &Client,
+    stack: &Stack,
+    port: u16,
+    name: &str,
+    extra: &[&str],
+) -> String {
+    let mut args = vec![
+        "session", "create", "-t", name, "-r", "cpu=1", "-r", "mem=1g",
+    ];
+    args.extend_from_slice(extra);
+    args.push(PYTHON_IMAGE);
+    client.cli(stack, port, &args)
+}
+
+/// The id of the session whose waiting `session create` printed `printed`, once it is RUNNING.
+pub(crate) fn ready_session_id(printed: &str) -> String {
+    assert!(printed.contains("is created and ready"), "{printed}");
+    created_session_id(printed)
+}
+
+pub(crate) async fn session_row(stack: &Stack, id: &str) -> sessions::Model {
+    let id: Uuid = id.parse().expect("a session id");
+    sessions::Entity::find_by_id(id)
+        .one(&stack.db.connection)
+        .await
+        .expect("sessions")
+        .expect("the session")
+}
