@@ -17,7 +17,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -41,11 +41,57 @@ pub struct AgentTarget {
     pub public_key: Option<PublicKey>,
 }
 
-/// Opens connections to agents: one ZeroMQ context for all of them, the manager's keypair and the
+/// The most connections one ZeroMQ context serves. libzmq caps a context at 1023 sockets
+/// (`ZMQ_MAX_SOCKETS_DFLT`; the `zmq` crate cannot raise it) and a connection holds five (the
+/// DEALER, both ends of its monitor, the wake pair), with room left for sockets still closing.
+const CONNECTIONS_PER_CONTEXT: usize = 180;
+
+/// The contexts of a client's connections, a new one whenever the others are full, so that a
+/// manager reaches any number of agents.
+#[derive(Default)]
+struct ContextPool {
+    contexts: Mutex<Vec<(zmq::Context, Arc<AtomicUsize>)>>,
+}
+
+/// A context with room for one connection, counted as used until it is dropped.
+struct ContextLease {
+    context: zmq::Context,
+    connections: Arc<AtomicUsize>,
+}
+
+impl Drop for ContextLease {
+    fn drop(&mut self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ContextPool {
+    fn lease(&self) -> ContextLease {
+        let mut contexts = self
+            .contexts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let free = contexts
+            .iter()
+            .position(|(_, used)| used.load(Ordering::Acquire) < CONNECTIONS_PER_CONTEXT);
+        let index = free.unwrap_or_else(|| {
+            contexts.push((zmq::Context::new(), Arc::default()));
+            contexts.len() - 1
+        });
+        let (context, connections) = &contexts[index];
+        connections.fetch_add(1, Ordering::AcqRel);
+        ContextLease {
+            context: context.clone(),
+            connections: Arc::clone(connections),
+        }
+    }
+}
+
+/// Opens connections to agents: ZeroMQ contexts shared by them, the manager's keypair and the
 /// handshake timeout.
 #[derive(Clone)]
 pub struct RpcClient {
-    context: zmq::Context,
+    contexts: Arc<ContextPool>,
     manager_keypair: Option<Arc<CurveKeypair>>,
     handshake_timeout: Duration,
 }
@@ -67,7 +113,7 @@ impl RpcClient {
     /// have a public key.
     pub fn new(manager_keypair: Option<CurveKeypair>) -> RpcClient {
         RpcClient {
-            context: zmq::Context::new(),
+            contexts: Arc::default(),
             manager_keypair: manager_keypair.map(Arc::new),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
         }
@@ -87,8 +133,14 @@ impl RpcClient {
             source,
         };
         let inproc = NEXT_INPROC.fetch_add(1, Ordering::Relaxed);
+        let lease = self.contexts.lease();
+        let context = &lease.context;
         let (dealer, monitor) = self
-            .dealer(target, &format!("inproc://bai-agent-rpc-monitor-{inproc}"))
+            .dealer(
+                context,
+                target,
+                &format!("inproc://bai-agent-rpc-monitor-{inproc}"),
+            )
             .map_err(|error| match error {
                 DealerError::Zmq(source) => socket_error(source),
                 DealerError::NoKeypair => RpcError::NoManagerKeypair {
@@ -96,9 +148,9 @@ impl RpcClient {
                 },
             })?;
         let wake_addr = format!("inproc://bai-agent-rpc-wake-{inproc}");
-        let wake_rx = self.context.socket(zmq::PAIR).map_err(socket_error)?;
+        let wake_rx = context.socket(zmq::PAIR).map_err(socket_error)?;
         wake_rx.bind(&wake_addr).map_err(socket_error)?;
-        let wake_tx = self.context.socket(zmq::PAIR).map_err(socket_error)?;
+        let wake_tx = context.socket(zmq::PAIR).map_err(socket_error)?;
         wake_tx.connect(&wake_addr).map_err(socket_error)?;
 
         let (commands_tx, commands_rx) = mpsc::channel();
@@ -114,6 +166,7 @@ impl RpcClient {
             pending: HashMap::new(),
             waiting: VecDeque::new(),
             link: Link::Down,
+            _context: lease,
         };
         std::thread::Builder::new()
             .name(format!("agent-rpc-{agent}"))
@@ -202,10 +255,11 @@ impl RpcClient {
     /// DEALER connects, so that no event of the first connection is missed).
     fn dealer(
         &self,
+        context: &zmq::Context,
         target: &AgentTarget,
         monitor_addr: &str,
     ) -> Result<(zmq::Socket, zmq::Socket), DealerError> {
-        let dealer = self.context.socket(zmq::DEALER)?;
+        let dealer = context.socket(zmq::DEALER)?;
         // Options of the reference (Callosum's LINGER, the manager's keepalive, spec §3.4).
         dealer.set_linger(100)?;
         dealer.set_tcp_keepalive(1)?;
@@ -228,7 +282,7 @@ impl RpcClient {
             dealer.set_curve_secretkey(keypair.secret_key().as_bytes())?;
         }
         dealer.monitor(monitor_addr, MONITORED_EVENTS)?;
-        let monitor = self.context.socket(zmq::PAIR)?;
+        let monitor = context.socket(zmq::PAIR)?;
         monitor.connect(monitor_addr)?;
         dealer.connect(&target.addr)?;
         Ok((dealer, monitor))
@@ -561,6 +615,8 @@ struct Io {
     /// Calls not sent yet, oldest first.
     waiting: VecDeque<Waiting>,
     link: Link,
+    /// Declared last, so that the context counts the connection until its sockets are closed.
+    _context: ContextLease,
 }
 
 impl Io {

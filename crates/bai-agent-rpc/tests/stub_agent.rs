@@ -243,3 +243,39 @@ async fn nothing_listening_fails_the_handshake_in_time() {
         "{error:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_client_holds_more_connections_than_one_zeromq_context_has_sockets() {
+    // A context has room for 1023 sockets and a connection holds five: 250 connections need
+    // more than one context (a manager of a few hundred agents).
+    let agent = StubAgent::start();
+    let client = RpcClient::new(None);
+    let mut connections = Vec::new();
+    for index in 0..250 {
+        let connection = client
+            .connect(&agent.target())
+            .await
+            .unwrap_or_else(|error| panic!("connection {index}: {error}"));
+        connections.push(connection);
+    }
+    for (index, connection) in connections.iter().enumerate() {
+        let echoed = connection
+            .call(
+                "echo",
+                vec![Value::from(index)],
+                Vec::new(),
+                Some(Duration::from_secs(5)),
+            )
+            .await
+            .unwrap_or_else(|error| panic!("call on connection {index}: {error}"));
+        assert_eq!(echoed, Value::from(index));
+    }
+    // Connections given back make room again.
+    connections.clear();
+    for index in 0..250 {
+        client
+            .connect(&agent.target())
+            .await
+            .unwrap_or_else(|error| panic!("connection {index} after the others closed: {error}"));
+    }
+}

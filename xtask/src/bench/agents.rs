@@ -631,7 +631,7 @@ fn clock_ticks_per_second() -> Result<f64> {
 }
 
 /// `12.3`, or `-` for nothing.
-fn optional(value: Option<f64>, decimals: usize) -> String {
+pub(super) fn optional(value: Option<f64>, decimals: usize) -> String {
     value.map_or_else(|| "-".to_owned(), |value| format!("{value:.decimals$}"))
 }
 

@@ -23,6 +23,7 @@ mod agents;
 mod peers;
 mod rescan;
 mod rpc;
+mod scheduler;
 mod server;
 mod sign;
 
@@ -51,6 +52,10 @@ enum Case {
     /// p50/p99 latency of one connection with many calls in flight (ours), against a connection
     /// per call (the reference's pattern, run by our own client in the same run).
     Rpc(rpc::Args),
+    /// Sessions from PENDING to RUNNING: (a) 100 enqueued at once on one real dummy agent,
+    /// seconds until all RUNNING, ours and the reference manager; (b) 10,000 pending on 1,000
+    /// agent-sim agents, sessions scheduled per second and seconds until all RUNNING (ours).
+    Scheduler(scheduler::Args),
 }
 
 /// The cases that time CLI commands with hyperfine.
@@ -123,6 +128,7 @@ pub fn run(args: Args) -> Result<()> {
         Case::Rescan(args) => rescan::run(args),
         Case::Agents(args) => agents::run(args),
         Case::Rpc(args) => rpc::run(args),
+        Case::Scheduler(args) => scheduler::run(args),
     }
 }
 

@@ -1,11 +1,12 @@
-//! What the agent benchmarks run beside the manager: a Redis of their own and `agent-sim`
-//! processes with the agent.toml each reads.
+//! What the agent benchmarks run beside the manager: a Redis of their own, `agent-sim`
+//! processes with the agent.toml each reads, and the real Backend.AI agent in dummy mode.
 //!
 //! The Redis is private (a `redis-server` on a free port, no password, no persistence) because the
 //! stream key and the database numbers are fixed by the protocol: another manager on the
 //! halfstack's Redis would take a share of the agents' events.
 
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 
 use super::Scratch;
-use crate::{cmd, consts, sys};
+use crate::{cmd, consts, sys, venv};
 
 /// How long the private Redis may take to answer `PING`.
 const REDIS_READY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -180,6 +181,142 @@ impl Drop for AgentSim {
     }
 }
 
+/// The real Backend.AI agent 24.3.11 in dummy mode (`.venvs/agent`, made by `cargo xtask venv
+/// agent`): no containers, kernels "created" after the delays of its agent.dummy.toml. It runs in
+/// a folder of its own (the dummy backend reads `./agent.dummy.toml`, and its `ipc` and `var`
+/// folders are relative) in a process group of its own; stopped on drop.
+#[derive(Debug)]
+pub(super) struct DummyAgent {
+    what: String,
+    child: Child,
+    log: PathBuf,
+    stopped: bool,
+}
+
+/// The slots the dummy backend reserves for itself (agent.toml's `[resource]` defaults): one core
+/// and 1 GiB are subtracted from its cores and memory in the heartbeat.
+const DUMMY_RESERVED_CPU: u64 = 1;
+const DUMMY_RESERVED_MEM: u64 = 1 << 30;
+
+impl DummyAgent {
+    /// Starts the agent `agent` describes (its agent.toml made by [`agent_config`], its id is
+    /// `agent.prefix`) with `cpu` cores and `mem` bytes to offer in its heartbeat, and the kernel
+    /// delays of configs/agent/agent.dummy.toml (0.1 s per step instead of the dummy backend's
+    /// defaults of 0.5 to 2 s).
+    pub(super) fn start(
+        scratch: &Scratch,
+        label: &str,
+        agent: &AgentToml,
+        cpu: u64,
+        mem: u64,
+    ) -> Result<Self> {
+        let venv = venv::by_name("agent");
+        venv::ensure(venv)?;
+        let dir = scratch.0.join(format!("{label}-{}", agent.prefix));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        let config = agent_config(scratch, label, agent)?;
+        let template = crate::workspace_root().join("configs/agent/agent.dummy.toml");
+        let text = std::fs::read_to_string(&template)
+            .with_context(|| format!("cannot read {}", template.display()))?;
+        let text = dummy_toml(&text, cpu, mem)
+            .with_context(|| format!("{}: update the benchmark", template.display()))?;
+        let dummy = dir.join("agent.dummy.toml");
+        std::fs::write(&dummy, text)
+            .with_context(|| format!("cannot write {}", dummy.display()))?;
+        let log = scratch.0.join(format!("{label}-{}.log", agent.prefix));
+        let (stdout, stderr) = cmd::log_files(&log)?;
+        let mut command = Command::new(venv.python_bin());
+        command
+            .args(["-m", "ai.backend.agent.server", "-f"])
+            .arg(&config)
+            .current_dir(&dir)
+            // Without a Docker socket the agent would report an error every 5 s.
+            .env("DOCKER_HOST", "unix:///nonexistent.sock")
+            // Its worker is a child that keeps heartbeating when only the main process dies.
+            .process_group(0)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        println!(
+            "==> {label}: the real dummy agent {} ({cpu} cores, {mem} bytes): {}",
+            agent.prefix,
+            cmd::display(&command)
+        );
+        let child = command
+            .spawn()
+            .with_context(|| format!("cannot start `{}`", cmd::display(&command)))?;
+        Ok(DummyAgent {
+            what: format!("the dummy agent {} of the {label} run", agent.prefix),
+            child,
+            log,
+            stopped: false,
+        })
+    }
+
+    /// An error with its log when it has exited (a bad agent.dummy.toml ends it with status 0).
+    pub(super) fn check_running(&mut self) -> Result<()> {
+        if let Some(status) = self.child.try_wait()? {
+            self.stopped = true;
+            bail!(
+                "{} exited ({status})\n{}",
+                self.what,
+                cmd::log_tail(&self.log)
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to the main process (it says goodbye and stops its worker), SIGKILL after
+    /// [`STOP_TIMEOUT`]; then SIGKILL to whatever is left of its process group.
+    pub(super) fn stop(&mut self) -> Result<()> {
+        if self.stopped {
+            return Ok(());
+        }
+        self.stopped = true;
+        let pid = self.child.id();
+        let result = sys::terminate(pid, &self.what, STOP_TIMEOUT);
+        let _ = self.child.wait();
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{pid}")])
+            .stderr(Stdio::null())
+            .status();
+        result
+    }
+}
+
+impl Drop for DummyAgent {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// configs/agent/agent.dummy.toml (`template`) with enough cores and memory that the heartbeat
+/// offers `cpu` cores and `mem` bytes after the reserved slots.
+fn dummy_toml(template: &str, cpu: u64, mem: u64) -> Result<String> {
+    let cores: Vec<String> = (0..cpu + DUMMY_RESERVED_CPU)
+        .map(|core| core.to_string())
+        .collect();
+    let replacements = [
+        (
+            "core-indexes = [0, 1, 2, 3, 4]".to_owned(),
+            format!("core-indexes = [{}]", cores.join(", ")),
+        ),
+        (
+            "size = 34359738368".to_owned(),
+            format!("size = {}", mem + DUMMY_RESERVED_MEM),
+        ),
+    ];
+    let mut text = template.to_owned();
+    for (from, to) in &replacements {
+        if !text.contains(from.as_str()) {
+            bail!("the template no longer holds `{from}`");
+        }
+        text = text.replace(from.as_str(), to);
+    }
+    Ok(text)
+}
+
 /// A `redis-server` of the benchmark alone: a free port on the halfstack host, no password, no
 /// persistence; stopped on drop.
 #[derive(Debug)]
@@ -332,6 +469,18 @@ mod tests {
                 "{line} missing in\n{agent_table}"
             );
         }
+    }
+
+    #[test]
+    fn dummy_toml_offers_the_slots_asked_for() {
+        let template = include_str!("../../../configs/agent/agent.dummy.toml");
+        let text = dummy_toml(template, 3, 4 << 30).unwrap();
+        assert!(text.contains("core-indexes = [0, 1, 2, 3]\n"), "{text}");
+        assert!(
+            text.contains(&format!("size = {}\n", 5_u64 << 30)),
+            "{text}"
+        );
+        assert!(dummy_toml("[agent.resource.cpu]\n", 3, 1).is_err());
     }
 
     #[test]

@@ -585,7 +585,7 @@ impl RunningServer {
                     cmd::log_tail(&self.log)
                 );
             }
-            let answers = http_request(self.port, ROUTES[0], &[])
+            let answers = http_request(self.port, "GET", "/", None, &[])
                 .is_ok_and(|response| response.status == 200);
             let sockets = sys::tcp_listen_count(self.port);
             if answers && sockets >= self.listeners {
@@ -616,7 +616,13 @@ impl RunningServer {
     /// shows up as the server's own answer instead of a count of wrk's non-2xx responses.
     fn check_routes(&self) -> Result<()> {
         for route in ROUTES {
-            let response = http_request(self.port, route, &route_headers(route, self.port))?;
+            let response = http_request(
+                self.port,
+                route.method,
+                route.path,
+                route.body,
+                &route_headers(route, self.port),
+            )?;
             if response.status != 200 {
                 bail!(
                     "the {} server answered {} with {}: {}\n{}",
@@ -686,38 +692,55 @@ impl Drop for RunningServer {
 /// The headers wrk and the readiness check send for `route`: the Host the signature covers, and
 /// for the authenticated routes the signed headers (valid for 15 minutes from now).
 fn route_headers(route: Route, port: u16) -> Vec<(&'static str, String)> {
-    let host = format!("{}:{port}", consts::HOST);
-    let mut headers = Vec::new();
     if route.signed {
-        let request = sign::Request {
-            method: route.method,
-            path: route.path,
-            host: &host,
-            content_type: route.content_type(),
-            api_version: sign::API_VERSION,
-        };
-        headers = sign::headers(EXAMPLE_SUPERADMIN, &request, chrono::Utc::now());
+        signed_headers(port, route.method, route.path, route.content_type())
+    } else {
+        vec![("Host", format!("{}:{port}", consts::HOST))]
     }
+}
+
+/// The headers of a request of the example superadmin to a server on `port` of the halfstack
+/// host: the Host the signature covers and the signed headers (valid for 15 minutes from now).
+pub(super) fn signed_headers(
+    port: u16,
+    method: &str,
+    path: &str,
+    content_type: &str,
+) -> Vec<(&'static str, String)> {
+    let host = format!("{}:{port}", consts::HOST);
+    let request = sign::Request {
+        method,
+        path,
+        host: &host,
+        content_type,
+        api_version: sign::API_VERSION,
+    };
+    let mut headers = sign::headers(EXAMPLE_SUPERADMIN, &request, chrono::Utc::now());
     headers.insert(0, ("Host", host));
     headers
 }
 
 /// A response of [`http_request`].
 #[derive(Debug)]
-struct Response {
-    status: u16,
-    body: String,
+pub(super) struct Response {
+    pub(super) status: u16,
+    pub(super) body: String,
 }
 
-/// One request of `route` over a fresh connection to the halfstack host, enough HTTP/1.1 for a
-/// readiness check and an error message (the body is returned raw, chunked or not).
-fn http_request(port: u16, route: Route, headers: &[(&str, String)]) -> Result<Response> {
-    let path = route.path;
+/// One request over a fresh connection to the halfstack host, enough HTTP/1.1 for a readiness
+/// check, an error message or a JSON answer (the body is returned raw, chunked or not).
+pub(super) fn http_request(
+    port: u16,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, String)],
+) -> Result<Response> {
     let address = SocketAddr::from(([127, 0, 0, 1], port));
     let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
     stream.set_write_timeout(Some(Duration::from_secs(10)))?;
-    let mut request = format!("{} {path} HTTP/1.1\r\nConnection: close\r\n", route.method);
+    let mut request = format!("{method} {path} HTTP/1.1\r\nConnection: close\r\n");
     if !headers
         .iter()
         .any(|(name, _)| name.eq_ignore_ascii_case("host"))
@@ -727,11 +750,11 @@ fn http_request(port: u16, route: Route, headers: &[(&str, String)]) -> Result<R
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
-    if let Some(body) = route.body {
+    if let Some(body) = body {
         request.push_str(&format!("Content-Length: {}\r\n", body.len()));
     }
     request.push_str("\r\n");
-    request.push_str(route.body.unwrap_or_default());
+    request.push_str(body.unwrap_or_default());
     stream.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
@@ -740,7 +763,7 @@ fn http_request(port: u16, route: Route, headers: &[(&str, String)]) -> Result<R
         .strip_prefix("HTTP/1.")
         .and_then(|rest| rest.get(2..5))
         .and_then(|code| code.parse().ok())
-        .with_context(|| format!("GET {path}: not an HTTP response: {:.200}", text))?;
+        .with_context(|| format!("{method} {path}: not an HTTP response: {:.200}", text))?;
     let body = text
         .split_once("\r\n\r\n")
         .map_or("", |(_, body)| body)
