@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::{Scheduler, Starter, run_hang_scanner};
 
-/// The reference's coalescing of scheduler triggers: one run 0.5 s after a burst began, or at
-/// once when 32 piled up.
+/// The reference's coalescing rate of scheduler triggers: at most one run every 0.5 s (a lone
+/// trigger runs at once), 32 piled-up triggers at once.
 const COALESCE_WAIT: Duration = Duration::from_millis(500);
 const COALESCE_BATCH: usize = 32;
 /// The events the timers stand for, and that ask for a run on the bus.

@@ -143,7 +143,7 @@ const BULK_HEARTBEAT: f64 = 3.0;
 const DUMMY_READY_TIMEOUT: Duration = Duration::from_secs(60);
 const BULK_READY_TIMEOUT: Duration = Duration::from_secs(180);
 /// After the agents are `ALIVE`, the scheduling rounds their `agent_started` events asked for
-/// (coalesced for 0.5 s) are left to pass before the sessions are inserted.
+/// (at most one per 0.5 s) are left to pass before the sessions are inserted.
 const SETTLE: Duration = Duration::from_secs(2);
 /// How often the sessions' statuses are read, and how often progress is printed.
 const BURST_POLL: Duration = Duration::from_millis(20);
@@ -306,7 +306,7 @@ struct BulkFigures {
     first_round_secs: Option<f64>,
     /// From the trigger until the polls saw no session `PENDING`: the last round committed.
     all_scheduled_secs: Option<f64>,
-    /// `sessions / all_scheduled_secs`: the trigger's coalescing included.
+    /// `sessions / all_scheduled_secs`: the trigger's delivery included.
     scheduled_per_sec: Option<f64>,
     /// `sessions / (all_scheduled_secs - first_round_secs)`: from the first round's start to the
     /// last commit.
@@ -1308,7 +1308,7 @@ fn bulk_table(f: &BulkFigures) -> String {
     ));
     out.push_str(
         "scheduled per second: sessions / (the first poll that saw none PENDING - the \
-         trigger), the trigger's 0.5 s coalescing included (polled every 25 ms); in the \
+         trigger), the trigger's delivery included (polled every 25 ms); in the \
          rounds: from the first round's start (the SCHEDULED time it writes) to that poll\n\
          no reference run (it loses agents at 1,000 here, see bench agents) and no \
          one-session-per-transaction run (our server has no switch for it): the baseline is \
