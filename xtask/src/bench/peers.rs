@@ -200,15 +200,15 @@ const DUMMY_RESERVED_MEM: u64 = 1 << 30;
 
 impl DummyAgent {
     /// Starts the agent `agent` describes (its agent.toml made by [`agent_config`], its id is
-    /// `agent.prefix`) with `cpu` cores and `mem` bytes to offer in its heartbeat, and the kernel
-    /// delays of configs/agent/agent.dummy.toml (0.1 s per step instead of the dummy backend's
-    /// defaults of 0.5 to 2 s).
+    /// `agent.prefix`) with `(cpu, mem)` cores and bytes to offer in its heartbeat, and `delay`
+    /// seconds for every delay step of configs/agent/agent.dummy.toml (its 0.1 s; the dummy
+    /// backend's defaults are 0.5 to 2 s).
     pub(super) fn start(
         scratch: &Scratch,
         label: &str,
         agent: &AgentToml,
-        cpu: u64,
-        mem: u64,
+        (cpu, mem): (u64, u64),
+        delay: f64,
     ) -> Result<Self> {
         let venv = venv::by_name("agent");
         venv::ensure(venv)?;
@@ -219,7 +219,7 @@ impl DummyAgent {
         let template = crate::workspace_root().join("configs/agent/agent.dummy.toml");
         let text = std::fs::read_to_string(&template)
             .with_context(|| format!("cannot read {}", template.display()))?;
-        let text = dummy_toml(&text, cpu, mem)
+        let text = dummy_toml(&text, cpu, mem, delay)
             .with_context(|| format!("{}: update the benchmark", template.display()))?;
         let dummy = dir.join("agent.dummy.toml");
         std::fs::write(&dummy, text)
@@ -293,7 +293,7 @@ impl Drop for DummyAgent {
 
 /// configs/agent/agent.dummy.toml (`template`) with enough cores and memory that the heartbeat
 /// offers `cpu` cores and `mem` bytes after the reserved slots.
-fn dummy_toml(template: &str, cpu: u64, mem: u64) -> Result<String> {
+fn dummy_toml(template: &str, cpu: u64, mem: u64, delay: f64) -> Result<String> {
     let cores: Vec<String> = (0..cpu + DUMMY_RESERVED_CPU)
         .map(|core| core.to_string())
         .collect();
@@ -314,7 +314,11 @@ fn dummy_toml(template: &str, cpu: u64, mem: u64) -> Result<String> {
         }
         text = text.replace(from.as_str(), to);
     }
-    Ok(text)
+    // Every delay step of the template is 0.1 s.
+    if !text.contains(" = 0.1\n") {
+        bail!("the template no longer holds delays of `0.1`");
+    }
+    Ok(text.replace(" = 0.1\n", &format!(" = {delay:?}\n")))
 }
 
 /// A `redis-server` of the benchmark alone: a free port on the halfstack host, no password, no
@@ -474,13 +478,15 @@ mod tests {
     #[test]
     fn dummy_toml_offers_the_slots_asked_for() {
         let template = include_str!("../../../configs/agent/agent.dummy.toml");
-        let text = dummy_toml(template, 3, 4 << 30).unwrap();
+        let text = dummy_toml(template, 3, 4 << 30, 0.01).unwrap();
         assert!(text.contains("core-indexes = [0, 1, 2, 3]\n"), "{text}");
+        assert!(text.contains("spawn = 0.01\n"), "{text}");
+        assert!(!text.contains(" = 0.1\n"), "{text}");
         assert!(
             text.contains(&format!("size = {}\n", 5_u64 << 30)),
             "{text}"
         );
-        assert!(dummy_toml("[agent.resource.cpu]\n", 3, 1).is_err());
+        assert!(dummy_toml("[agent.resource.cpu]\n", 3, 1, 0.01).is_err());
     }
 
     #[test]

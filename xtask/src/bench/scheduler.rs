@@ -73,9 +73,21 @@ pub struct Args {
     /// (b) Seconds the sessions get from the trigger to RUNNING [default: 600].
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=7_200))]
     bulk_cap: Option<u64>,
+    /// (a) Seconds of every delay step of the dummy agent (the `[*.delay]` values of its
+    /// agent.dummy.toml), for both managers [default: 0.01].
+    #[arg(long, value_name = "SECS", value_parser = dummy_delay)]
+    dummy_delay: Option<f64>,
     /// Where the figures are written as JSON [default: TARGET_DIR/bench-scheduler.json].
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+}
+
+/// A delay of the dummy agent: seconds from 0 to 10.
+fn dummy_delay(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(secs) if (0.0..=10.0).contains(&secs) => Ok(secs),
+        _ => Err(format!("{text:?} is not a number of seconds from 0 to 10")),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -88,6 +100,7 @@ enum Part {
 #[derive(Debug, Clone, Copy, Serialize)]
 struct Sizes {
     burst: u64,
+    dummy_delay: f64,
     cap_secs: u64,
     sessions: u64,
     agents: u64,
@@ -101,6 +114,7 @@ impl Sizes {
         };
         Sizes {
             burst: pick(args.burst, 100, 20),
+            dummy_delay: args.dummy_delay.unwrap_or(0.01),
             cap_secs: pick(args.cap, 120, 30),
             sessions: pick(args.sessions, 10_000, 1_000),
             agents: pick(args.agents, 1_000, 100),
@@ -384,8 +398,14 @@ fn measure_burst(
         interval: DUMMY_HEARTBEAT,
         curve: None,
     };
-    let mut agent = DummyAgent::start(scratch, label, &agent_toml, sizes.burst, sizes.burst << 30)
-        .context("step: start the dummy agent")?;
+    let mut agent = DummyAgent::start(
+        scratch,
+        label,
+        &agent_toml,
+        (sizes.burst, sizes.burst << 30),
+        sizes.dummy_delay,
+    )
+    .context("step: start the dummy agent")?;
     wait_for_agents(&mut db, DUMMY_AGENT, 1, DUMMY_READY_TIMEOUT, &mut || {
         agent.check_running()?;
         server_alive(&running)
@@ -1111,8 +1131,8 @@ fn burst_table(sizes: &Sizes, figures: &[BurstFigures]) -> String {
     let compare = figures.len() == 2 && figures[0].label == "ours";
     let mut out = format!(
         "(a) {} sessions enqueued at once (concurrent POST /session, enqueueOnly) on one real \
-         dummy agent 24.3.11; cap {} s\n{:<NAME_WIDTH$}",
-        sizes.burst, sizes.cap_secs, ""
+         dummy agent 24.3.11 (delays of {} s per step); cap {} s\n{:<NAME_WIDTH$}",
+        sizes.burst, sizes.dummy_delay, sizes.cap_secs, ""
     );
     for f in figures {
         out.push_str(&format!(" {:>16}", f.label));
@@ -1382,6 +1402,7 @@ mod tests {
     fn burst_table_bounds_the_ratio_of_an_unfinished_reference() {
         let sizes = Sizes {
             burst: 100,
+            dummy_delay: 0.01,
             cap_secs: 120,
             sessions: 1,
             agents: 1,
