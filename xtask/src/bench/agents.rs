@@ -30,7 +30,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 
 use super::peers::{AgentSim, AgentToml, PrivateRedis, agent_config};
-use super::server::{Deployment, RunningServer, Server, reference_env, reference_python};
+use super::server::{Deployment, RunningServer, Server, reference_python, reference_server};
 use super::{Scratch, build_release};
 use crate::{apt, cmd, consts, sys};
 
@@ -123,14 +123,7 @@ pub fn run(args: Args) -> Result<()> {
         listeners: 1,
     }];
     if let Some(python) = reference {
-        servers.push(Server {
-            label: "reference",
-            program: python,
-            args: vec!["-m".into(), "ai.backend.manager.server".into()],
-            env: reference_env(),
-            port: REFERENCE_PORT,
-            listeners: num_proc,
-        });
+        servers.push(reference_server(python, REFERENCE_PORT, num_proc));
     }
     let started = Instant::now();
     let mut figures = Vec::new();

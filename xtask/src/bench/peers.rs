@@ -152,15 +152,7 @@ impl AgentSim {
 
     /// An error with its log when it has exited.
     pub(super) fn check_running(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            self.stopped = true;
-            bail!(
-                "{} exited ({status})\n{}",
-                self.what,
-                cmd::log_tail(&self.log)
-            );
-        }
-        Ok(())
+        check_running(&mut self.child, &mut self.stopped, &self.what, &self.log)
     }
 
     /// SIGTERM (each agent says goodbye), SIGKILL after [`STOP_TIMEOUT`].
@@ -179,6 +171,15 @@ impl Drop for AgentSim {
     fn drop(&mut self) {
         let _ = self.stop();
     }
+}
+
+/// An error with `what`'s log when its process has exited (then it counts as `stopped`).
+fn check_running(child: &mut Child, stopped: &mut bool, what: &str, log: &Path) -> Result<()> {
+    if let Some(status) = child.try_wait()? {
+        *stopped = true;
+        bail!("{what} exited ({status})\n{}", cmd::log_tail(log));
+    }
+    Ok(())
 }
 
 /// The real Backend.AI agent 24.3.11 in dummy mode (`.venvs/agent`, made by `cargo xtask venv
@@ -256,15 +257,7 @@ impl DummyAgent {
 
     /// An error with its log when it has exited (a bad agent.dummy.toml ends it with status 0).
     pub(super) fn check_running(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            self.stopped = true;
-            bail!(
-                "{} exited ({status})\n{}",
-                self.what,
-                cmd::log_tail(&self.log)
-            );
-        }
-        Ok(())
+        check_running(&mut self.child, &mut self.stopped, &self.what, &self.log)
     }
 
     /// SIGTERM to the main process (it says goodbye and stops its worker), SIGKILL after

@@ -35,7 +35,7 @@ use serde::Serialize;
 use super::agents::optional;
 use super::peers::{AgentSim, AgentToml, DummyAgent, PrivateRedis, agent_config};
 use super::server::{
-    Deployment, RunningServer, Server, free_ports, http_request, reference_env, signed_headers,
+    Deployment, RunningServer, Server, free_ports, http_request, reference_server, signed_headers,
 };
 use super::{Scratch, build_release};
 use crate::{apt, cmd, consts, sys};
@@ -192,15 +192,7 @@ pub fn run(args: Args) -> Result<()> {
     if args.only != Some(Part::B) {
         let mut servers = vec![ours(&tools, "ours", OURS_PORT)];
         if let Some(python) = reference {
-            servers.push(Server {
-                label: "reference",
-                program: python,
-                args: vec!["-m".into(), "ai.backend.manager.server".into()],
-                env: reference_env(),
-                port: REFERENCE_PORT,
-                // aiotools forks num-proc workers, each binding the port with SO_REUSEPORT.
-                listeners: num_proc,
-            });
+            servers.push(reference_server(python, REFERENCE_PORT, num_proc));
         }
         for server in &servers {
             match measure_burst(&scratch, &tools, server, num_proc, &sizes) {

@@ -137,15 +137,7 @@ pub fn run(args: Args) -> Result<()> {
         listeners: 1,
     }];
     if let Some(python) = reference {
-        servers.push(Server {
-            label: "reference",
-            program: python,
-            args: vec!["-m".into(), "ai.backend.manager.server".into()],
-            env: reference_env(),
-            port: REFERENCE_PORT,
-            // aiotools forks num-proc workers, each binding the port with SO_REUSEPORT.
-            listeners: num_proc,
-        });
+        servers.push(reference_server(python, REFERENCE_PORT, num_proc));
     }
     let mut results = Vec::new();
     for server in &servers {
@@ -221,11 +213,24 @@ struct ServerResult {
     pss_kib: u64,
 }
 
+/// The reference manager's server run by `python` on `port` with `num_proc` workers.
+pub(super) fn reference_server(python: PathBuf, port: u16, num_proc: usize) -> Server {
+    Server {
+        label: "reference",
+        program: python,
+        args: vec!["-m".into(), "ai.backend.manager.server".into()],
+        env: reference_env(),
+        port,
+        // aiotools forks num-proc workers, each binding the port with SO_REUSEPORT.
+        listeners: num_proc,
+    }
+}
+
 /// The aiodocker client the reference makes at start-up (agent registry) insists on `DOCKER_HOST`
 /// or a Docker socket, although it talks to Docker only for the overlay networks of multi-node
 /// sessions. Without either, every worker dies at start-up ("Missing valid docker_host"), so on a
 /// machine without Docker it gets the conventional address, which nothing here connects to.
-pub(super) fn reference_env() -> Vec<(&'static str, String)> {
+fn reference_env() -> Vec<(&'static str, String)> {
     let socket = ["/run/docker.sock", "/var/run/docker.sock"]
         .iter()
         .any(|path| std::fs::metadata(path).is_ok_and(|meta| meta.file_type().is_socket()));
