@@ -62,15 +62,7 @@ pub async fn set_kernel_status(
     status_info: Option<&str>,
     may_go: impl Fn(KernelStatus) -> bool,
 ) -> Result<bool, DbError> {
-    let context = || format!("setting kernel {kernel_id} {}", to.to_value());
-    let txn = db.begin().await.map_err(DbError::query(context()))?;
-    let current: Option<KernelStatus> =
-        locked_columns::<kernels::Entity, _>(&txn, kernel_id, &[kernels::Column::Status])
-            .await
-            .map_err(DbError::query(context()))?;
-    if !current.is_some_and(&may_go) {
-        return Ok(false);
-    }
+    let context = format!("setting kernel {kernel_id} {}", to.to_value());
     let now = Utc::now();
     let mut update = kernels::Entity::update_many()
         .col_expr(kernels::Column::Status, Expr::value(to.as_enum()))
@@ -85,12 +77,30 @@ pub async fn set_kernel_status(
     if to == KernelStatus::Cancelled {
         update = update.col_expr(kernels::Column::TerminatedAt, Expr::value(now));
     }
-    update
-        .filter(kernels::Column::Id.eq(kernel_id))
-        .exec(&txn)
-        .await
-        .map_err(DbError::query(context()))?;
-    txn.commit().await.map_err(DbError::query(context()))?;
+    let update = update.filter(kernels::Column::Id.eq(kernel_id));
+    update_kernel_if(db, kernel_id, may_go, update, &context).await
+}
+
+/// Runs `update` on kernel `kernel_id` in one transaction if `may_go(its status)`, read under its
+/// row lock, allows it; `false` when it does not, or when the kernel does not exist. `context`
+/// names the write in errors.
+pub(crate) async fn update_kernel_if(
+    db: &DatabaseConnection,
+    kernel_id: Uuid,
+    may_go: impl Fn(KernelStatus) -> bool,
+    update: sea_orm::UpdateMany<kernels::Entity>,
+    context: &str,
+) -> Result<bool, DbError> {
+    let txn = db.begin().await.map_err(DbError::query(context))?;
+    let current: Option<KernelStatus> =
+        locked_columns::<kernels::Entity, _>(&txn, kernel_id, &[kernels::Column::Status])
+            .await
+            .map_err(DbError::query(context))?;
+    if !current.is_some_and(&may_go) {
+        return Ok(false);
+    }
+    update.exec(&txn).await.map_err(DbError::query(context))?;
+    txn.commit().await.map_err(DbError::query(context))?;
     Ok(true)
 }
 

@@ -18,7 +18,7 @@ use crate::entities::enums::{KernelStatus, SessionStatus};
 use crate::entities::{kernels, sessions};
 use crate::error::DbError;
 use crate::queries::session_lifecycle::{
-    KernelContainer, history_with, locked_columns, running_in,
+    KernelContainer, history_with, locked_columns, running_in, update_kernel_if,
 };
 
 /// What [`rename_session`] did.
@@ -196,21 +196,9 @@ pub async fn kernel_restarted(
     restarted: &KernelContainer,
     may_go: impl Fn(KernelStatus) -> bool,
 ) -> Result<bool, DbError> {
-    let context = || format!("marking restarted kernel {kernel_id} RUNNING");
-    let txn = db.begin().await.map_err(DbError::query(context()))?;
-    let current: Option<KernelStatus> =
-        locked_columns::<kernels::Entity, _>(&txn, kernel_id, &[kernels::Column::Status])
-            .await
-            .map_err(DbError::query(context()))?;
-    if !current.is_some_and(&may_go) {
-        return Ok(false);
-    }
-    running_in(kernel_id, restarted, Utc::now())
-        .exec(&txn)
-        .await
-        .map_err(DbError::query(context()))?;
-    txn.commit().await.map_err(DbError::query(context()))?;
-    Ok(true)
+    let context = format!("marking restarted kernel {kernel_id} RUNNING");
+    let update = running_in(kernel_id, restarted, Utc::now());
+    update_kernel_if(db, kernel_id, may_go, update, &context).await
 }
 
 #[cfg(test)]
