@@ -3,7 +3,8 @@
 //! manager's RPC keypair, a local `manager.toml`, a config check, the shared configuration in
 //! etcd, the database schema and the example fixtures (all with our own manager CLI), and finally
 //! the manager server in the foreground with [`SIM_AGENTS`] simulated agents beside it (agent-sim,
-//! stopped by the same Ctrl-C), so that `backend.ai session create` works right away.
+//! stopped by the same Ctrl-C, with its local code runner), so that `backend.ai session create`
+//! and `backend.ai run` work right away.
 
 use anyhow::{Context, Result, bail};
 
@@ -206,8 +207,20 @@ fn run_server(layout: &Layout, with_agents: bool) -> Result<()> {
         let log = layout.logs().join("agent-sim.log");
         let (stdout, stderr) = crate::cmd::log_files(&log)?;
         let agent_sim = crate::target_dir().join("debug").join("agent-sim");
+        // The local runner, so that `backend.ai run` really runs code (development only).
+        let mut sim_args = vec![
+            "-f".to_owned(),
+            SIM_AGENT_CONFIG.to_owned(),
+            "--agents".to_owned(),
+            SIM_AGENTS.to_string(),
+            "--runner".to_owned(),
+            "local".to_owned(),
+        ];
+        if crate::sys::is_root() {
+            sim_args.push("--allow-root-runner".to_owned());
+        }
         std::process::Command::new(&agent_sim)
-            .args(["-f", SIM_AGENT_CONFIG, "--agents", &SIM_AGENTS.to_string()])
+            .args(&sim_args)
             .current_dir(workspace_root())
             .stdin(std::process::Stdio::null())
             .stdout(stdout)
@@ -220,7 +233,20 @@ fn run_server(layout: &Layout, with_agents: bool) -> Result<()> {
             log.display()
         );
         println!(
+            "==> agent-sim runs code with --runner local: user code runs on this host{}, \
+             without isolation (development only)",
+            if crate::sys::is_root() {
+                " as root (--allow-root-runner)"
+            } else {
+                ""
+            }
+        );
+        println!(
             "    try: backend.ai session create -r cpu=1 -r mem=1g {}/{SAMPLE_IMAGE}",
+            consts::REGISTRY_NAME
+        );
+        println!(
+            "     or: backend.ai run -r cpu=1 -r mem=1g -c 'print(6*7)' {}/{SAMPLE_IMAGE}",
             consts::REGISTRY_NAME
         );
     }

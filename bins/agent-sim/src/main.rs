@@ -6,14 +6,19 @@ use std::process::ExitCode;
 
 use std::time::Duration;
 
-use bai_agent_sim::{AgentToml, Faults, RpcOptions, SimOptions};
-use clap::Parser;
+use bai_agent_sim::{
+    AgentBehaviour, AgentToml, CodeRunner, Faults, LocalRunnerOptions, RpcOptions, SimOptions,
+};
+use clap::{Parser, ValueEnum};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
 /// Simulated Backend.AI agents: etcd registration, agent_started, heartbeats and
 /// agent_terminated, as the real agent sends them, and the agent RPC (Callosum over ZeroMQ, CURVE
 /// when rpc-auth-agent-keypair is set) with kernel lifecycle events.
+///
+/// With --runner local, execute really runs the code users send, in child processes on this
+/// host, without any isolation: for development only.
 #[derive(Debug, Parser)]
 #[command(version)]
 struct Args {
@@ -47,9 +52,33 @@ struct Args {
     /// The RPC server stops on receiving create_kernels, without answering.
     #[arg(long)]
     die_mid_call: bool,
+    /// What runs the code of execute: `dummy` answers as the real dummy agent (nothing runs);
+    /// `local` runs users' code (python3 for Python images, sh otherwise) in child processes ON
+    /// THIS HOST, as this user, without isolation: for development only. It refuses to run as
+    /// root unless --allow-root-runner is given.
+    #[arg(long, value_enum, default_value_t = Runner::Dummy)]
+    runner: Runner,
+    /// Where --runner local makes each kernel's scratch folder (its /home/work):
+    /// `{scratch-root}/{agent id}/{kernel id}/work`, removed with the kernel [default: a folder
+    /// in the system's temporary folder].
+    #[arg(long)]
+    scratch_root: Option<PathBuf>,
+    /// Let --runner local run users' code even as root (uid 0).
+    #[arg(long)]
+    allow_root_runner: bool,
+    /// The agent release the heartbeats say; before 24.03 (e.g. 23.09.10) the agents have no
+    /// trigger_batch_execution and start batch sessions themselves, as the 23.09 agent does.
+    #[arg(long, default_value = bai_agent_sim::AGENT_VERSION)]
+    agent_version: String,
     /// Log level.
     #[arg(long, default_value = "info")]
     log_level: tracing::Level,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Runner {
+    Dummy,
+    Local,
 }
 
 fn main() -> ExitCode {
@@ -86,7 +115,27 @@ fn main() -> ExitCode {
             die_mid_call: args.die_mid_call,
         },
     };
-    let agents = match bai_agent_sim::agents_with_rpc(&config, &options, rpc) {
+    let runner = match args.runner {
+        Runner::Dummy => CodeRunner::Dummy,
+        Runner::Local => {
+            let mut local = LocalRunnerOptions::in_temp_dir();
+            if let Some(root) = args.scratch_root.clone() {
+                local.scratch_root = root;
+            }
+            local.allow_root = args.allow_root_runner;
+            tracing::warn!(
+                "--runner local: execute runs users' code on this host, without isolation \
+                 (scratch folders under {}); for development only",
+                local.scratch_root.display()
+            );
+            CodeRunner::Local(local)
+        }
+    };
+    let behaviour = AgentBehaviour {
+        runner,
+        version: args.agent_version.clone(),
+    };
+    let agents = match bai_agent_sim::agents_with_behaviour(&config, &options, rpc, &behaviour) {
         Ok(agents) => agents,
         Err(error) => return fail(&error.to_string()),
     };

@@ -1,8 +1,10 @@
 //! What each worker of the server is: its own connected `bai_stores::Stores` (etcd, PostgreSQL,
 //! Redis, like one worker process of the reference), the API router over them, and its consumer of
 //! the event stream (one of the `manager` group). Worker 0 also registers the node in etcd (and
-//! removes the registration when it stops), checks for lost agents and trims the stream. Each
-//! worker keeps its own agent RPC connections (`AgentRpcCache`), shared by its registry and API.
+//! removes the registration when it stops), checks for lost agents, trims the stream and runs the
+//! timers (scheduling, hang tolerance, idle checks). Each worker keeps its own agent RPC
+//! connections (`AgentRpcCache`), shared by its registry and API, and its own event feed for the
+//! API's server-sent events (a subscriber of the bus).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -114,6 +116,47 @@ impl bai_server::App for Manager {
         bai_agents::handlers(&registry, &mut handlers);
         bai_sessions::handlers(&lifecycle, &mut handlers);
         bai_sessions::trigger_handlers(&triggers, &mut handlers);
+        // Batch sessions end when their agent reports how the command ended.
+        let batch_results = Arc::new(bai_sessions::BatchResults::new(
+            stores.db.clone(),
+            bai_sessions::Destroyer::new(
+                stores.db.clone(),
+                EventProducer::new(stores.redis.stream.clone()),
+                stores.redis.stat.clone(),
+                Arc::clone(&agent_rpc),
+            ),
+        ));
+        bai_sessions::batch_handlers(&batch_results, &mut handlers);
+        // Idle checks: every worker checks on a consumed `do_idle_check`; worker 0 also on its timer.
+        let idle_checker = bai_sessions::IdleChecker::new(
+            stores.db.clone(),
+            stores.etcd.clone(),
+            &stores.redis.live,
+            stores.redis.stat.clone(),
+            EventProducer::new(stores.redis.stream.clone()),
+        );
+        let (idle_trigger, idle_bursts) = bai_sessions::idle_triggers();
+        bai_sessions::idle_handlers(
+            &idle_checker,
+            &bai_sessions::Destroyer::new(
+                stores.db.clone(),
+                EventProducer::new(stores.redis.stream.clone()),
+                stores.redis.stat.clone(),
+                Arc::clone(&agent_rpc),
+            ),
+            &idle_trigger,
+            &mut handlers,
+        );
+        let idle_timer = index == 0;
+        tasks.spawn(
+            "idle-checker",
+            Criticality::Essential,
+            move |shutdown| async move {
+                bai_sessions::run_idle_checker(idle_checker, idle_bursts, idle_timer, shutdown)
+                    .await;
+                Ok::<(), Infallible>(())
+            },
+        );
         let producer = EventProducer::new(stores.redis.stream.clone());
         let scheduler_status =
             SchedulerStatus::new(stores.redis.live.clone(), self.config.manager.id.clone());
@@ -180,9 +223,23 @@ impl bai_server::App for Manager {
                 },
             );
         }
+        // The feed of the SSE clients (`/events/...`): a subscriber with a reader of its own.
+        let (event_feed, feeder) = bai_sessions::event_feed(stores.db.clone());
+        let redis_config = stores.shared_config.redis.clone();
+        tasks.spawn(
+            "event-feed",
+            Criticality::BestEffort,
+            |shutdown| async move {
+                let stream = StreamDb::connect(&redis_config).await?;
+                feeder.run(stream.clone(), shutdown).await;
+                stream.close().await;
+                Ok::<(), bai_redis::RedisConnectError>(())
+            },
+        );
         let router = bai_api::router(
             ApiContext::new(Arc::clone(&self.config), stores.clone()).with_agent_rpc(agent_rpc),
-        );
+        )
+        .layer(axum::Extension(event_feed));
         Ok(Worker {
             index,
             stores,

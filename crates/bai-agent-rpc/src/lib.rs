@@ -16,11 +16,15 @@
 //! call a method on an agent that lacks it (an unknown method ends the Python agent's RPC loop):
 //! that check belongs to the typed method table ([`AgentMethod`], [`AgentConnection`]), which
 //! refuses such a call with [`RpcError::Unsupported`] before sending.
+//!
+//! [`PtyStreams`] is the other ZeroMQ link the manager has with a kernel: the PUB/SUB pair to a
+//! kernel's `stdin_port`/`stdout_port` that the API's terminal stream relays.
 
 mod client;
 mod error;
 pub mod message;
 mod methods;
+mod pty;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -29,3 +33,4 @@ pub use crate::error::RpcError;
 pub use crate::methods::{
     AgentConnection, AgentMethod, AgentVersion, CommitOptions, ExecuteRequest, check_method,
 };
+pub use crate::pty::{PtyError, PtyStreams};

@@ -475,6 +475,22 @@ impl AgentConnection {
         }
     }
 
+    /// `download_single(kernel_id, filepath)`: the bytes of the one file the agent returns.
+    pub async fn download_single(&self, kernel_id: &str, path: &str) -> Result<Vec<u8>, RpcError> {
+        let method = AgentMethod::DownloadSingle;
+        let reply = self
+            .invoke(
+                method,
+                vec![Value::from(kernel_id), Value::from(path)],
+                Vec::new(),
+            )
+            .await?;
+        match reply {
+            Value::Binary(bytes) => Ok(bytes),
+            other => Err(self.bad_reply(method, "bytes", &other)),
+        }
+    }
+
     /// `sync_kernel_registry([[kernel_id, session_id], ...])`.
     pub async fn sync_kernel_registry(
         &self,

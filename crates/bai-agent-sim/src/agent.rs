@@ -28,6 +28,8 @@ pub struct SimAgent {
     pub rpc_bind_addr: String,
     /// How its RPC methods behave.
     pub rpc: RpcOptions,
+    /// What runs the code of `execute`.
+    pub runner: crate::CodeRunner,
 }
 
 impl SimAgent {
@@ -44,10 +46,17 @@ impl SimAgent {
             () = tokio::time::sleep(self.start_delay) => {}
         }
         let methods = std::sync::Arc::new(Agent::new(self, producer.clone()));
-        let server =
-            rpc::run_server(rpc, methods, &self.rpc_bind_addr, self.rpc.faults, shutdown).await?;
+        let server = rpc::run_server(
+            rpc,
+            std::sync::Arc::clone(&methods),
+            &self.rpc_bind_addr,
+            self.rpc.faults,
+            shutdown,
+        )
+        .await?;
         let outcome = self.announce_and_beat(etcd, producer, shutdown).await;
         server.stop().await;
+        methods.shutdown().await;
         outcome
     }
 
@@ -87,6 +96,7 @@ impl SimAgent {
         );
 
         let mut heartbeat = Event::AgentHeartbeat(Box::new(self.info.clone()));
+        let version = self.info.version.clone();
         // Like the reference's timer: every interval from the start, not after the previous beat.
         let mut ticks = tokio::time::interval(self.heartbeat_interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -102,7 +112,7 @@ impl SimAgent {
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_millis();
-                info.version = format!("{}+t{sent_ms}", crate::AGENT_VERSION);
+                info.version = format!("{version}+t{sent_ms}");
             }
             if let Err(error) = self.produce(producer, &heartbeat).await {
                 // The real agent logs a failed heartbeat and tries again at the next tick.

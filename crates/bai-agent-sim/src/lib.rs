@@ -9,6 +9,9 @@
 //! capacity, the kernel lifecycle events a real agent emits, configurable delays, and fault
 //! injection ([`Faults`]) for the manager's error paths.
 //!
+//! With [`CodeRunner::Local`] (`--runner local`, development only) `execute` and the file
+//! methods really run users' code on this host (`runner`).
+//!
 //! It is a peer of the manager, not a part of it: it must not use the manager's crates above the
 //! stores and the event bus (the registry, the API). It spawns tasks only inside [`run`].
 
@@ -16,6 +19,7 @@ mod agent;
 mod config;
 mod methods;
 mod rpc;
+mod runner;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 pub use agent::SimAgent;
 pub use config::{AgentToml, HostPortSpec};
 pub use rpc::Faults;
+pub use runner::{CodeRunner, LocalRunnerOptions, OUTPUT_CAP, check_root, scratch_folder};
 
 /// The agent version the simulator speaks the protocol of.
 pub const AGENT_VERSION: &str = "24.03.11";
@@ -100,12 +105,47 @@ pub fn agents(config: &AgentToml, options: &SimOptions) -> Result<Vec<SimAgent>,
     agents_with_rpc(config, options, RpcOptions::default())
 }
 
+/// What the agents run and which release they say they are; apart from [`SimOptions`] and
+/// [`RpcOptions`], which callers build field by field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AgentBehaviour {
+    /// What runs the code of `execute` (the dummy agent's answers by default).
+    pub runner: CodeRunner,
+    /// The release the heartbeats say (`version`). Before 24.03 (e.g. `23.09.10`) an agent has
+    /// no `trigger_batch_execution` and starts a batch session's command itself, as the 23.09
+    /// agent does.
+    pub version: String,
+}
+
+impl Default for AgentBehaviour {
+    fn default() -> AgentBehaviour {
+        AgentBehaviour {
+            runner: CodeRunner::Dummy,
+            version: AGENT_VERSION.to_owned(),
+        }
+    }
+}
+
 /// The agents `config` and `options` describe, their RPC methods behaving as `rpc` says.
 pub fn agents_with_rpc(
     config: &AgentToml,
     options: &SimOptions,
     rpc: RpcOptions,
 ) -> Result<Vec<SimAgent>, SimError> {
+    agents_with_behaviour(config, options, rpc, &AgentBehaviour::default())
+}
+
+/// The agents `config` and `options` describe, their RPC methods behaving as `rpc` and
+/// `behaviour` say. The local runner is refused to root unless `allow_root` ([`check_root`]).
+pub fn agents_with_behaviour(
+    config: &AgentToml,
+    options: &SimOptions,
+    rpc: RpcOptions,
+    behaviour: &AgentBehaviour,
+) -> Result<Vec<SimAgent>, SimError> {
+    if let CodeRunner::Local(local) = &behaviour.runner {
+        check_root(nix::unistd::getuid().as_raw(), local.allow_root).map_err(SimError::Options)?;
+    }
     let bad = |message: String| SimError::Config {
         path: config.path.clone(),
         message,
@@ -152,7 +192,7 @@ pub fn agents_with_rpc(
         return Err(SimError::Options("--agents must be at least 1".to_owned()));
     }
     let interval = Duration::from_secs_f64(config.debug.heartbeat_interval);
-    let plugin = serde_json::json!({"version": AGENT_VERSION});
+    let plugin = serde_json::json!({"version": behaviour.version});
     (0..count)
         .map(|index| {
             let id = match options.agents {
@@ -211,7 +251,7 @@ pub fn agents_with_rpc(
                             amount: mem.to_string(),
                         },
                     ],
-                    version: AGENT_VERSION.to_owned(),
+                    version: behaviour.version.clone(),
                     compute_plugins: serde_json::json!({"cpu": plugin, "mem": plugin}),
                     images: Vec::new(),
                     architecture: std::env::consts::ARCH.to_owned(),
@@ -224,6 +264,7 @@ pub fn agents_with_rpc(
                 start_delay: interval.mul_f64(index as f64 / count as f64),
                 rpc_bind_addr,
                 rpc,
+                runner: behaviour.runner.clone(),
             })
         })
         .collect()

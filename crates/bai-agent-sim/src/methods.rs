@@ -14,6 +14,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::rpc::Faults;
+use crate::runner::{ExecuteRequest, LocalRunner};
 
 /// How a handler answers: RESULT, FAILURE (the handler raised) or ERROR (the RPC layer failed).
 #[derive(Debug)]
@@ -23,7 +24,7 @@ pub(crate) enum Answer {
     Error { exc_name: String, repr: String },
 }
 
-fn failure(exc_name: &str, message: &str) -> Answer {
+pub(crate) fn failure(exc_name: &str, message: &str) -> Answer {
     Answer::Failure {
         exc_name: exc_name.to_owned(),
         repr: format!("{exc_name}({message:?})"),
@@ -76,6 +77,11 @@ pub(crate) struct Agent {
     /// Slot name, type (`count`, `bytes`) and capacity.
     capacity: Vec<(String, String, f64)>,
     state: Mutex<State>,
+    /// The local code runner (`--runner local`); `None`: the dummy agent's answers.
+    runner: Option<std::sync::Arc<LocalRunner>>,
+    /// Before 24.03 the agent starts a batch session's command itself, after `kernel_started`,
+    /// and has no `trigger_batch_execution`.
+    starts_batches_itself: bool,
 }
 
 impl Agent {
@@ -92,7 +98,18 @@ impl Agent {
                 )
             })
             .collect();
+        let runner = match &agent.runner {
+            crate::CodeRunner::Dummy => None,
+            crate::CodeRunner::Local(options) => Some(std::sync::Arc::new(LocalRunner::new(
+                &agent.id,
+                options,
+                producer.clone(),
+            ))),
+        };
         Agent {
+            runner,
+            starts_batches_itself: !bai_agent_rpc::AgentVersion::parse(&agent.info.version)
+                .is_24_03_or_newer(),
             id: agent.id.clone(),
             producer,
             delay: agent.rpc.delay,
@@ -129,6 +146,14 @@ impl Agent {
         faults: Faults,
     ) -> Answer {
         let args = Args { method, args };
+        if let Some(runner) = &self.runner
+            && let Some(outcome) = self.local_call(runner, method, &args).await
+        {
+            return match outcome {
+                Ok(value) => Answer::Result(value),
+                Err(answer) => answer,
+            };
+        }
         let outcome = match method {
             "ping" => args.get(0).cloned(),
             "gather_hwinfo" => Ok(Value::Map(Vec::new())),
@@ -143,6 +168,9 @@ impl Agent {
             "create_kernels" => self.create_kernels(&args, faults).await,
             "destroy_kernel" => self.destroy_kernel(&args, &kwargs).await,
             "restart_kernel" => self.restart_kernel(&args).await,
+            "trigger_batch_execution" if !self.starts_batches_itself => {
+                self.trigger_batch_execution(&args)
+            }
             "execute" => args.get(3).map(|run_id| {
                 Value::Map(vec![
                     (Value::from("status"), Value::from("finished")),
@@ -216,6 +244,115 @@ impl Agent {
         }
     }
 
+    /// The methods the local runner answers, `None` for the others.
+    async fn local_call(
+        &self,
+        runner: &LocalRunner,
+        method: &str,
+        args: &Args<'_>,
+    ) -> Option<Result<Value, Answer>> {
+        Some(match method {
+            "execute" => self.execute(runner, args).await,
+            "interrupt_kernel" => args
+                .uuid(0)
+                .and_then(|kernel_id| runner.interrupt(kernel_id))
+                .map(|()| Value::Nil),
+            "get_completions" => args
+                .uuid(0)
+                .and_then(|kernel_id| runner.complete(kernel_id))
+                .map(|()| Value::Nil),
+            "upload_file" => {
+                let kernel_id = args.uuid(0);
+                let filename = args.text(1);
+                let data = args.bytes(2);
+                match (kernel_id, filename, data) {
+                    (Ok(kernel_id), Ok(filename), Ok(data)) => runner
+                        .upload(kernel_id, filename, data)
+                        .await
+                        .map(|()| Value::Nil),
+                    (Err(error), _, _) | (_, Err(error), _) | (_, _, Err(error)) => Err(error),
+                }
+            }
+            "download_file" => match (args.uuid(0), args.text(1)) {
+                (Ok(kernel_id), Ok(path)) => {
+                    runner.download(kernel_id, path).await.map(Value::Binary)
+                }
+                (Err(error), _) | (_, Err(error)) => Err(error),
+            },
+            "download_single" => match (args.uuid(0), args.text(1)) {
+                (Ok(kernel_id), Ok(path)) => runner
+                    .download_single(kernel_id, path)
+                    .await
+                    .map(Value::Binary),
+                (Err(error), _) | (_, Err(error)) => Err(error),
+            },
+            "list_files" => match (args.uuid(0), args.text(1)) {
+                (Ok(kernel_id), Ok(path)) => runner
+                    .list_files(kernel_id, path)
+                    .await
+                    .map(|answer| to_value(&answer)),
+                (Err(error), _) | (_, Err(error)) => Err(error),
+            },
+            _ => return None,
+        })
+    }
+
+    /// `execute(session_id, kernel_id, api_version, run_id, mode, code, opts, flush_timeout)`
+    /// on the local runner.
+    async fn execute(&self, runner: &LocalRunner, args: &Args<'_>) -> Result<Value, Answer> {
+        let flush_timeout = match args.get(7)? {
+            Value::Nil => None,
+            value => {
+                let seconds = value
+                    .as_f64()
+                    .or_else(|| value.as_i64().map(|seconds| seconds as f64))
+                    .filter(|seconds| seconds.is_finite() && *seconds >= 0.0)
+                    .ok_or_else(|| args.bad(7, "a number of seconds"))?;
+                Some(Duration::from_secs_f64(seconds))
+            }
+        };
+        let request = ExecuteRequest {
+            session_id: args.uuid(0)?,
+            kernel_id: args.uuid(1)?,
+            api_version: args
+                .get(2)?
+                .as_i64()
+                .ok_or_else(|| args.bad(2, "an API version"))?,
+            run_id: match args.get(3)? {
+                Value::Nil => None,
+                _ => Some(args.text(3)?.to_owned()),
+            },
+            mode: args.text(4)?.to_owned(),
+            code: match args.get(5)? {
+                Value::Nil => String::new(),
+                _ => args.text(5)?.to_owned(),
+            },
+            opts: args.get(6)?.clone(),
+            flush_timeout,
+        };
+        runner.execute(request).await
+    }
+
+    /// `trigger_batch_execution(session_id, kernel_id, code)` (24.03): starts the batch loop and
+    /// answers at once. The dummy agent's loop never ends (spec §5.1): without the local runner
+    /// nothing runs.
+    fn trigger_batch_execution(&self, args: &Args<'_>) -> Result<Value, Answer> {
+        let session_id = args.uuid(0)?;
+        let kernel_id = args.uuid(1)?;
+        let code = args.text(2)?.to_owned();
+        if let Some(runner) = &self.runner {
+            runner.start_batch(session_id, kernel_id, code);
+        }
+        Ok(Value::Nil)
+    }
+
+    /// Stops the local runner's work and removes its scratch folders (the agent stops).
+    pub async fn shutdown(&self) {
+        if let Some(runner) = &self.runner {
+            runner.shutdown().await;
+        }
+    }
+
     async fn create_kernels(&self, args: &Args<'_>, faults: Faults) -> Result<Value, Answer> {
         let session_id = args.uuid(0)?;
         let kernel_ids = args.list(1)?;
@@ -258,12 +395,34 @@ impl Agent {
             self.produce(&event).await;
         }
         tokio::time::sleep(self.delay).await;
+        if let Some(runner) = &self.runner {
+            for (index, (kernel_id, config)) in kernel_ids.iter().zip(configs).enumerate() {
+                if let Err(answer) = runner.create_kernel(*kernel_id, config).await {
+                    for made in &kernel_ids[..index] {
+                        runner.destroy_kernel(*made).await;
+                    }
+                    return Err(answer);
+                }
+            }
+        }
         let mut results = Vec::new();
         for ((kernel_id, config), slots) in kernel_ids.iter().zip(configs).zip(&requests) {
             let info = self.creation_info(*kernel_id, config, slots);
             let event = Event::KernelStarted(self.creation(*kernel_id, session_id, info.clone()));
             self.produce(&event).await;
             results.push(to_value(&info));
+            // The 23.09 agent starts a batch session's startup command itself (its main kernel).
+            if self.starts_batches_itself
+                && let Some(runner) = &self.runner
+                && map_field(config, "session_type").and_then(Value::as_str) == Some("batch")
+                && map_field(config, "cluster_role").and_then(Value::as_str) == Some("main")
+            {
+                let command = map_field(config, "startup_command")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned();
+                runner.start_batch(session_id, *kernel_id, command);
+            }
         }
         reservation.keep = true;
         Ok(Value::Array(results))
@@ -445,6 +604,9 @@ impl Agent {
             .and_then(|(_, value)| value.as_bool())
             .unwrap_or(false);
         tokio::time::sleep(self.delay).await;
+        if let Some(runner) = &self.runner {
+            runner.destroy_kernel(kernel_id).await;
+        }
         if !self.release(&kernel_id.to_string()) {
             tracing::info!(
                 "agent {}: destroying the unknown kernel {kernel_id}",
@@ -654,6 +816,14 @@ impl Args<'_> {
         Uuid::parse_str(text).map_err(|_| self.bad(index, "a UUID"))
     }
 
+    fn bytes(&self, index: usize) -> Result<Vec<u8>, Answer> {
+        match self.get(index)? {
+            Value::Binary(bytes) => Ok(bytes.clone()),
+            Value::String(text) => Ok(text.as_bytes().to_vec()),
+            _ => Err(self.bad(index, "bytes")),
+        }
+    }
+
     fn list(&self, index: usize) -> Result<&[Value], Answer> {
         match self.get(index)? {
             Value::Array(items) => Ok(items),
@@ -663,7 +833,7 @@ impl Args<'_> {
 }
 
 /// JSON as msgpack.
-fn to_value(json: &serde_json::Value) -> Value {
+pub(crate) fn to_value(json: &serde_json::Value) -> Value {
     match json {
         serde_json::Value::Null => Value::Nil,
         serde_json::Value::Bool(flag) => Value::Boolean(*flag),

@@ -3,270 +3,43 @@
 //! events on the stream, slot allocation, CURVE with the ZAP handler, and the fault injection.
 //! Every wait has a timeout.
 
-use std::fs;
+mod common;
+
 use std::time::{Duration, Instant};
 
-use bai_agent_rpc::testing::free_ports;
-use bai_agent_rpc::{AgentTarget, Connection, RpcClient, RpcError};
-use bai_agent_sim::{AgentToml, Faults, RpcOptions, SimError, SimOptions};
-use bai_etcd_store::Scope;
-use bai_etcd_store::testing::TestNamespace;
+use bai_agent_rpc::{AgentTarget, Connection, RpcError};
+use bai_agent_sim::{Faults, RpcOptions};
 use bai_events::Event;
-use bai_redis::testing::PrivateRedis;
-use bai_redis::{EntryId, StreamDb};
-use bai_rpc_keys::{CurveKeypair, Overwrite, PublicKey, write_certificates};
+use bai_redis::EntryId;
+use bai_rpc_keys::CurveKeypair;
+use common::{CALL, Curve, Kernel, Setup, Sim, client, connect_to, create_args, map, map_get};
 use rmpv::Value;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const CALL: Option<Duration> = Some(Duration::from_secs(10));
-
-/// One simulated agent (4 cores, 8 GiB after the reserve) and its stores.
-struct Sim {
-    id: String,
-    addr: String,
-    public_key: Option<PublicKey>,
-    stream: StreamDb,
-    config_path: std::path::PathBuf,
-    options: SimOptions,
-    delay: Duration,
-    shutdown: CancellationToken,
-    task: Option<JoinHandle<Result<(), SimError>>>,
-    _dir: tempfile::TempDir,
-    _etcd: TestNamespace,
-    _redis: PrivateRedis,
+/// One agent with `faults`, and `curve` when given.
+async fn start(label: &str, faults: Faults, curve: Option<&Curve>) -> Sim {
+    Sim::start(
+        label,
+        Setup {
+            curve,
+            rpc: rpc(Duration::from_millis(20), faults),
+            ..Setup::default()
+        },
+    )
+    .await
 }
 
-/// The keys of a CURVE test: the agent's pair and the manager's public key it accepts.
-struct Curve {
-    agent: CurveKeypair,
-    manager: CurveKeypair,
-}
-
-impl Sim {
-    async fn start(label: &str, faults: Faults, curve: Option<&Curve>) -> Sim {
-        Sim::start_with(label, faults, curve, Duration::from_millis(20), None).await
-    }
-
-    async fn start_with(
-        label: &str,
-        faults: Faults,
-        curve: Option<&Curve>,
-        delay: Duration,
-        agents: Option<usize>,
-    ) -> Sim {
-        let etcd = TestNamespace::new(&format!("sim-rpc-{label}"));
-        let redis = PrivateRedis::start();
-        let store = etcd.store().await;
-        store
-            .put("config/redis/addr", &redis.addr(), Scope::Global)
-            .await
-            .expect("etcd put");
-        store
-            .put("nodes/manager/x", "up", Scope::Global)
-            .await
-            .expect("etcd put");
-        let dir = tempfile::tempdir().expect("tempdir");
-        // Room for the two agents of the test that starts two.
-        let port = free_ports(2);
-        let id = format!("i-sim-{label}");
-        let mut auth = String::new();
-        if let Some(curve) = curve {
-            let agent = write_certificates(dir.path(), "agent", &curve.agent, Overwrite::Refuse)
-                .expect("agent certificates");
-            let manager =
-                write_certificates(dir.path(), "manager", &curve.manager, Overwrite::Refuse)
-                    .expect("manager certificates");
-            auth = format!(
-                "rpc-auth-agent-keypair = {:?}\nrpc-auth-manager-public-key = {:?}\n",
-                agent.secret, manager.public
-            );
-        }
-        let text = format!(
-            "[etcd]\nnamespace = {:?}\naddr = {{ host = \"127.0.0.1\", port = 8120 }}\n\n\
-             [agent]\nid = {id:?}\nrpc-listen-addr = {{ host = \"127.0.0.1\", port = {port} }}\n\
-             {auth}\n[debug]\nheartbeat-interval = 1.0\n",
-            etcd.name
-        );
-        let path = dir.path().join("agent.toml");
-        fs::write(&path, text).expect("agent.toml");
-        let options = SimOptions {
-            agents,
-            cpu: 5,
-            mem: 9 << 30,
-            stamp_version: false,
-        };
-        let shutdown = CancellationToken::new();
-        let task = spawn_agents(&path, &options, RpcOptions { delay, faults }, &shutdown);
-        let stream = StreamDb::connect(&redis.config())
-            .await
-            .expect("redis stream");
-        Sim {
-            id,
-            addr: format!("tcp://127.0.0.1:{port}"),
-            public_key: curve.map(|curve| *curve.agent.public_key()),
-            stream,
-            config_path: path,
-            options,
-            delay,
-            shutdown,
-            task: Some(task),
-            _dir: dir,
-            _etcd: etcd,
-            _redis: redis,
-        }
-    }
-
-    fn target(&self) -> AgentTarget {
-        AgentTarget {
-            agent_id: self.id.clone(),
-            addr: self.addr.clone(),
-            public_key: self.public_key,
-        }
-    }
-
-    async fn connect(&self, client: &RpcClient) -> Connection {
-        connect_to(client, &self.target()).await
-    }
-
-    /// The first event called `name` after `after` on the stream, within 10 s.
-    async fn wait_for(&self, name: &str, after: &mut EntryId) -> Event {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let entries = self
-                .stream
-                .read_after(*after, 64, Duration::from_millis(500))
-                .await
-                .expect("XREAD");
-            for entry in entries {
-                *after = entry.id;
-                let (Some(event_name), Some(args)) = (entry.field("name"), entry.field("args"))
-                else {
-                    continue;
-                };
-                if event_name == name.as_bytes() {
-                    assert_eq!(entry.field("source"), Some(self.id.as_bytes()));
-                    return Event::decode(event_name, args).expect("event decodes");
-                }
-            }
-        }
-        panic!("no {name} within 10 s");
-    }
-
-    /// The names of the events after `after` up to the first called `name`, within 10 s.
-    async fn names_until(&self, name: &str, after: &mut EntryId) -> Vec<String> {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let mut names = Vec::new();
-        while Instant::now() < deadline {
-            let entries = self
-                .stream
-                .read_after(*after, 64, Duration::from_millis(500))
-                .await
-                .expect("XREAD");
-            for entry in entries {
-                *after = entry.id;
-                let Some(event_name) = entry.field("name") else {
-                    continue;
-                };
-                let event_name = String::from_utf8_lossy(event_name).into_owned();
-                let done = event_name == name;
-                names.push(event_name);
-                if done {
-                    return names;
-                }
-            }
-        }
-        panic!("no {name} within 10 s; saw {names:?}");
-    }
-
-    async fn stop(mut self) {
-        self.stop_agents().await;
-    }
-
-    async fn stop_agents(&mut self) {
-        self.shutdown.cancel();
-        let task = self.task.take().expect("running");
-        tokio::time::timeout(Duration::from_secs(10), task)
-            .await
-            .expect("the agents stop within 10 s")
-            .expect("join")
-            .expect("the agents ran");
-    }
-
-    /// Stops the agents and starts them again on the same ports, with `faults`: an agent
-    /// restarting.
-    async fn restart(&mut self, faults: Faults) {
-        self.stop_agents().await;
-        self.shutdown = CancellationToken::new();
-        let rpc = RpcOptions {
-            delay: self.delay,
-            faults,
-        };
-        self.task = Some(spawn_agents(
-            &self.config_path,
-            &self.options,
-            rpc,
-            &self.shutdown,
-        ));
-    }
-}
-
-/// Runs the agents of the agent.toml at `path` until `shutdown`.
-fn spawn_agents(
-    path: &std::path::Path,
-    options: &SimOptions,
-    rpc: RpcOptions,
-    shutdown: &CancellationToken,
-) -> JoinHandle<Result<(), SimError>> {
-    let config = AgentToml::load(path).expect("agent.toml loads");
-    let agents = bai_agent_sim::agents_with_rpc(&config, options, rpc).expect("agents");
-    let token = shutdown.clone();
-    tokio::spawn(async move { bai_agent_sim::run(&config, agents, token).await })
-}
-
-/// Connects once the agent serves (it starts after finding the manager in etcd).
-async fn connect_to(client: &RpcClient, target: &AgentTarget) -> Connection {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        match client.connect(target).await {
-            Ok(connection) => return connection,
-            Err(RpcError::NoAnswer { .. } | RpcError::CurveHandshake { .. })
-                if Instant::now() < deadline =>
-            {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(error) => panic!("connecting to agent-sim: {error}"),
-        }
-    }
-}
-
-fn client(keypair: Option<CurveKeypair>) -> RpcClient {
-    RpcClient::new(keypair).with_handshake_timeout(Duration::from_secs(1))
-}
-
-fn map_get<'a>(map: &'a Value, key: &str) -> &'a Value {
-    map.as_map()
-        .expect("a map")
-        .iter()
-        .find(|(name, _)| name.as_str() == Some(key))
-        .map(|(_, value)| value)
-        .unwrap_or_else(|| panic!("no {key:?} in {map}"))
+fn rpc(delay: Duration, faults: Faults) -> RpcOptions {
+    RpcOptions { delay, faults }
 }
 
 fn kernel_config(cpu: &str, mem: &str) -> Value {
-    Value::Map(vec![
+    map(&[
         (
-            Value::from("resource_slots"),
-            Value::Map(vec![
-                (Value::from("cpu"), Value::from(cpu)),
-                (Value::from("mem"), Value::from(mem)),
-            ]),
+            "resource_slots",
+            map(&[("cpu", Value::from(cpu)), ("mem", Value::from(mem))]),
         ),
-        (
-            Value::from("image"),
-            Value::Map(vec![(Value::from("canonical"), Value::from(IMAGE))]),
-        ),
+        ("image", map(&[("canonical", Value::from(IMAGE))])),
     ])
 }
 
@@ -289,23 +62,9 @@ async fn create_one(connection: &Connection, cpu: &str, mem: &str) -> Result<Val
         .await
 }
 
-fn create_args(session: Uuid, kernels: &[Uuid], configs: Vec<Value>) -> Vec<Value> {
-    vec![
-        Value::from(session.to_string()),
-        Value::Array(
-            kernels
-                .iter()
-                .map(|kernel| Value::from(kernel.to_string()))
-                .collect(),
-        ),
-        Value::Array(configs),
-        Value::Map(vec![(Value::from("mode"), Value::from("single-node"))]),
-    ]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn methods_answer_concurrently_and_kernels_live_and_die_on_the_event_stream() {
-    let sim = Sim::start("methods", Faults::default(), None).await;
+    let sim = start("methods", Faults::default(), None).await;
     let mut after = EntryId::ZERO;
     let connection = sim.connect(&client(None)).await;
 
@@ -411,19 +170,12 @@ async fn methods_answer_concurrently_and_kernels_live_and_die_on_the_event_strea
     }
 
     // Destroying frees the slots and says so on the stream.
-    connection
-        .call(
-            "destroy_kernel",
-            vec![
-                Value::from(kernels[0].to_string()),
-                Value::from(session.to_string()),
-                Value::from("user-requested"),
-            ],
-            vec![],
-            CALL,
-        )
-        .await
-        .expect("destroy_kernel");
+    Kernel {
+        session,
+        kernel: kernels[0],
+    }
+    .destroy(&connection)
+    .await;
     let Event::KernelTerminated(terminated) = sim.wait_for("kernel_terminated", &mut after).await
     else {
         panic!("not kernel_terminated");
@@ -504,22 +256,13 @@ async fn methods_answer_concurrently_and_kernels_live_and_die_on_the_event_strea
             if exc_name == "EOFError" && repr == "EOFError('Ran out of input')"),
         "{error:?}"
     );
+    let args = Kernel {
+        session,
+        kernel: kernels[1],
+    }
+    .execute_args(3, "run-1", "query", "print(1)", map(&[]), Value::Nil);
     let executed = connection
-        .call(
-            "execute",
-            vec![
-                Value::from(session.to_string()),
-                kernel.clone(),
-                Value::from(3),
-                Value::from("run-1"),
-                Value::from("query"),
-                Value::from("print(1)"),
-                Value::Map(vec![]),
-                Value::Nil,
-            ],
-            vec![],
-            CALL,
-        )
+        .call("execute", args, vec![], CALL)
         .await
         .expect("execute");
     assert_eq!(map_get(&executed, "status"), &Value::from("finished"));
@@ -570,12 +313,12 @@ async fn methods_answer_concurrently_and_kernels_live_and_die_on_the_event_strea
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_past_its_timeout_is_cancelled_on_the_agent_and_gives_its_slots_back() {
-    let sim = Sim::start_with(
+    let sim = Sim::start(
         "cancel",
-        Faults::default(),
-        None,
-        Duration::from_secs(1),
-        None,
+        Setup {
+            rpc: rpc(Duration::from_secs(1), Faults::default()),
+            ..Setup::default()
+        },
     )
     .await;
     let connection = sim.connect(&client(None)).await;
@@ -607,12 +350,13 @@ async fn a_call_past_its_timeout_is_cancelled_on_the_agent_and_gives_its_slots_b
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn several_agents_serve_on_consecutive_ports() {
-    let sim = Sim::start_with(
+    let sim = Sim::start(
         "several",
-        Faults::default(),
-        None,
-        Duration::from_millis(20),
-        Some(2),
+        Setup {
+            agents: Some(2),
+            rpc: rpc(Duration::from_millis(20), Faults::default()),
+            ..Setup::default()
+        },
     )
     .await;
     let port: u16 = sim
@@ -650,7 +394,7 @@ async fn with_curve_only_the_configured_manager_gets_in() {
         agent: CurveKeypair::generate().expect("keypair"),
         manager: CurveKeypair::generate().expect("keypair"),
     };
-    let sim = Sim::start("curve", Faults::default(), Some(&curve)).await;
+    let sim = start("curve", Faults::default(), Some(&curve)).await;
     let connection = sim.connect(&client(Some(curve.manager.clone()))).await;
     assert_eq!(
         connection.ping("secret", CALL).await.expect("ping"),
@@ -686,7 +430,7 @@ async fn an_agent_that_fails_create_kernels_gives_a_typed_failure() {
         fail_create: true,
         ..Faults::default()
     };
-    let sim = Sim::start("fail-create", faults, None).await;
+    let sim = start("fail-create", faults, None).await;
     let connection = sim.connect(&client(None)).await;
     let error = create_one(&connection, "1", "1")
         .await
@@ -706,7 +450,7 @@ async fn an_agent_that_never_answers_times_calls_out() {
         never_answer: true,
         ..Faults::default()
     };
-    let sim = Sim::start("never-answer", faults, None).await;
+    let sim = start("never-answer", faults, None).await;
     // PING is still answered (the handshake is Callosum's, not a method).
     let connection = sim.connect(&client(None)).await;
     let started = Instant::now();
@@ -726,7 +470,7 @@ async fn an_agent_that_dies_mid_call_fails_the_call_and_the_connection_comes_bac
         die_mid_call: true,
         ..Faults::default()
     };
-    let mut sim = Sim::start("die-mid-call", faults, None).await;
+    let mut sim = start("die-mid-call", faults, None).await;
     let connection = sim.connect(&client(None)).await;
     assert_eq!(
         connection.ping("alive", CALL).await.expect("ping"),

@@ -25,6 +25,8 @@ pub enum ErrorKind {
     PasswordExpired,
     InvalidApiParameters,
     NotImplemented,
+    /// A route the reference keeps only to say it moved (`DeprecatedAPI`).
+    Deprecated,
     GraphQlError,
     RateLimitExceeded,
     ServerFrozen,
@@ -34,6 +36,8 @@ pub enum ErrorKind {
     /// An agent failed a call on a kernel (`KernelExecutionFailed`); the error's data is the
     /// agent's details.
     KernelExecutionFailed,
+    /// A storage proxy refused a folder operation (`VFolderOperationFailed`).
+    VFolderOperationFailed,
 }
 
 impl ErrorKind {
@@ -49,6 +53,8 @@ impl ErrorKind {
             | Self::InvalidAuthParameters
             | Self::InvalidApiParameters
             | Self::NotImplemented
+            | Self::Deprecated
+            | Self::VFolderOperationFailed
             | Self::GraphQlError => StatusCode::BAD_REQUEST,
             Self::GenericForbidden | Self::InsufficientPrivilege => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -79,6 +85,7 @@ impl ErrorKind {
             Self::PasswordExpired => "password-expired",
             Self::InvalidApiParameters => "invalid-api-params",
             Self::NotImplemented => "not-implemented",
+            Self::Deprecated => "deprecated",
             Self::GraphQlError => "graphql-error",
             Self::RateLimitExceeded => "rate-limit-exceeded",
             Self::ServerFrozen => "server-frozen",
@@ -86,6 +93,7 @@ impl ErrorKind {
             Self::QuotaExceeded => "quota-exceeded",
             Self::TooManySessionsMatched => "too-many-sessions-matched",
             Self::KernelExecutionFailed => "kernel-execution-failed",
+            Self::VFolderOperationFailed => "vfolder-operation-failed",
         }
     }
 
@@ -107,6 +115,7 @@ impl ErrorKind {
             Self::PasswordExpired => "Password has expired.".into(),
             Self::InvalidApiParameters => "Missing or invalid API parameters.".into(),
             Self::NotImplemented => "This API is not implemented.".into(),
+            Self::Deprecated => "This API is deprecated.".into(),
             Self::GraphQlError => "GraphQL-generated error.".into(),
             Self::RateLimitExceeded => "You have reached your API query rate limit.".into(),
             Self::ServerFrozen => {
@@ -118,6 +127,7 @@ impl ErrorKind {
             Self::QuotaExceeded => "You have reached your resource limit.".into(),
             Self::TooManySessionsMatched => "Too many sessions matched.".into(),
             Self::KernelExecutionFailed => "Executing user code in the kernel has failed.".into(),
+            Self::VFolderOperationFailed => "Virtual folder operation has failed.".into(),
         }
     }
 

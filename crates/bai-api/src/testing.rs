@@ -173,12 +173,43 @@ pub fn signed_request_at(
     user: &ExampleUser,
     date: DateTime<Utc>,
 ) -> Request<Body> {
-    let raw_date = date.to_rfc3339_opts(SecondsFormat::Micros, false);
     let content_type = if body.is_some() {
         "application/json"
     } else {
         "text/plain"
     };
+    let body = body.map_or_else(Body::empty, |json| Body::from(json.to_string()));
+    signed_at(method, path_and_query, content_type, body, user, date)
+}
+
+/// A request of `user` with a `body` of `content_type` (a multipart form, say), signed as the
+/// official client signs it.
+pub fn signed_raw_request(
+    method: Method,
+    path_and_query: &str,
+    content_type: &str,
+    body: impl Into<Body>,
+    user: &ExampleUser,
+) -> Request<Body> {
+    signed_at(
+        method,
+        path_and_query,
+        content_type,
+        body.into(),
+        user,
+        Utc::now(),
+    )
+}
+
+fn signed_at(
+    method: Method,
+    path_and_query: &str,
+    content_type: &str,
+    body: Body,
+    user: &ExampleUser,
+    date: DateTime<Utc>,
+) -> Request<Body> {
+    let raw_date = date.to_rfc3339_opts(SecondsFormat::Micros, false);
     let parts = SignedParts {
         method: method.as_str(),
         raw_path: path_and_query,
@@ -204,7 +235,7 @@ pub fn signed_request_at(
                 user.access_key
             ),
         )
-        .body(body.map_or_else(Body::empty, |json| Body::from(json.to_string())))
+        .body(body)
         .expect("a well-formed test request")
 }
 

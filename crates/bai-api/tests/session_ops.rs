@@ -13,62 +13,20 @@ mod support;
 
 use std::time::Duration;
 
-use axum::body::Body;
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, SUPERADMIN, USER, signed_request};
+use bai_api::testing::{DOMAIN_ADMIN, SUPERADMIN, USER, signed_request};
 use bai_db_models::entities::enums::{KernelStatus, SessionStatus};
-use bai_db_models::entities::{kernels, sessions};
 use common::{Answer, Api};
-use http::{Method, Request, StatusCode};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Stack, agent_rows, create_body, wait_until};
-use tower::ServiceExt;
+use support::{
+    Stack, assert_agent_timeout, kernel_rows, running_session, session_row, wait_agents_gone,
+    wait_until,
+};
 use uuid::Uuid;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-const STACK: Stack = Stack {
-    name: "ops",
-    agents: 1,
-    cpu: 16,
-    mem: 32 << 30,
-    max_concurrent_sessions: 100,
-    patience: PATIENCE,
-};
-
-/// Creates session `name` of `who` and waits until it is RUNNING; returns its id.
-async fn running_session(api: &Api, who: &ExampleUser, name: &str) -> Uuid {
-    let answer = api
-        .send(signed_request(
-            Method::POST,
-            "/session",
-            Some(&create_body(name)),
-            who,
-        ))
-        .await;
-    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
-    assert_eq!(answer.json["status"], "RUNNING", "{}", answer.text);
-    answer.json["sessionId"]
-        .as_str()
-        .and_then(|id| Uuid::parse_str(id).ok())
-        .unwrap_or_else(|| panic!("no sessionId in {}", answer.text))
-}
-
-async fn session_row(api: &Api, id: Uuid) -> sessions::Model {
-    sessions::Entity::find_by_id(id)
-        .one(&api.cluster.database.connection)
-        .await
-        .expect("sessions")
-        .expect("the session")
-}
-
-async fn kernel_rows(api: &Api, session_id: Uuid) -> Vec<kernels::Model> {
-    kernels::Entity::find()
-        .filter(kernels::Column::SessionId.eq(session_id))
-        .all(&api.cluster.database.connection)
-        .await
-        .expect("kernels")
-}
+const STACK: Stack = Stack::one_agent("ops", PATIENCE);
 
 async fn call(api: &Api, method: Method, path: &str, body: Option<&Value>) -> Answer {
     api.send(signed_request(method, path, body, &USER)).await
@@ -88,30 +46,6 @@ async fn rename(api: &Api, session: impl std::fmt::Display, body: Value) -> Answ
         Some(&body),
     )
     .await
-}
-
-/// Like `Api::send`, for the answers that are a 500 by the reference's definition (an agent's
-/// failure is `KernelExecutionFailed`, HTTP 500).
-async fn send_allowing_500(api: &Api, request: Request<Body>) -> Answer {
-    let response = api
-        .router
-        .clone()
-        .oneshot(request)
-        .await
-        .expect("the router is infallible");
-    let status = response.status();
-    let headers = response.headers().clone();
-    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
-        .await
-        .expect("reading the body");
-    let text = String::from_utf8(bytes.to_vec()).expect("UTF-8 body");
-    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Answer {
-        status,
-        headers,
-        text,
-        json,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,34 +259,16 @@ async fn logs_and_restart_go_through_the_agent() {
     // The agent vanishes: the logs are the reference's agent error, and a restart still ends
     // with the session RUNNING.
     manager.agent.cancel();
-    wait_until("the agent TERMINATED", PATIENCE, || async {
-        agent_rows(&api)
-            .await
-            .iter()
-            .all(|agent| agent.status != bai_db_models::entities::enums::AgentStatus::Alive)
-    })
-    .await;
-    let gone = send_allowing_500(
-        &api,
-        signed_request(Method::GET, "/session/ops-agent/logs", None, &USER),
-    )
-    .await;
-    assert_eq!(
-        gone.status,
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "{}",
-        gone.text
-    );
-    assert_eq!(
-        gone.json,
-        json!({
-            "type": "https://api.backend.ai/probs/kernel-execution-failed",
-            "title": "Executing user code in the kernel has failed.",
-            "agent-details": {"type": "https://api.backend.ai/probs/agent-timeout", "title": null},
-        }),
-        "{}",
-        gone.text
-    );
+    wait_agents_gone(&api, PATIENCE).await;
+    let gone = api
+        .send_allowing_500(signed_request(
+            Method::GET,
+            "/session/ops-agent/logs",
+            None,
+            &USER,
+        ))
+        .await;
+    assert_agent_timeout(&gone);
     let restarted = call(&api, Method::PATCH, &format!("/session/{id}"), None).await;
     assert_eq!(
         restarted.status,

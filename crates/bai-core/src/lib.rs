@@ -11,6 +11,7 @@
 //!              stores      all three connected as one `Stores`, node registration (bai-stores)
 //! bus          events      the Redis stream `events`: msgpack, catalogue, consume/subscribe (bai-events)
 //!              agent_rpc   Callosum RPC to agents over ZeroMQ, with CURVE (bai-agent-rpc)
+//!              storage_proxy  the manager's client of the storage proxies (bai-storage-proxy)
 //! services     registry    container-registry scanner (bai-registry-scanner)
 //!              scheduler   resource slots, quota headroom (bai-scheduler)
 //!              agents      the agent registry: heartbeats, status, lost check (bai-agents)
@@ -42,4 +43,5 @@ pub use bai_rpc_keys as rpc_keys;
 pub use bai_scheduler as scheduler;
 pub use bai_server as server;
 pub use bai_sessions as sessions;
+pub use bai_storage_proxy as storage_proxy;
 pub use bai_stores as stores;

@@ -789,6 +789,185 @@ fn read_idle(idle: &Section, report: &mut Report) -> IdleConfig {
     IdleConfig { enabled }
 }
 
+/// `config/idle` as the idle checkers read it at each check (the reference reads it once, at
+/// start): which checkers are enabled and each one's settings. A checker whose settings are bad
+/// carries its problems instead, so that the others still run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IdleCheckerConfig {
+    /// The known names `enabled` lists, in its order, each once.
+    pub enabled: Vec<String>,
+    /// `checkers/network_timeout`.
+    pub network_timeout: Result<NetworkTimeoutConfig, Vec<SharedConfigProblem>>,
+    /// `checkers/utilization`.
+    pub utilization: Result<UtilizationConfig, Vec<SharedConfigProblem>>,
+    /// `checkers/user_grace_period/user_initial_grace_period`: how long after a user was created
+    /// their sessions are not counted idle; none when missing.
+    pub user_initial_grace_period: Result<Option<Duration>, Vec<SharedConfigProblem>>,
+    /// Ignored settings, such as an unknown checker name in `enabled`.
+    pub warnings: Vec<SharedConfigProblem>,
+}
+
+/// `config/idle/checkers/network_timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NetworkTimeoutConfig {
+    /// `threshold` (default `10m`): how long a session may go unused, unless the keypair's
+    /// resource policy says otherwise.
+    pub threshold: Duration,
+}
+
+/// How the utilization checker combines its resources (`thresholds-check-operator`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ThresholdsCheckOperator {
+    /// Idle only when every resource is under its threshold (the default).
+    And,
+    /// Idle when any resource is under its threshold.
+    Or,
+}
+
+impl ThresholdsCheckOperator {
+    /// The value as written in etcd.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ThresholdsCheckOperator::And => "and",
+            ThresholdsCheckOperator::Or => "or",
+        }
+    }
+}
+
+/// The utilization metrics `resource-thresholds` may name, in the reference's order.
+pub const UTILIZATION_METRICS: [&str; 5] = ["cpu_util", "mem", "cuda_util", "cuda_mem", "atom_mem"];
+
+/// `config/idle/checkers/utilization`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UtilizationConfig {
+    /// `time-window` (default `10m`): utilization is averaged over it, unless the keypair's
+    /// resource policy sets an idle timeout.
+    pub time_window: Duration,
+    /// `initial-grace-period` (default `5m`): a new session is not judged before it passed.
+    pub initial_grace_period: Duration,
+    pub thresholds_check_operator: ThresholdsCheckOperator,
+    /// `resource-thresholds/{metric}/average` for each of [`UTILIZATION_METRICS`], in percent;
+    /// `None` when that metric has no threshold (all of them when the section is missing).
+    pub resource_thresholds: Vec<(String, Option<f64>)>,
+}
+
+impl IdleCheckerConfig {
+    /// Reads `config/idle/...` from the global scope.
+    pub async fn load(store: &EtcdStore) -> Result<IdleCheckerConfig, EtcdError> {
+        let tree = store.get_prefix("config/idle", Scope::Global).await?;
+        Ok(IdleCheckerConfig::from_tree(&tree))
+    }
+
+    /// Reads the tree `get_prefix("config/idle")` returns.
+    pub fn from_tree(idle: &ConfigTree) -> IdleCheckerConfig {
+        let root = Section::root("config/idle", idle);
+        let mut report = Report::default();
+        let IdleConfig { enabled } = read_idle(&root, &mut report);
+        let mut unique = Vec::with_capacity(enabled.len());
+        for name in enabled {
+            if !unique.contains(&name) {
+                unique.push(name);
+            }
+        }
+        let checkers = root.section("checkers", &mut report);
+        let mut warnings = report.problems;
+        let checker = |name: &str| {
+            let mut report = Report::default();
+            let section = checkers.section(name, &mut report);
+            (section, report)
+        };
+        let (section, mut report) = checker("network_timeout");
+        let network_timeout = read_network_timeout(&section, &mut report);
+        let network_timeout = settle(network_timeout, report, &mut warnings);
+        let (section, mut report) = checker("utilization");
+        let utilization = read_utilization(&section, &mut report);
+        let utilization = settle(utilization, report, &mut warnings);
+        let (section, mut report) = checker("user_grace_period");
+        let grace = section.parse(
+            "user_initial_grace_period",
+            &mut report,
+            parse_time_duration,
+        );
+        let user_initial_grace_period = settle(Some(grace), report, &mut warnings);
+        IdleCheckerConfig {
+            enabled: unique,
+            network_timeout,
+            utilization,
+            user_initial_grace_period,
+            warnings,
+        }
+    }
+}
+
+/// A checker's settings, or its errors when it has any (its warnings go to `warnings`).
+fn settle<T>(
+    read: Option<T>,
+    report: Report,
+    warnings: &mut Vec<SharedConfigProblem>,
+) -> Result<T, Vec<SharedConfigProblem>> {
+    let (errors, ignored): (Vec<_>, Vec<_>) = report
+        .problems
+        .into_iter()
+        .partition(|problem| problem.severity == Severity::Error);
+    warnings.extend(ignored);
+    match read {
+        Some(read) if errors.is_empty() => Ok(read),
+        _ => Err(errors),
+    }
+}
+
+fn read_network_timeout(section: &Section, report: &mut Report) -> Option<NetworkTimeoutConfig> {
+    Some(NetworkTimeoutConfig {
+        threshold: section
+            .parse("threshold", report, parse_time_duration)
+            .unwrap_or(Duration::from_secs(600)),
+    })
+}
+
+fn read_utilization(section: &Section, report: &mut Report) -> Option<UtilizationConfig> {
+    let time_window = section
+        .parse("time-window", report, parse_time_duration)
+        .unwrap_or(Duration::from_secs(600));
+    let initial_grace_period = section
+        .parse("initial-grace-period", report, parse_time_duration)
+        .unwrap_or(Duration::from_secs(300));
+    let thresholds_check_operator = section
+        .parse("thresholds-check-operator", report, |value| match value {
+            "and" => Ok(ThresholdsCheckOperator::And),
+            "or" => Ok(ThresholdsCheckOperator::Or),
+            _ => Err(format!("expected \"and\" or \"or\", found {value:?}")),
+        })
+        .unwrap_or(ThresholdsCheckOperator::And);
+    let thresholds = section.section("resource-thresholds", report);
+    for name in thresholds.names() {
+        if !UTILIZATION_METRICS.contains(&name.as_str()) {
+            report.unknown_key(
+                &thresholds,
+                name,
+                "resource-thresholds has cpu_util, mem, cuda_util, cuda_mem and atom_mem",
+            );
+        }
+    }
+    let resource_thresholds = UTILIZATION_METRICS
+        .iter()
+        .map(|metric| {
+            let average = match thresholds.get(metric) {
+                None => None,
+                Some(_) => thresholds
+                    .section(metric, report)
+                    .require("average", report, to_float),
+            };
+            ((*metric).to_owned(), average)
+        })
+        .collect();
+    Some(UtilizationConfig {
+        time_window,
+        initial_grace_period,
+        thresholds_check_operator,
+        resource_thresholds,
+    })
+}
+
 /// `None` only after reporting why.
 fn read_volumes(volumes: &Section, report: &mut Report) -> Option<VolumesConfig> {
     let types_section = volumes.section("_types", report);
@@ -1805,5 +1984,105 @@ mod tests {
             assert!(!shown.contains(secret), "{secret} shows in {shown}");
         }
         assert!(shown.contains("<redacted>"));
+    }
+
+    /// The idle checkers' settings as `IdleCheckerConfig::load` reads flat keys below `config/idle`.
+    fn idle_config(pairs: &[(&str, &str)]) -> IdleCheckerConfig {
+        let mut sorted = pairs.to_vec();
+        sorted.sort();
+        IdleCheckerConfig::from_tree(&tree_from_pairs("config/idle", sorted))
+    }
+
+    #[test]
+    fn idle_checkers_default_as_the_reference_and_a_bad_checker_keeps_its_errors() {
+        let config = idle_config(&[]);
+        assert!(config.enabled.is_empty());
+        assert_eq!(
+            config.network_timeout,
+            Ok(NetworkTimeoutConfig {
+                threshold: seconds(600)
+            })
+        );
+        let utilization = config.utilization.expect("defaults");
+        assert_eq!(utilization.time_window, seconds(600));
+        assert_eq!(utilization.initial_grace_period, seconds(300));
+        assert_eq!(
+            utilization.thresholds_check_operator,
+            ThresholdsCheckOperator::And
+        );
+        assert!(
+            utilization
+                .resource_thresholds
+                .iter()
+                .all(|(_, average)| average.is_none())
+        );
+        assert_eq!(config.user_initial_grace_period, Ok(None));
+
+        let config = idle_config(&[
+            (
+                "config/idle/enabled",
+                "utilization, timeout,network_timeout,utilization",
+            ),
+            ("config/idle/checkers/network_timeout/threshold", "soon"),
+            (
+                "config/idle/checkers/utilization/resource-thresholds/cpu_util/average",
+                "30",
+            ),
+            (
+                "config/idle/checkers/utilization/thresholds-check-operator",
+                "or",
+            ),
+            (
+                "config/idle/checkers/user_grace_period/user_initial_grace_period",
+                "1h",
+            ),
+        ]);
+        assert_eq!(config.enabled, ["utilization", "network_timeout"]);
+        let shown: Vec<String> = config.warnings.iter().map(ToString::to_string).collect();
+        assert_eq!(shown.len(), 1, "{shown:?}");
+        assert!(
+            shown[0].starts_with("warning: config/idle/enabled: unknown idle checker \"timeout\"")
+        );
+        let errors = config.network_timeout.expect_err("a bad threshold");
+        assert_eq!(
+            errors[0].key,
+            "config/idle/checkers/network_timeout/threshold"
+        );
+        let utilization = config.utilization.expect("valid");
+        assert_eq!(
+            utilization.thresholds_check_operator,
+            ThresholdsCheckOperator::Or
+        );
+        assert_eq!(
+            utilization.resource_thresholds[0],
+            ("cpu_util".to_owned(), Some(30.0))
+        );
+        assert_eq!(utilization.resource_thresholds[1], ("mem".to_owned(), None));
+        assert_eq!(config.user_initial_grace_period, Ok(Some(seconds(3600))));
+
+        let config = idle_config(&[
+            (
+                "config/idle/checkers/utilization/resource-thresholds/gpu/average",
+                "30",
+            ),
+            (
+                "config/idle/checkers/utilization/resource-thresholds/mem/max",
+                "30",
+            ),
+        ]);
+        let shown: Vec<String> = config
+            .utilization
+            .expect_err("unknown metric, missing average")
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            shown,
+            [
+                "config/idle/checkers/utilization/resource-thresholds/gpu: unknown key \
+                 (resource-thresholds has cpu_util, mem, cuda_util, cuda_mem and atom_mem)",
+                "config/idle/checkers/utilization/resource-thresholds/mem/average: required but missing",
+            ]
+        );
     }
 }

@@ -10,8 +10,10 @@
 //! HTTP, SQL or manager.toml (it is handed the `config/redis` section), and it never logs the
 //! Redis password.
 
+mod bgtask;
 mod connect;
 mod db;
+mod idle;
 mod image;
 mod live;
 mod rate_limit;
@@ -21,8 +23,10 @@ mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use bgtask::BgtaskTracker;
 pub use connect::{Redis, RedisConnectError};
 pub use db::RedisDb;
+pub use idle::{IdleKeys, LastAccess, NetworkActivity, StoredIdleReport, UtilizationCollection};
 pub use image::ImageDb;
 pub use live::{AgentLastSeen, InferenceMetrics, LiveDb};
 pub use rate_limit::{ANONYMOUS_LIMIT, RateLimitDb, RateLimitVerdict, WINDOW_SECONDS};

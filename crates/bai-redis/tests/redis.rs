@@ -1,25 +1,13 @@
 //! The typed databases against the halfstack's Redis (127.0.0.1:8110). Every test uses keys of its
 //! own (named after the process and the clock), so tests and runs never see each other's keys.
 
+mod common;
+
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bai_config::HostPort;
-use bai_etcd_store::shared_config::{RedisConfig, RedisHelperConfig};
 use bai_redis::{ImageDb, LiveDb, RateLimitDb, Redis, RedisConnectError, StatDb};
-
-fn halfstack() -> RedisConfig {
-    RedisConfig {
-        addr: Some(HostPort::new("127.0.0.1", 8110)),
-        sentinel: None,
-        service_name: None,
-        password: Some("develove".to_owned()),
-        helper: RedisHelperConfig {
-            socket_timeout: 5.0,
-            socket_connect_timeout: 2.0,
-            reconnect_poll_timeout: 0.3,
-        },
-    }
-}
+use common::{HINT, halfstack};
 
 /// A name no other test or run uses.
 fn unique(label: &str) -> String {
@@ -28,8 +16,6 @@ fn unique(label: &str) -> String {
         .map_or(0, |elapsed| elapsed.as_nanos());
     format!("t-{label}-{}-{nanos}", std::process::id())
 }
-
-const HINT: &str = "Redis at 127.0.0.1:8110; start it with: cargo xtask halfstack up";
 
 #[tokio::test]
 async fn the_rate_limit_counts_each_request_of_a_key_into_its_window() {

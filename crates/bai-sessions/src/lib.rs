@@ -16,6 +16,13 @@
 //! allows in each status, through `destroy_kernel` on its agents; [`HangScanner`] destroys the
 //! sessions that stayed PREPARING or TERMINATING longer than etcd's hang tolerance allows.
 //! [`Restarter`] restarts a running session's kernels through `restart_kernel` on their agents.
+//! [`IdleChecker`] ends the sessions its checkers find idle (network timeout, session lifetime,
+//! utilization; etcd `config/idle`), through `do_terminate_session` and the [`Destroyer`], and
+//! [`idle_check_report`] reads back what they reported.
+//! A BATCH session's command is started on its agent when it becomes RUNNING ([`trigger_batch`],
+//! 24.03 agents only); [`BatchResults`] records how it ended and destroys the session.
+//! [`feed`] carries the bus's session, kernel and background-task events to the API's
+//! server-sent-event clients: each session's labels read once, one bounded ring per worker.
 //!
 //! No session waits for good on an agent that failed it: a failed or timed-out `create_kernels`
 //! cancels the session, a lost agent cancels the sessions it was starting and ends the kernels it
@@ -25,21 +32,33 @@
 //! `bai-redis`, agents are called through `bai-agents`' RPC cache; decisions about slots and
 //! placement are `bai-scheduler`'s.
 
+mod batch;
 mod destroy;
 mod dispatch;
+pub mod feed;
 mod hang;
+mod idle;
 mod lifecycle;
 mod restart;
 mod schedule;
 mod start;
 pub mod status;
 
+pub use batch::{
+    BatchError, BatchResults, BatchTrigger, TASK_FINISHED, batch_handlers, trigger_batch,
+};
 pub use destroy::{DestroyError, DestroyRequest, Destroyer, FORCE_TERMINATED, USER_REQUESTED};
 pub use dispatch::{
     Bursts, PREPARE_INTERVAL, SCHEDULE_INTERVAL, Triggers, run_dispatcher, trigger_handlers,
     triggers,
 };
+pub use feed::{EventFeed, Feeder, Notice, event_feed};
 pub use hang::{HANG_TIMEOUT, HangError, HangScanner, run_hang_scanner};
+pub use idle::{
+    CHECK_INTERVAL, IDLE_SESSION_LIFETIME, IDLE_TIMEOUT, IDLE_UTILIZATION, IdleCheckReport,
+    IdleChecker, IdleError, IdleVerdict, KILLED_BY_EVENT, idle_check_report, idle_handlers,
+    idle_triggers, run_idle_checker,
+};
 pub use lifecycle::{
     Lifecycle, LifecycleError, RecalculateError, UsageRecalculation, handlers, recalculate_usage,
     recompute_agent_occupancy,

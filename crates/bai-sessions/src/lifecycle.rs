@@ -123,7 +123,8 @@ impl Lifecycle {
 
     /// `kernel_started` from agent `agent_id`: the kernel is RUNNING with its ports, container
     /// and actual allocation, which the session's `occupying_slots` gains; when the session
-    /// becomes RUNNING, `session_started` is announced. A kernel that is over already (TERMINATED,
+    /// becomes RUNNING, `session_started` is announced and a batch session's command is started
+    /// on a 24.03 agent ([`trigger_batch`](crate::trigger_batch)). A kernel that is over already (TERMINATED,
     /// CANCELLED, ERROR) stays so and is destroyed on the agent.
     pub async fn kernel_started(
         &self,
@@ -170,6 +171,13 @@ impl Lifecycle {
                 reason: String::new(),
             }))
             .await?;
+            // After `session_started`, as the reference orders them.
+            crate::batch::start_batch_after_running(
+                &self.db,
+                self.rpc.as_deref(),
+                event.session_id,
+            )
+            .await;
         }
         Ok(())
     }

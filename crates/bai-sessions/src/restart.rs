@@ -142,6 +142,8 @@ impl Restarter {
             if let Err(error) = self.producer.produce(&event, "manager").await {
                 tracing::warn!("announcing {}: {error}", event.name());
             }
+            // A restarted batch session runs its startup command again, as the reference's does.
+            crate::batch::start_batch_after_running(&self.db, Some(&self.rpc), session_id).await;
         }
         Ok(RestartReport {
             kernels: outcomes,

@@ -20,6 +20,7 @@ use crate::halfstack::etcd;
 use crate::{apt, consts, venv};
 
 mod agents;
+mod events;
 mod peers;
 mod rescan;
 mod rpc;
@@ -56,6 +57,11 @@ enum Case {
     /// seconds until all RUNNING, ours and the reference manager; (b) 10,000 pending on 1,000
     /// agent-sim agents, sessions scheduled per second and seconds until all RUNNING (ours).
     Scheduler(scheduler::Args),
+    /// Server-sent events: 200 `GET /events/session` clients connected while 1,000 sessions go
+    /// through their lifecycle on agent-sim; every client must receive every event of every
+    /// session in order. The server's memory (before, peak, after) against the same run with no
+    /// client.
+    Events(events::Args),
 }
 
 /// The cases that time CLI commands with hyperfine.
@@ -129,6 +135,7 @@ pub fn run(args: Args) -> Result<()> {
         Case::Agents(args) => agents::run(args),
         Case::Rpc(args) => rpc::run(args),
         Case::Scheduler(args) => scheduler::run(args),
+        Case::Events(args) => events::run(args),
     }
 }
 
@@ -453,6 +460,12 @@ fn build_manager_cli() -> Result<PathBuf> {
 
 /// Builds the binary packages `packages` of this workspace in release mode, in one cargo run,
 /// and returns the path of each binary, in the same order.
+/// The size of a run's dimension: the option `given`, else `quick` under `--quick` (`is_quick`),
+/// else `full`.
+fn sizer(is_quick: bool) -> impl Fn(Option<u64>, u64, u64) -> u64 {
+    move |given, full, quick| given.unwrap_or(if is_quick { quick } else { full })
+}
+
 fn build_release(packages: &[&str]) -> Result<Vec<PathBuf>> {
     println!("==> cargo build --release -p {}", packages.join(" -p "));
     let mut cargo = crate::cargo();

@@ -37,7 +37,7 @@ use super::peers::{AgentSim, AgentToml, DummyAgent, PrivateRedis, agent_config};
 use super::server::{
     Deployment, RunningServer, Server, free_ports, http_request, reference_server, signed_headers,
 };
-use super::{Scratch, build_release};
+use super::{Scratch, build_release, sizer};
 use crate::{apt, cmd, consts, sys};
 
 #[derive(Debug, clap::Args)]
@@ -109,9 +109,7 @@ struct Sizes {
 
 impl Sizes {
     fn of(args: &Args) -> Sizes {
-        let pick = |given: Option<u64>, full: u64, quick: u64| {
-            given.unwrap_or(if args.quick { quick } else { full })
-        };
+        let pick = sizer(args.quick);
         Sizes {
             burst: pick(args.burst, 100, 20),
             dummy_delay: args.dummy_delay.unwrap_or(0.01),
@@ -173,12 +171,7 @@ pub fn run(args: Args) -> Result<()> {
     let sizes = Sizes::of(&args);
     let reference = reference_python(args.reference_manager.as_deref())?;
     apt::ensure(&["redis-server"])?;
-    let binaries = build_release(&["manager-cli", "manager-server", "agent-sim"])?;
-    let tools = Tools {
-        cli: binaries[0].clone(),
-        server: binaries[1].clone(),
-        agent_sim: binaries[2].clone(),
-    };
+    let tools = Tools::build()?;
     let scratch = Scratch::new()?;
     // The reference accepts at most one worker per core.
     let num_proc = std::thread::available_parallelism()
@@ -254,10 +247,22 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The programs of this workspace a run needs.
 #[derive(Debug)]
-struct Tools {
-    cli: PathBuf,
-    server: PathBuf,
-    agent_sim: PathBuf,
+pub(super) struct Tools {
+    pub(super) cli: PathBuf,
+    pub(super) server: PathBuf,
+    pub(super) agent_sim: PathBuf,
+}
+
+impl Tools {
+    /// Builds them (release).
+    pub(super) fn build() -> Result<Tools> {
+        let binaries = build_release(&["manager-cli", "manager-server", "agent-sim"])?;
+        Ok(Tools {
+            cli: binaries[0].clone(),
+            server: binaries[1].clone(),
+            agent_sim: binaries[2].clone(),
+        })
+    }
 }
 
 /// Everything a run found, as written to the JSON file.
@@ -326,7 +331,7 @@ struct BulkFigures {
     statuses_at_end: BTreeMap<String, u64>,
 }
 
-fn ours(tools: &Tools, label: &'static str, port: u16) -> Server {
+pub(super) fn ours(tools: &Tools, label: &'static str, port: u16) -> Server {
     Server {
         label,
         program: tools.server.clone(),
@@ -368,20 +373,9 @@ fn measure_burst(
     sizes: &Sizes,
 ) -> Result<BurstFigures> {
     let label = server.label;
-    port_is_free(server)?;
     // Dropped in reverse order on any error: agent, server, database and namespace, Redis.
-    let redis =
-        PrivateRedis::start(scratch, label).context("step: start the private redis-server")?;
-    let deployment = Deployment::prepare(scratch, &tools.cli, server, num_proc)
-        .context("step: prepare the database and the etcd namespace")?;
-    redis
-        .serve_deployment(&tools.cli, &deployment.config, label)
-        .context("step: point config/redis at the private Redis")?;
-    let mut db = admit_sessions(scratch, &tools.cli, &deployment, label, sizes.burst)
-        .context("step: the image and the keypair policy")?;
-    let mut running = RunningServer::start(scratch, server, &deployment.config)
-        .context("step: start the server")?;
-    running.wait_ready().context("step: wait for the server")?;
+    let (redis, deployment, mut db, mut running) =
+        deploy(scratch, &tools.cli, server, num_proc, sizes.burst)?;
 
     let agent_toml = AgentToml {
         namespace: &deployment.namespace,
@@ -476,19 +470,8 @@ fn measure_bulk(
 ) -> Result<BulkFigures> {
     let server = ours(tools, "bulk", BULK_PORT);
     let label = server.label;
-    port_is_free(&server)?;
-    let redis =
-        PrivateRedis::start(scratch, label).context("step: start the private redis-server")?;
-    let deployment = Deployment::prepare(scratch, &tools.cli, &server, num_proc)
-        .context("step: prepare the database and the etcd namespace")?;
-    redis
-        .serve_deployment(&tools.cli, &deployment.config, label)
-        .context("step: point config/redis at the private Redis")?;
-    let mut db = admit_sessions(scratch, &tools.cli, &deployment, label, sizes.sessions)
-        .context("step: the image and the keypair policy")?;
-    let mut running = RunningServer::start(scratch, &server, &deployment.config)
-        .context("step: start the server")?;
-    running.wait_ready().context("step: wait for the server")?;
+    let (redis, deployment, mut db, mut running) =
+        deploy(scratch, &tools.cli, &server, num_proc, sizes.sessions)?;
 
     // With no agent up yet, no round schedules the template.
     let template = enqueue_template(server.port).context("step: enqueue the template session")?;
@@ -617,7 +600,34 @@ fn measure_bulk(
     Ok(figures)
 }
 
-fn port_is_free(server: &Server) -> Result<()> {
+/// `server` on a deployment of its own, ready: its private Redis, the database and etcd
+/// namespace pointed at that Redis and admitting `sessions` sessions (with a connection to the
+/// database), and the running server. Bound in this order, they drop in the reverse one.
+pub(super) fn deploy(
+    scratch: &Scratch,
+    cli: &Path,
+    server: &Server,
+    num_proc: usize,
+    sessions: u64,
+) -> Result<(PrivateRedis, Deployment, postgres::Client, RunningServer)> {
+    let label = server.label;
+    port_is_free(server)?;
+    let redis =
+        PrivateRedis::start(scratch, label).context("step: start the private redis-server")?;
+    let deployment = Deployment::prepare(scratch, cli, server, num_proc)
+        .context("step: prepare the database and the etcd namespace")?;
+    redis
+        .serve_deployment(cli, &deployment.config, label)
+        .context("step: point config/redis at the private Redis")?;
+    let db = admit_sessions(scratch, cli, &deployment, label, sessions)
+        .context("step: the image and the keypair policy")?;
+    let mut running = RunningServer::start(scratch, server, &deployment.config)
+        .context("step: start the server")?;
+    running.wait_ready().context("step: wait for the server")?;
+    Ok((redis, deployment, db, running))
+}
+
+pub(super) fn port_is_free(server: &Server) -> Result<()> {
     match sys::tcp_listener(server.port) {
         Some(listener) => bail!(
             "port {} is taken by {}; the {} server needs it",
@@ -629,7 +639,7 @@ fn port_is_free(server: &Server) -> Result<()> {
     }
 }
 
-fn server_alive(running: &RunningServer) -> Result<()> {
+pub(super) fn server_alive(running: &RunningServer) -> Result<()> {
     if sys::pid_alive(running.pid()) {
         Ok(())
     } else {
@@ -640,7 +650,7 @@ fn server_alive(running: &RunningServer) -> Result<()> {
 /// The row of [`IMAGE`] (at least 1 core and 256 MiB), loaded by our CLI, and the example keypair
 /// policy (whose slots are unlimited) raised to `sessions` concurrent sessions and more. Returns a
 /// connection to the deployment's database.
-fn admit_sessions(
+pub(super) fn admit_sessions(
     scratch: &Scratch,
     cli: &Path,
     deployment: &Deployment,
@@ -677,7 +687,7 @@ fn admit_sessions(
 
 /// The official client's `POST /session` body (api-auth-client.md §8.1) for session `name`,
 /// enqueue only.
-fn session_body(name: &str) -> String {
+pub(super) fn session_body(name: &str) -> String {
     serde_json::json!({
         "tag": null, "name": name,
         "config": {"mounts": [], "environ": {}, "resources": {"cpu": SESSION_CPU, "mem": SESSION_MEM},
@@ -692,7 +702,7 @@ fn session_body(name: &str) -> String {
 }
 
 /// One signed request of the example superadmin with a JSON body; an error unless it is 2xx.
-fn post_json(port: u16, path: &str, body: &str) -> Result<String> {
+pub(super) fn post_json(port: u16, path: &str, body: &str) -> Result<String> {
     let headers = signed_headers(port, "POST", path, "application/json");
     let response = http_request(port, "POST", path, Some(body), &headers)?;
     if !(200..300).contains(&response.status) {
@@ -874,7 +884,7 @@ fn poll(
 }
 
 /// Sessions named `{prefix}*` per status.
-fn statuses(db: &mut postgres::Client, prefix: &str) -> Result<BTreeMap<String, u64>> {
+pub(super) fn statuses(db: &mut postgres::Client, prefix: &str) -> Result<BTreeMap<String, u64>> {
     let rows = db.query(
         "SELECT status::text, count(*) FROM sessions WHERE name LIKE $1 GROUP BY 1",
         &[&format!("{prefix}%")],
@@ -904,7 +914,7 @@ fn statuses_text(counts: &BTreeMap<String, u64>) -> String {
 
 /// Waits until `count` agents whose id starts with `prefix` are `ALIVE`; returns the seconds it
 /// took. `alive` checks the peers between polls.
-fn wait_for_agents(
+pub(super) fn wait_for_agents(
     db: &mut postgres::Client,
     prefix: &str,
     count: u64,

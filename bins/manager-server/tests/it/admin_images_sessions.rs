@@ -159,8 +159,8 @@ async fn check(client: &Client, label: &str) {
         "created_at": "2024-05-01T10:00:00+00:00", "terminated_at": null, "status": "RUNNING",
         "status_info": null, "status_data": null,
         "occupying_slots": {"cpu": "1", "mem": "2147483648"},
-        // No idle checker runs here: an empty report.
-        "idle_checks": "{}",
+        // The session-lifetime checker always reports, as the reference's does.
+        "idle_checks": "{\"session_lifetime\": {\"extra\": null, \"remaining\": null, \"remaining_time_type\": \"expire_after\"}}",
         "containers": [{
             "kernel_id": KERNEL, "cluster_role": "main", "cluster_idx": 1,
             "cluster_hostname": "main1", "session_id": SESSION,

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use bai_agent_rpc::testing::{AgentSetup, RealAgent, free_ports};
-use bai_agent_sim::{AgentToml, RpcOptions, SimError, SimOptions};
+use bai_agent_sim::{AgentBehaviour, AgentToml, RpcOptions, SimAgent, SimError, SimOptions};
 use bai_db_models::entities::agents;
 use bai_db_models::entities::enums::AgentStatus;
 use bai_events::MANAGER_GROUP;
@@ -80,6 +80,16 @@ pub(crate) fn agent_toml(
     path
 }
 
+/// `agents` simulated agents (`None`: as the config says) of 8 cores and 16 GiB each.
+fn sim_options(agents: Option<usize>) -> SimOptions {
+    SimOptions {
+        agents,
+        cpu: 8,
+        mem: 16 << 30,
+        stamp_version: false,
+    }
+}
+
 /// Simulated agents running in this process.
 pub(crate) struct Simulated {
     shutdown: CancellationToken,
@@ -99,17 +109,29 @@ impl Simulated {
         rpc: Option<RpcOptions>,
     ) -> Simulated {
         let config = AgentToml::load(config).expect("agent.toml");
-        let options = SimOptions {
-            agents,
-            cpu: 8,
-            mem: 16 << 30,
-            stamp_version: false,
-        };
+        let options = sim_options(agents);
         let agents = match rpc {
             Some(rpc) => bai_agent_sim::agents_with_rpc(&config, &options, rpc),
             None => bai_agent_sim::agents(&config, &options),
         }
         .expect("agents");
+        Simulated::run(config, agents)
+    }
+
+    /// One agent serving RPC with `behaviour` (its code runner and the release it says it is).
+    pub(crate) fn start_behaving(config: &Path, behaviour: &AgentBehaviour) -> Simulated {
+        let config = AgentToml::load(config).expect("agent.toml");
+        let agents = bai_agent_sim::agents_with_behaviour(
+            &config,
+            &sim_options(None),
+            RpcOptions::default(),
+            behaviour,
+        )
+        .expect("agents");
+        Simulated::run(config, agents)
+    }
+
+    fn run(config: AgentToml, agents: Vec<SimAgent>) -> Simulated {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let task = tokio::spawn(async move { bai_agent_sim::run(&config, agents, token).await });

@@ -1,16 +1,18 @@
 //! What the session tests share: a server on a stack that knows the test image, the real dummy
-//! agent registered with it, and a session created by an official client and RUNNING.
+//! agent or an agent-sim agent with the local runner registered with it, and a session created
+//! by an official client and RUNNING.
 
 use std::time::Duration;
 
 use bai_agent_rpc::testing::RealAgent;
+use bai_agent_sim::{AgentBehaviour, CodeRunner, LocalRunnerOptions};
 use bai_db_models::entities::{agents, sessions};
 use bai_db_models::fixtures::{self, FixtureFile};
 use bai_etcd_store::Scope;
 use sea_orm::EntityTrait;
 use sea_orm::prelude::Uuid;
 
-use crate::agents::{real_agent, settings, wait_for};
+use crate::agents::{Simulated, agent_toml, real_agent, settings, wait_for};
 use crate::support::{
     Client, PYTHON_IMAGE, Server, Stack, created_session_id, free_port, python_image_fixture,
 };
@@ -22,24 +24,65 @@ pub(crate) async fn stack_with_server(label: &str) -> (Stack, Server, u16) {
     fixtures::populate(&stack.db.connection, &file)
         .await
         .expect("loading the image");
-    for (key, value) in [
-        (
-            "config/docker/registry/cr.backend.ai",
-            "https://cr.backend.ai",
-        ),
-        ("config/docker/registry/cr.backend.ai/type", "docker"),
-    ] {
+    put_global(
+        &stack,
+        &[
+            (
+                "config/docker/registry/cr.backend.ai",
+                "https://cr.backend.ai",
+            ),
+            ("config/docker/registry/cr.backend.ai/type", "docker"),
+        ],
+    )
+    .await;
+    let (server, port) = serve(&stack).await;
+    (stack, server, port)
+}
+
+/// Writes `pairs` to the global scope of `stack`'s etcd namespace.
+pub(crate) async fn put_global(stack: &Stack, pairs: &[(&str, &str)]) {
+    for (key, value) in pairs {
         stack
             .store
             .put(key, value, Scope::Global)
             .await
             .expect("etcd put");
     }
+}
+
+/// A server of `stack` (one process) on a free port, once it answers.
+pub(crate) async fn serve(stack: &Stack) -> (Server, u16) {
     let port = free_port();
     let config = stack.config("manager.toml", &settings(port, 1));
-    let mut server = Server::start(&stack, &config, "server");
+    let mut server = Server::start(stack, &config, "server");
     server.wait_ready(port).await;
-    (stack, server, port)
+    (server, port)
+}
+
+/// An agent-sim agent `id` with the local runner (its kernels' folders under the stack's
+/// `scratch`), saying it is release `version` (`None`: agent-sim's own), once registered; and the
+/// runner's options.
+pub(crate) async fn local_runner_agent(
+    stack: &Stack,
+    id: &str,
+    version: Option<&str>,
+) -> (Simulated, LocalRunnerOptions) {
+    let config = agent_toml(stack, &stack.path(id), id, "default", 0.5, 1);
+    let runner = LocalRunnerOptions {
+        scratch_root: stack.path("scratch"),
+        // These tests may run as root; the runner only runs what the tests send.
+        allow_root: true,
+    };
+    let mut behaviour = AgentBehaviour {
+        runner: CodeRunner::Local(runner.clone()),
+        ..AgentBehaviour::default()
+    };
+    if let Some(version) = version {
+        behaviour.version = version.to_owned();
+    }
+    let agent = Simulated::start_behaving(&config, &behaviour);
+    wait_for_agent(stack, id).await;
+    (agent, runner)
 }
 
 /// Waits until agent `id` has its row.
@@ -79,6 +122,11 @@ pub(crate) fn create_session(
     args.extend_from_slice(extra);
     args.push(PYTHON_IMAGE);
     client.cli(stack, port, &args)
+}
+
+/// `session create -t name ... IMAGE` of `client`, waiting: the id of the RUNNING session.
+pub(crate) fn running_session(client: &Client, stack: &Stack, port: u16, name: &str) -> String {
+    ready_session_id(&create_session(client, stack, port, name, &[]))
 }
 
 /// The id of the session whose waiting `session create` printed `printed`, once it is RUNNING.

@@ -284,6 +284,15 @@ pub fn workspace_file(path: &str) -> PathBuf {
         .join(path)
 }
 
+/// What a command printed on both streams.
+pub fn printed(output: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -463,11 +472,7 @@ impl Client {
     #[track_caller]
     pub fn cli(&self, stack: &Stack, port: u16, args: &[&str]) -> String {
         let output = self.run(stack, port, "backend.ai", args);
-        let printed = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let printed = printed(&output);
         assert!(
             output.status.success(),
             "backend.ai {} ({}) failed: {}\n{printed}",

@@ -8,8 +8,8 @@
 //! comma-separated list of `SessionStatus` names.
 //!
 //! What only agents know comes from Redis as in the reference (live statistics, abuse reports,
-//! inference metrics); `idle_checks` is `{}` because no idle checker runs in this manager, and
-//! `commit_status` (asked of the agents over RPC) is null.
+//! inference metrics, the idle checkers' reports as `idle_checks`), and `commit_status` (asked
+//! of the agents over RPC) is null.
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 use bai_db_models::entities::kernels;
@@ -289,9 +289,14 @@ impl ComputeSession {
         Ok(Some(reports))
     }
 
-    /// Idle checker name -> remaining time and details; `{}` as no idle checker runs here.
-    async fn idle_checks(&self) -> Option<JsonString> {
-        Some(JsonString(json!({})))
+    /// Idle checker name -> remaining time, its kind and details (`get_idle_check_report`).
+    async fn idle_checks(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<JsonString>> {
+        let api = &gql(ctx).api;
+        let report =
+            bai_sessions::idle_check_report(api.etcd(), &api.redis().live, self.row.session.id)
+                .await
+                .map_err(|source| internal("reading the idle checks of a session", &source))?;
+        Ok(Some(JsonString(report.to_json())))
     }
 
     async fn agent_ids(&self) -> Option<Vec<Option<String>>> {

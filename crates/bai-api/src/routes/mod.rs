@@ -6,13 +6,18 @@ mod admin;
 mod auth;
 mod config;
 mod cors;
+mod events;
+mod execute;
 mod manager;
 mod resource;
 mod root;
 mod scaling_groups;
 mod session;
+mod session_batch;
+mod session_files;
 mod session_ops;
 pub mod spec;
+mod stream;
 
 use std::sync::Arc;
 
@@ -151,6 +156,11 @@ pub fn routes() -> Vec<Route> {
     routes.extend(scaling_groups::routes());
     routes.extend(session::routes());
     routes.extend(session_ops::routes());
+    routes.extend(execute::routes());
+    routes.extend(session_files::routes());
+    routes.extend(session_batch::routes());
+    routes.extend(stream::routes());
+    routes.extend(events::routes());
     routes
 }
 

@@ -1233,7 +1233,7 @@ fn token_urlsafe_16() -> String {
 }
 
 /// The main kernel's `service_ports` as the creation answer lists them.
-fn wire_service_ports(service_ports: Option<&Value>) -> Vec<Value> {
+pub(super) fn wire_service_ports(service_ports: Option<&Value>) -> Vec<Value> {
     let Some(Value::Array(items)) = service_ports else {
         return Vec::new();
     };
@@ -1432,7 +1432,7 @@ struct SessionInfo {
     #[serde(rename = "lastStat")]
     last_stat: Value,
     #[serde(rename = "idleChecks")]
-    idle_checks: Value,
+    idle_checks: bai_sessions::IdleCheckReport,
 }
 
 async fn get_info(
@@ -1457,6 +1457,9 @@ async fn get_info(
                 format!("Session (id: {}) has no main kernel.", session.id),
             )
         })?;
+    let idle_checks = bai_sessions::idle_check_report(ctx.etcd(), &ctx.redis().live, session.id)
+        .await
+        .map_err(|error| ApiError::internal("reading the idle checks of the session", &error))?;
     let created_at = session.created_at.map(|at| at.with_timezone(&Utc));
     let resource_opts: Vec<(String, String)> = kernels
         .iter()
@@ -1512,7 +1515,7 @@ async fn get_info(
             .map(|at| python_str_datetime(at.with_timezone(&Utc))),
         num_queries_executed: session.num_queries,
         last_stat: session.last_stat.clone().unwrap_or(Value::Null),
-        idle_checks: json!({}),
+        idle_checks,
     }))
 }
 

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use super::execute::KernelTarget;
 use super::session::{find_session, get_session, owner_scope, session_not_found};
 use super::{Access, Authenticated, Route, StatusGate};
 use crate::auth::Caller;
@@ -182,7 +183,7 @@ async fn acting_for(
     ))
 }
 
-fn no_agent_rpc(what: &str) -> ApiError {
+pub(super) fn no_agent_rpc(what: &str) -> ApiError {
     ApiError::with_msg(
         ErrorKind::NotImplemented,
         format!("{what} needs the agents, and this server runs without agent RPC"),
@@ -324,23 +325,13 @@ async fn get_container_logs(
     {
         return Ok(logs_answer(String::from_utf8_lossy(log).into_owned()));
     }
-    let Some(rpc) = ctx.agent_rpc() else {
-        return Err(no_agent_rpc("Reading a session's logs"));
-    };
-    let Some(agent) = kernel.agent.as_deref() else {
-        tracing::warn!(target: "bai_api", "get_logs (k:{}): the kernel is on no agent", kernel.id);
-        return Err(unexpected_agent_error());
-    };
-    let kernel_id = kernel.id.to_string();
-    let logs = rpc
-        .call(agent, |connection| async move {
-            connection.get_logs(&kernel_id).await
+    let target = KernelTarget::for_kernel(&ctx, &session, kernel, "Reading a session's logs")?;
+    let kernel_id = target.kernel_id.as_str();
+    let logs = target
+        .call("get_logs", |connection| async move {
+            connection.get_logs(kernel_id).await
         })
-        .await
-        .map_err(|error| {
-        tracing::warn!(target: "bai_api", "get_logs (k:{}, ag:{agent}) failed: {error}", kernel.id);
-        agent_error(&error)
-    })?;
+        .await?;
     Ok(logs_answer(logs))
 }
 
@@ -351,7 +342,7 @@ fn logs_answer(logs: String) -> PyJson<LogsAnswer> {
 }
 
 /// The kernel `kernel_id` of the session, or its main kernel.
-fn pick_kernel<'a>(
+pub(super) fn pick_kernel<'a>(
     session: &sessions::Model,
     kernels: &'a [kernels::Model],
     kernel_id: Option<Uuid>,
@@ -388,7 +379,7 @@ const AGENT_FAILURE: &str = "https://api.backend.ai/probs/agent-failure";
 /// (`FAILURE`), no answer in time or no connection (`TIMEOUT`, as the reference's call to an
 /// agent that is gone ends), or a failure on our side (the reference's re-raised exception,
 /// without its details).
-fn agent_error(error: &AgentRpcError) -> ApiError {
+pub(super) fn agent_error(error: &AgentRpcError) -> ApiError {
     match error {
         AgentRpcError::Rpc(RpcError::Failure { repr, .. }) => ApiError::agent(
             ErrorKind::KernelExecutionFailed,
@@ -415,7 +406,7 @@ fn agent_error(error: &AgentRpcError) -> ApiError {
     }
 }
 
-fn unexpected_agent_error() -> ApiError {
+pub(super) fn unexpected_agent_error() -> ApiError {
     ApiError::agent(
         ErrorKind::KernelExecutionFailed,
         json!({"type": AGENT_FAILURE, "title": "Unexpected exception ocurred."}),

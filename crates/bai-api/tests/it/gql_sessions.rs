@@ -279,7 +279,8 @@ async fn compute_session_with_containers_and_dependencies() {
             "image": "cr.backend.ai/stable/python:3.9-ubuntu20.04", "tag": "nightly",
             "created_at": "2024-05-01T10:00:00+00:00", "terminated_at": null,
             "status": "RUNNING", "status_info": null, "status_data": null,
-            "occupying_slots": "{\"cpu\": \"2\", \"mem\": \"4294967296\"}", "idle_checks": "{}",
+            "occupying_slots": "{\"cpu\": \"2\", \"mem\": \"4294967296\"}",
+            "idle_checks": "{\"session_lifetime\": {\"extra\": null, \"remaining\": null, \"remaining_time_type\": \"expire_after\"}}",
             "containers": [container(MAIN_KERNEL, "main", 1), container(SUB_KERNEL, "sub", 2)],
             // The user may not see the superadmin's session it depends on.
             "dependencies": [],

@@ -1,7 +1,10 @@
 //! The whole manager around a test cluster's router, in the test's process: a consumer of the
 //! event bus with the agent registry's, the lifecycle's and the dispatcher's handlers, the
 //! dispatcher (scheduling rounds and starts), and simulated agents serving RPC. Shared by the
-//! test binaries that drive sessions past PENDING (`session_ops`, `session_load`).
+//! test binaries that drive sessions past PENDING (`session_ops`, `session_load`, `execute`,
+//! `session_files`, `events`), with the helpers several of them share.
+// Each test binary includes this harness and uses a part of its helpers.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -10,15 +13,19 @@ use bai_agent_rpc::RpcClient;
 use bai_agent_rpc::testing::free_ports;
 use bai_agent_sim::{AgentToml, RpcOptions, SimOptions};
 use bai_agents::{AgentRegistry, AgentRpcCache};
-use bai_db_models::entities::agents;
+use bai_api::testing::{ExampleUser, signed_request};
+use bai_db_models::entities::enums::AgentStatus;
+use bai_db_models::entities::{agents, kernels, sessions};
 use bai_events::{ConsumerOptions, EventProducer, Handlers, MANAGER_GROUP, run_consumer};
 use bai_redis::{SchedulerStatus, StreamDb};
 use bai_sessions::{Lifecycle, Scheduler, Starter};
-use sea_orm::{ConnectionTrait, EntityTrait};
+use http::{Method, StatusCode};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
-use crate::common::Api;
+use crate::common::{Answer, Api};
 
 /// The one image the stack knows (its row and its registry in etcd).
 pub const PYTHON: &str = "cr.backend.ai/stable/python:3.9-ubuntu20.04";
@@ -36,6 +43,20 @@ pub struct Stack {
     pub max_concurrent_sessions: u32,
     /// How long the agents may take to register.
     pub patience: Duration,
+}
+
+impl Stack {
+    /// One agent of 16 cores and 32 GiB, and room for 100 sessions at once.
+    pub const fn one_agent(name: &'static str, patience: Duration) -> Stack {
+        Stack {
+            name,
+            agents: 1,
+            cpu: 16,
+            mem: 32 << 30,
+            max_concurrent_sessions: 100,
+            patience,
+        }
+    }
 }
 
 /// The manager's background work on `api`'s cluster, and the simulated agents; stopped on drop.
@@ -199,4 +220,71 @@ pub fn create_body(name: &str) -> Value {
         "domain": "default", "clusterSize": 1, "clusterMode": "single-node",
         "config": {"resources": {"cpu": "1", "mem": "1g"}},
         "enqueueOnly": false, "maxWaitSeconds": 60})
+}
+
+/// Creates session `name` of `who` and waits until it is RUNNING; returns its id.
+pub async fn running_session(api: &Api, who: &ExampleUser, name: &str) -> Uuid {
+    let answer = api
+        .send(signed_request(
+            Method::POST,
+            "/session",
+            Some(&create_body(name)),
+            who,
+        ))
+        .await;
+    assert_eq!(answer.status, StatusCode::CREATED, "{}", answer.text);
+    assert_eq!(answer.json["status"], "RUNNING", "{}", answer.text);
+    answer.json["sessionId"]
+        .as_str()
+        .and_then(|id| Uuid::parse_str(id).ok())
+        .unwrap_or_else(|| panic!("no sessionId in {}", answer.text))
+}
+
+pub async fn session_row(api: &Api, id: Uuid) -> sessions::Model {
+    sessions::Entity::find_by_id(id)
+        .one(&api.cluster.database.connection)
+        .await
+        .expect("sessions")
+        .expect("the session")
+}
+
+pub async fn kernel_rows(api: &Api, session_id: Uuid) -> Vec<kernels::Model> {
+    kernels::Entity::find()
+        .filter(kernels::Column::SessionId.eq(session_id))
+        .all(&api.cluster.database.connection)
+        .await
+        .expect("kernels")
+}
+
+/// Waits until no agent is ALIVE any more (after [`Manager::agent`] was cancelled).
+pub async fn wait_agents_gone(api: &Api, within: Duration) {
+    wait_until("the agents gone", within, || async {
+        agent_rows(api)
+            .await
+            .iter()
+            .all(|agent| agent.status != AgentStatus::Alive)
+    })
+    .await;
+}
+
+/// Asserts the reference's answer for a call to an agent that does not answer: a 500
+/// `kernel-execution-failed` with the agent's timeout as its details.
+#[track_caller]
+pub fn assert_agent_timeout(answer: &Answer) {
+    assert_eq!(
+        answer.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        answer.text
+    );
+    assert_eq!(
+        answer.json,
+        json!({
+            "type": "https://api.backend.ai/probs/kernel-execution-failed",
+            "title": "Executing user code in the kernel has failed.",
+            "agent-details": {"type": "https://api.backend.ai/probs/agent-timeout", "title": null},
+        }),
+        "{}",
+        answer.text
+    );
 }

@@ -149,10 +149,16 @@ impl Stack {
 
     /// Runs a consumer of the event bus with the agent registry's and `lifecycle`'s handlers.
     pub async fn consume(&self, lifecycle: Lifecycle) {
+        self.consume_with(lifecycle, |_| {}).await;
+    }
+
+    /// [`Stack::consume`], with the handlers `more` adds after the lifecycle's.
+    pub async fn consume_with(&self, lifecycle: Lifecycle, more: impl FnOnce(&mut Handlers)) {
         let lifecycle = Arc::new(lifecycle);
         let mut handlers = Handlers::default();
         bai_agents::handlers(&self.registry, &mut handlers);
         bai_sessions::handlers(&lifecycle, &mut handlers);
+        more(&mut handlers);
         let stream = StreamDb::connect(&self.redis.config())
             .await
             .expect("stream");

@@ -1,0 +1,238 @@
+//! The manager's client of the storage proxies (the reference's `StorageSessionManager`): one
+//! HTTP client per proxy of etcd `volumes/proxies/{name}`, requests to the proxy's manager API
+//! (`manager_api`) signed with its `secret` in the `X-BackendAI-Storage-Auth-Token` header, and
+//! the proxy's refusals read as the reference reads them (a JSON `{"msg", ...}` body, or the
+//! status line).
+//!
+//! Only what the manager uses so far: fetching a file of a folder as a stream of chunks
+//! (`folder/file/fetch`, for the task logs).
+//!
+//! It must not know HTTP serving, SQL or which folder a user may read (callers resolve the
+//! folder); it never logs or shows a proxy's secret.
+
+use std::time::Duration;
+
+use bai_etcd_store::shared_config::StorageProxy;
+use bytes::Bytes;
+use futures_util::Stream;
+use indexmap::IndexMap;
+use serde_json::{Value, json};
+
+/// The header a storage proxy authenticates the manager by.
+pub const AUTH_TOKEN_HEADER: &str = "X-BackendAI-Storage-Auth-Token";
+/// aiohttp's default total timeout of a request, the reference's for every proxy call.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Why a storage proxy call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The folder's host names a proxy etcd does not list.
+    #[error("There is no such storage proxy: {0}")]
+    UnknownProxy(String),
+    #[error("storage proxy {proxy}: its manager_api {url:?} is not a URL: {detail}")]
+    BadUrl {
+        proxy: String,
+        url: String,
+        detail: String,
+    },
+    #[error("storage proxy {proxy}: cannot make its HTTP client: {source}")]
+    Client {
+        proxy: String,
+        source: reqwest::Error,
+    },
+    #[error("storage proxy {proxy}: {source}")]
+    Unreachable {
+        proxy: String,
+        source: reqwest::Error,
+    },
+    /// The proxy answered a non-2xx status with a JSON object: its `msg`, and the rest as data.
+    #[error("storage proxy {proxy} answered {status}: {}", msg.as_deref().unwrap_or("(no message)"))]
+    Rejected {
+        proxy: String,
+        status: u16,
+        msg: Option<String>,
+        data: Value,
+    },
+    /// The proxy answered a non-2xx status without a JSON body.
+    #[error("storage proxy {proxy}: Storage proxy responded with {status} {reason}")]
+    RejectedPlain {
+        proxy: String,
+        status: u16,
+        reason: String,
+    },
+    #[error("storage proxy {proxy}: the answer broke off: {source}")]
+    Interrupted {
+        proxy: String,
+        source: reqwest::Error,
+    },
+}
+
+/// `proxy:volume` split as the reference's `split_host` does (everything after the first `:`
+/// is the volume, which may be empty).
+pub fn split_host(host: &str) -> (&str, &str) {
+    host.split_once(':').unwrap_or((host, ""))
+}
+
+struct Proxy {
+    client: reqwest::Client,
+    manager_api: String,
+    secret: String,
+}
+
+/// The proxies of etcd `volumes/proxies`, each with its HTTP client.
+pub struct StorageProxies {
+    proxies: IndexMap<String, Proxy>,
+}
+
+impl std::fmt::Debug for StorageProxies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StorageProxies")
+            .field("proxies", &self.proxies.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl StorageProxies {
+    /// Clients for `proxies`; a proxy whose `ssl_verify` is false accepts any certificate.
+    pub fn new(proxies: &IndexMap<String, StorageProxy>) -> Result<StorageProxies, StorageError> {
+        let mut clients = IndexMap::new();
+        for (name, proxy) in proxies {
+            reqwest::Url::parse(&proxy.manager_api).map_err(|error| StorageError::BadUrl {
+                proxy: name.clone(),
+                url: proxy.manager_api.clone(),
+                detail: error.to_string(),
+            })?;
+            let client = reqwest::Client::builder()
+                .danger_accept_invalid_certs(!proxy.ssl_verify)
+                .timeout(REQUEST_TIMEOUT)
+                .build()
+                .map_err(|source| StorageError::Client {
+                    proxy: name.clone(),
+                    source,
+                })?;
+            clients.insert(
+                name.clone(),
+                Proxy {
+                    client,
+                    manager_api: proxy.manager_api.trim_end_matches('/').to_owned(),
+                    secret: proxy.secret.clone(),
+                },
+            );
+        }
+        Ok(StorageProxies { proxies: clients })
+    }
+
+    /// `POST folder/file/fetch` on the proxy of `host` (`proxy:volume`): the file `relpath` of
+    /// folder `vfid` (the reference's `VFolderID` string), as a stream of chunks once the proxy
+    /// answered 2xx.
+    pub async fn fetch_file(
+        &self,
+        host: &str,
+        vfid: &str,
+        relpath: &str,
+    ) -> Result<FileStream, StorageError> {
+        let (proxy_name, volume) = split_host(host);
+        let body = json!({"volume": volume, "vfid": vfid, "relpath": relpath});
+        let response = self.request(proxy_name, "folder/file/fetch", &body).await?;
+        Ok(FileStream {
+            proxy: proxy_name.to_owned(),
+            response,
+        })
+    }
+
+    /// `POST {manager_api}/{path}` with `body` as JSON; a non-2xx answer is an error.
+    async fn request(
+        &self,
+        proxy_name: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<reqwest::Response, StorageError> {
+        let proxy = self
+            .proxies
+            .get(proxy_name)
+            .ok_or_else(|| StorageError::UnknownProxy(proxy_name.to_owned()))?;
+        let response = proxy
+            .client
+            .post(format!("{}/{path}", proxy.manager_api))
+            .header(AUTH_TOKEN_HEADER, &proxy.secret)
+            .json(body)
+            .send()
+            .await
+            .map_err(|source| StorageError::Unreachable {
+                proxy: proxy_name.to_owned(),
+                source,
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        Err(refusal(proxy_name, response).await)
+    }
+}
+
+/// A non-2xx answer as the reference reads it: a JSON object (by its content type) gives its
+/// `msg` and the rest as data; anything else the status line.
+async fn refusal(proxy: &str, response: reqwest::Response) -> StorageError {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.trim_start().starts_with("application/json"));
+    let plain = || StorageError::RejectedPlain {
+        proxy: proxy.to_owned(),
+        status: status.as_u16(),
+        reason: status.canonical_reason().unwrap_or("").to_owned(),
+    };
+    if !is_json {
+        return plain();
+    }
+    match response.json::<Value>().await {
+        Ok(Value::Object(mut object)) => {
+            let msg = object.remove("msg").and_then(|msg| match msg {
+                Value::String(text) => Some(text),
+                Value::Null => None,
+                other => Some(other.to_string()),
+            });
+            StorageError::Rejected {
+                proxy: proxy.to_owned(),
+                status: status.as_u16(),
+                msg,
+                data: Value::Object(std::mem::take(&mut object)),
+            }
+        }
+        Ok(_) | Err(_) => plain(),
+    }
+}
+
+/// The body of a 2xx answer, chunk by chunk.
+#[derive(Debug)]
+pub struct FileStream {
+    proxy: String,
+    response: reqwest::Response,
+}
+
+impl FileStream {
+    /// The next chunk; `None` at the end.
+    pub async fn next_chunk(&mut self) -> Result<Option<Bytes>, StorageError> {
+        self.response
+            .chunk()
+            .await
+            .map_err(|source| StorageError::Interrupted {
+                proxy: self.proxy.clone(),
+                source,
+            })
+    }
+
+    /// The remaining chunks as a stream.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, StorageError>> + Send {
+        futures_util::stream::unfold(Some(self), |state| async move {
+            let mut file = state?;
+            match file.next_chunk().await {
+                Ok(Some(chunk)) => Some((Ok(chunk), Some(file))),
+                Ok(None) => None,
+                Err(error) => Some((Err(error), None)),
+            }
+        })
+    }
+}
