@@ -248,3 +248,32 @@ pub fn anonymous_request(method: Method, path_and_query: &str) -> Request<Body> 
         .body(Body::empty())
         .expect("a well-formed test request")
 }
+
+/// What agent-sim and our manager announce on the bus of a one-kernel session created and
+/// destroyed, in order, as [`session_lifecycle`] condenses it. The SSE tests of this crate and the
+/// server's official-client tests both expect it. (`xtask bench events` keeps its own copy: xtask
+/// depends on no product crate.)
+pub const SESSION_LIFECYCLE: [&str; 10] = [
+    "session_enqueued",
+    "session_scheduled",
+    "kernel_preparing",
+    "kernel_creating",
+    "kernel_started",
+    "session_started",
+    "session_terminating",
+    "kernel_terminating",
+    "kernel_terminated",
+    "session_terminated",
+];
+
+/// Event names as [`SESSION_LIFECYCLE`] lists them: `kernel_pulling` left out (only the first
+/// session on an agent pulls its image) and consecutive repeats merged (the agent's
+/// `kernel_terminated` and the destroyer's may both come).
+pub fn session_lifecycle<'a>(names: impl IntoIterator<Item = &'a str>) -> Vec<&'a str> {
+    let mut names: Vec<&str> = names
+        .into_iter()
+        .filter(|name| *name != "kernel_pulling")
+        .collect();
+    names.dedup();
+    names
+}

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use axum::body::BodyDataStream;
 use axum::{Extension, Router};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, SUPERADMIN, USER, signed_request};
+use bai_api::testing::{
+    DOMAIN_ADMIN, ExampleUser, SESSION_LIFECYCLE, SUPERADMIN, USER, session_lifecycle,
+    signed_request,
+};
 use bai_events::{BgtaskEnd, BgtaskProgress, Event, EventProducer};
 use bai_redis::StreamDb;
 use bai_sessions::feed::event_feed_with_capacity;
@@ -256,28 +259,9 @@ fn terminated(count: usize) -> impl FnMut(&[Message]) -> bool {
     }
 }
 
-/// What agent-sim and our manager announce of a one-kernel session created and destroyed, in
-/// the order of the bus, repeats merged (the agent's `kernel_terminated` and the destroyer's may
-/// both come) and `kernel_pulling` left out (only the first session on the agent pulls).
-const LIFECYCLE: [&str; 10] = [
-    "session_enqueued",
-    "session_scheduled",
-    "kernel_preparing",
-    "kernel_creating",
-    "kernel_started",
-    "session_started",
-    "session_terminating",
-    "kernel_terminating",
-    "kernel_terminated",
-    "session_terminated",
-];
-
-/// The names of `messages`, consecutive repeats merged, without `kernel_pulling`.
+/// The names of `messages` as [`SESSION_LIFECYCLE`] lists them.
 fn lifecycle(messages: &[Message]) -> Vec<&str> {
-    let mut names = names(messages);
-    names.retain(|name| *name != "kernel_pulling");
-    names.dedup();
-    names
+    session_lifecycle(names(messages))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -337,9 +321,9 @@ async fn users_see_their_own_sessions_and_the_filters_apply() {
         .iter()
         .cloned()
         .partition(|message| message.json()["sessionId"] == admin_session.to_string());
-    assert_eq!(lifecycle(&first), LIFECYCLE, "{first:?}");
+    assert_eq!(lifecycle(&first), SESSION_LIFECYCLE, "{first:?}");
     assert_eq!(names(&first)[3], "kernel_pulling", "{first:?}");
-    assert_eq!(lifecycle(&second), LIFECYCLE, "{second:?}");
+    assert_eq!(lifecycle(&second), SESSION_LIFECYCLE, "{second:?}");
     assert!(
         second
             .iter()
@@ -397,7 +381,7 @@ async fn users_see_their_own_sessions_and_the_filters_apply() {
 
     // A user sees only their own session.
     let seen = user_all.until(terminated(1)).await;
-    assert_eq!(lifecycle(&seen), LIFECYCLE, "{seen:?}");
+    assert_eq!(lifecycle(&seen), SESSION_LIFECYCLE, "{seen:?}");
     for message in &seen {
         let data = message.json();
         assert_eq!(data["sessionId"], user_session.to_string(), "{data}");
@@ -405,7 +389,7 @@ async fn users_see_their_own_sessions_and_the_filters_apply() {
     }
 
     let seen = sessions_only.until(terminated(2)).await;
-    let expected: Vec<&str> = LIFECYCLE
+    let expected: Vec<&str> = SESSION_LIFECYCLE
         .iter()
         .copied()
         .filter(|name| name.starts_with("session_"))
@@ -423,7 +407,7 @@ async fn users_see_their_own_sessions_and_the_filters_apply() {
                 .is_some_and(|message| message.event == "kernel_terminated")
         })
         .await;
-    let expected: Vec<&str> = LIFECYCLE
+    let expected: Vec<&str> = SESSION_LIFECYCLE
         .iter()
         .copied()
         .filter(|name| name.starts_with("kernel_"))

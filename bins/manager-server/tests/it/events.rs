@@ -10,6 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bai_agent_sim::RpcOptions;
+use bai_api::testing::{SESSION_LIFECYCLE, session_lifecycle};
 use bai_events::{BgtaskEnd, BgtaskProgress, Event, EventProducer};
 use bai_redis::StreamDb;
 use sea_orm::prelude::Uuid;
@@ -81,21 +82,6 @@ async fn streams_opened(server: &Server, count: usize) {
     .await;
 }
 
-/// The lifecycle of a one-kernel session on agent-sim, repeats merged and `kernel_pulling` left
-/// out (only the first session on an agent pulls its image).
-const LIFECYCLE: [&str; 10] = [
-    "session_enqueued",
-    "session_scheduled",
-    "kernel_preparing",
-    "kernel_creating",
-    "kernel_started",
-    "session_started",
-    "session_terminating",
-    "kernel_terminating",
-    "kernel_terminated",
-    "session_terminated",
-];
-
 /// `session events NAME` of `client` while the session is created and removed.
 async fn follow_a_session(stack: &Stack, server: &Server, port: u16, client: &Client, name: &str) {
     let opened = server.stderr().matches("PUSH_").count();
@@ -123,9 +109,13 @@ async fn follow_a_session(stack: &Stack, server: &Server, port: u16, client: &Cl
         }
         names.push(event);
     }
-    names.retain(|name| *name != "kernel_pulling");
-    names.dedup();
-    assert_eq!(names, LIFECYCLE, "{} ({}): {lines:#?}", name, client.venv);
+    assert_eq!(
+        session_lifecycle(names),
+        SESSION_LIFECYCLE,
+        "{} ({}): {lines:#?}",
+        name,
+        client.venv
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
