@@ -11,6 +11,8 @@
 //! - `ci`: run every check and test; this is what `.ci/run` calls.
 //! - `bench`: benchmarks against the reference implementation in the same run: wall times of CLI
 //!   commands with hyperfine, the HTTP server under load with wrk.
+//! - `man`: the man pages of manager-cli, rendered from its clap definition.
+//! - `cluster`: two manager nodes, one killed mid-burst, checked for lost or doubled sessions.
 
 // xtask is an edge tool, not library code: it legitimately reads a few process-level variables
 // (PATH to find programs, CARGO and CARGO_TARGET_DIR to call the same cargo and find its output).
@@ -24,6 +26,7 @@ mod cmd;
 mod consts;
 mod db;
 mod halfstack;
+mod man;
 mod registry;
 mod sys;
 mod up;
@@ -64,6 +67,11 @@ enum Task {
     /// Benchmarks, ours against the reference implementation: CLI wall times (hyperfine), the
     /// HTTP server under load (wrk).
     Bench(bench::Args),
+    /// Two manager nodes on one halfstack, one SIGKILLed mid-burst: every session RUNNING
+    /// exactly once, nothing left behind, `/metrics` agreeing with the database.
+    Cluster(bench::cluster::Args),
+    /// The man pages of manager-cli (`--out DIR`, default `target/man`).
+    Man(man::Args),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +84,8 @@ fn main() -> ExitCode {
         Task::Db(args) => db::run(args).map(|()| ExitCode::SUCCESS),
         Task::Ci(args) => ci::run(args),
         Task::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
+        Task::Cluster(args) => bench::cluster::run(args).map(|()| ExitCode::SUCCESS),
+        Task::Man(args) => man::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

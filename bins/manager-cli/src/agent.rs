@@ -15,97 +15,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::cli::args::agent::AgentCommand;
 use anyhow::Context;
 use bai_agent_rpc::{AgentConnection, AgentMethod, AgentTarget, AgentVersion, RpcClient, RpcError};
 use bai_agents::{AgentRpcCache, AgentRpcError};
 use bai_config::{BinarySize, LoadOptions, ManagerSection};
-use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::entities::{ResourceSlot, agents};
-use bai_db_models::queries::agent_listing::{
-    self, AGENT_STATUSES, AgentScope, AgentView, status_by_name,
-};
+use bai_db_models::queries::agent_listing::{self, AgentScope, AgentView};
 use bai_etcd_store::shared_config::RedisConfig;
 use bai_redis::{AgentLastSeen, LiveDb};
 use bai_rpc_keys::{CurveKeypair, PublicKey, RpcKeyError};
-use clap::Subcommand;
 use sea_orm::prelude::{DateTimeUtc, DateTimeWithTimeZone};
 use sea_orm::{ActiveEnum, DatabaseConnection};
 use serde::Serialize;
 use serde_json::Value;
 use tokio::task::JoinSet;
-
-#[derive(Debug, Subcommand)]
-pub enum AgentCommand {
-    /// List the agents, sorted by id, with their slots and when each was last seen.
-    List {
-        /// Only agents with this status (ALIVE, LOST, RESTARTING, TERMINATED; any case);
-        /// repeat it or separate statuses with commas. Default: every status.
-        #[arg(
-            short,
-            long,
-            value_name = "STATUS",
-            value_delimiter = ',',
-            value_parser = parse_status
-        )]
-        status: Vec<AgentStatus>,
-        /// Print the rows as a JSON array instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Show every column of one agent and when it was last seen.
-    Info {
-        id: String,
-        /// Print the row as a JSON object instead.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Call the agent's `ping` over RPC and print the round trip time.
-    ///
-    /// Connects to the address (and CURVE public key) of the agent's row with the manager keypair
-    /// of `[manager] rpc-auth-manager-keypair`; exits 1 when the agent does not answer in time.
-    /// With `--count`, a load: the pings' rate and latencies (from just before a call starts to
-    /// its answer; with `--connect-per-call` including the connection and its handshake), and
-    /// exit 1 when any failed.
-    Ping {
-        id: String,
-        /// Seconds to wait for the connection and for the answer, each.
-        #[arg(long, value_name = "SECS", default_value_t = 5.0, value_parser = parse_timeout)]
-        timeout: f64,
-        /// Pings to send.
-        #[arg(long, value_name = "N", default_value_t = 1,
-              value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
-        count: u64,
-        /// Pings outstanding at once.
-        #[arg(long, value_name = "K", default_value_t = 1,
-              value_parser = clap::value_parser!(u64).range(1..=4096))]
-        in_flight: u64,
-        /// Open a connection of its own for every ping (a ZeroMQ context, a socket and the
-        /// PING/PONG handshake) and close it after the answer, as the reference does for every
-        /// agent call; by default all pings share one connection.
-        #[arg(long)]
-        connect_per_call: bool,
-        /// Print one JSON object with the counts, the rate and the latencies instead.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Call the agent's `gather_hwinfo` over RPC and print what it reports as JSON.
-    Hwinfo {
-        id: String,
-        /// Seconds to wait for the connection and for the answer, each.
-        #[arg(long, value_name = "SECS", default_value_t = 30.0, value_parser = parse_timeout)]
-        timeout: f64,
-    },
-}
-
-/// A `--timeout` value: positive seconds.
-fn parse_timeout(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(secs) if secs.is_finite() && secs > 0.0 && secs <= 86_400.0 => Ok(secs),
-        _ => Err(format!(
-            "{text:?} is not a number of seconds between 0 and 86400"
-        )),
-    }
-}
 
 pub fn run(command: AgentCommand, options: &LoadOptions) -> anyhow::Result<ExitCode> {
     let Some(loaded) = crate::load_config(options) else {
@@ -479,17 +403,6 @@ async fn rpc_hwinfo(
         )
         .await?;
     Ok(bai_events::to_json(&hwinfo))
-}
-
-/// A `--status` value: a member name of `AgentStatus` in any case.
-fn parse_status(text: &str) -> Result<AgentStatus, String> {
-    status_by_name(&text.to_ascii_uppercase()).ok_or_else(|| {
-        let allowed: Vec<&str> = AGENT_STATUSES.iter().map(|(name, _)| *name).collect();
-        format!(
-            "unknown agent status {text:?} (the statuses are {})",
-            allowed.join(", ")
-        )
-    })
 }
 
 /// Every agent's last heartbeat, as the manager recorded it in Redis database 2.

@@ -5,27 +5,14 @@
 
 use std::io::Write;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 
+use crate::cli::args::db::{FixtureCommand, SchemaCommand};
 use anyhow::Context;
 use bai_config::{DbConfig, LoadOptions};
 use bai_db_models::fixtures::{self, FixtureFile};
 use bai_db_models::schema::{self, OneshotOutcome, SchemaState};
-use clap::Subcommand;
 use sea_orm::DatabaseConnection;
-
-#[derive(Debug, Subcommand)]
-pub enum SchemaCommand {
-    /// Create the 24.03 schema on an empty database (or apply pending migrations to ours).
-    ///
-    /// Refuses a database holding tables bai-manager did not create.
-    Oneshot,
-    /// Show the applied and pending migrations and the Alembic revision the reference sees.
-    Show,
-    /// Apply every pending migration.
-    Migrate,
-}
 
 pub fn run_schema(command: SchemaCommand, options: &LoadOptions) -> anyhow::Result<ExitCode> {
     with_db(options, |connection, place| async move {
@@ -43,7 +30,13 @@ pub fn run_schema(command: SchemaCommand, options: &LoadOptions) -> anyhow::Resu
                     println!("The schema of {place} is current; nothing to do.");
                 }
             },
-            SchemaCommand::Show => show(&place, schema::state(&connection).await?),
+            SchemaCommand::Show { json: false } => {
+                show(&place, schema::state(&connection).await?);
+            }
+            SchemaCommand::Show { json: true } => {
+                let shown = show_json(&place, schema::state(&connection).await?);
+                println!("{}", serde_json::to_string_pretty(&shown)?);
+            }
             SchemaCommand::Migrate => match schema::state(&connection).await? {
                 SchemaState::Managed { pending, .. } if pending.is_empty() => {
                     println!("No pending migrations in {place}.");
@@ -114,6 +107,30 @@ fn show(place: &str, state: SchemaState) {
     }
 }
 
+/// `schema show --json`: the state as one object; the fields a state lacks are empty or null.
+fn show_json(place: &str, state: SchemaState) -> serde_json::Value {
+    let (kind, applied, pending, alembic_revision, tables) = match state {
+        SchemaState::Empty => ("empty", Vec::new(), Vec::new(), None, Vec::new()),
+        SchemaState::Managed {
+            applied,
+            pending,
+            alembic_revision,
+        } => ("managed", applied, pending, alembic_revision, Vec::new()),
+        SchemaState::Foreign {
+            tables,
+            alembic_revision,
+        } => ("foreign", Vec::new(), Vec::new(), alembic_revision, tables),
+    };
+    serde_json::json!({
+        "database": place,
+        "state": kind,
+        "applied": applied,
+        "pending": pending,
+        "alembic_revision": alembic_revision,
+        "tables": tables,
+    })
+}
+
 fn list(names: &[String]) -> String {
     if names.is_empty() {
         "none".to_owned()
@@ -141,25 +158,6 @@ fn psql_command(db: &DbConfig) -> Command {
         .args(["-d", &db.name])
         .env("PGPASSWORD", &db.password);
     command
-}
-
-#[derive(Debug, Subcommand)]
-pub enum FixtureCommand {
-    /// Load a fixture file (`{table: [rows...]}`, `"__mode": "insert"|"update"`) in one
-    /// transaction: every row or none. Existing rows are skipped (insert) or updated (update).
-    Populate {
-        /// The JSON fixture file.
-        file: PathBuf,
-    },
-    /// Write TABLEs as a fixture file that `fixture populate` loads back (to stdout, or -o FILE).
-    Export {
-        /// Tables in the order to write them (parents before children, as populate needs).
-        #[arg(required = true)]
-        tables: Vec<String>,
-        /// Write here instead of stdout.
-        #[arg(short, long, value_name = "FILE")]
-        output: Option<PathBuf>,
-    },
 }
 
 pub fn run_fixture(command: FixtureCommand, options: &LoadOptions) -> anyhow::Result<ExitCode> {

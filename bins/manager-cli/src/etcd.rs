@@ -5,160 +5,17 @@
 //! reference's; unlike the reference, a failure exits non-zero with a message saying what failed.
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
+use crate::cli::args::etcd::{EtcdCommand, ScopeOption, StoreCommand};
 use anyhow::Context;
 use bai_config::{EtcdConfig, LoadOptions};
 use bai_etcd_store::{
-    EtcdError, EtcdStore, EtcdTarget, Scope, ScopePrefixes, SharedConfig, SharedConfigError, quote,
-    tree, unquote,
+    EtcdError, EtcdStore, EtcdTarget, Scope, ScopePrefixes, Severity, SharedConfig,
+    SharedConfigError, SharedConfigProblem, quote, tree, unquote,
 };
-use clap::{Args, Subcommand};
-
-#[derive(Debug, Subcommand)]
-pub enum EtcdCommand {
-    #[command(flatten)]
-    Store(StoreCommand),
-    /// Validate the shared configuration (`config/...`, `volumes/...`) against the schema the
-    /// manager reads it with; print every bad key and exit 1 if any is wrong.
-    Check,
-    /// Print VALUE percent-quoted as one key piece (`urllib.parse.quote(VALUE, safe="")`).
-    Quote {
-        #[arg(allow_hyphen_values = true)]
-        value: String,
-    },
-    /// Print VALUE with `%XX` sequences decoded (`urllib.parse.unquote`).
-    Unquote {
-        #[arg(allow_hyphen_values = true)]
-        value: String,
-    },
-}
-
-/// The commands that talk to etcd; each works in one scope (`--scope`, default global).
-#[derive(Debug, Subcommand)]
-pub enum StoreCommand {
-    /// Print the value of KEY, or with --prefix every key starting with KEY as JSON.
-    ///
-    /// A missing KEY prints nothing and exits 1; a prefix without keys prints `{}`.
-    Get {
-        /// The key below `/sorna/{namespace}/`, used verbatim.
-        key: String,
-        /// Read every key that starts with KEY (a plain string prefix) as a nested JSON object.
-        #[arg(long)]
-        prefix: bool,
-        #[command(flatten)]
-        scope: ScopeOption,
-    },
-    /// Set KEY to VALUE.
-    Put {
-        /// The key below `/sorna/{namespace}/`, used verbatim.
-        key: String,
-        /// The text to store.
-        #[arg(allow_hyphen_values = true)]
-        value: String,
-        #[command(flatten)]
-        scope: ScopeOption,
-    },
-    /// Write the JSON object in FILE (`-` for stdin) below KEY, all keys or none.
-    ///
-    /// Object keys become quoted key pieces and leaves are stored as Python's `str()` spells them
-    /// (`True`, `None`, `['a', 1]`); empty objects write nothing. The output of
-    /// `get --prefix KEY` restores with `put-json KEY`.
-    PutJson {
-        /// The key the object's keys go below, used verbatim (`""` for the namespace root).
-        key: String,
-        /// A file holding one JSON object, or `-` for stdin.
-        file: PathBuf,
-        #[command(flatten)]
-        scope: ScopeOption,
-    },
-    /// Delete KEY, or with --prefix every key starting with KEY (a plain string prefix).
-    Delete {
-        /// The key below `/sorna/{namespace}/`, used verbatim.
-        key: String,
-        /// Delete every key that starts with KEY (a plain string prefix).
-        #[arg(long)]
-        prefix: bool,
-        #[command(flatten)]
-        scope: ScopeOption,
-    },
-    /// Move every key starting with SOURCE (a plain string prefix) below DESTINATION.
-    MoveSubtree {
-        /// The prefix of the keys to move, used verbatim.
-        source: String,
-        /// The key the moved keys go below, used verbatim.
-        destination: String,
-        #[command(flatten)]
-        scope: ScopeOption,
-    },
-}
-
-#[derive(Debug, Args)]
-pub struct ScopeOption {
-    /// The layer to use: `global`, `sgroup:NAME` (a scaling group) or `node:ID` (an agent).
-    /// Reads fall back from the node or scaling group to global, as the agents read.
-    #[arg(
-        short = 's',
-        long = "scope",
-        value_name = "SCOPE",
-        default_value = "global",
-        value_parser = parse_scope
-    )]
-    scope: ConfigScope,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum ConfigScope {
-    Global,
-    ScalingGroup(String),
-    Node(String),
-}
-
-impl ConfigScope {
-    /// The prefixes an agent would use, limited to what the operator named: a node scope does not
-    /// know its agent's scaling group, so its reads fall back to global directly.
-    fn prefixes(&self) -> ScopePrefixes {
-        match self {
-            ConfigScope::Global => ScopePrefixes::default(),
-            ConfigScope::ScalingGroup(name) => ScopePrefixes {
-                scaling_group: Some(format!("sgroup/{name}")),
-                ..ScopePrefixes::default()
-            },
-            ConfigScope::Node(id) => ScopePrefixes {
-                node: Some(format!("nodes/agents/{id}")),
-                ..ScopePrefixes::default()
-            },
-        }
-    }
-
-    fn scope(&self) -> Scope {
-        match self {
-            ConfigScope::Global => Scope::Global,
-            ConfigScope::ScalingGroup(_) => Scope::ScalingGroup,
-            ConfigScope::Node(_) => Scope::Node,
-        }
-    }
-}
-
-fn parse_scope(text: &str) -> Result<ConfigScope, String> {
-    if text.eq_ignore_ascii_case("global") {
-        return Ok(ConfigScope::Global);
-    }
-    let expected = || "expected `global`, `sgroup:NAME` or `node:ID`".to_owned();
-    let (kind, name) = text.split_once(':').ok_or_else(expected)?;
-    // The name becomes one piece of the key prefix; a slash would silently add levels.
-    if name.is_empty() || name.contains('/') {
-        return Err(format!(
-            "the name after `{kind}:` must be non-empty and contain no `/`"
-        ));
-    }
-    match kind.to_ascii_lowercase().as_str() {
-        "sgroup" => Ok(ConfigScope::ScalingGroup(name.to_owned())),
-        "node" => Ok(ConfigScope::Node(name.to_owned())),
-        _ => Err(expected()),
-    }
-}
+use serde::Serialize;
 
 /// Runs one `etcd` command; `quote` and `unquote` need no configuration.
 pub fn run(command: EtcdCommand, options: &LoadOptions) -> anyhow::Result<ExitCode> {
@@ -166,7 +23,7 @@ pub fn run(command: EtcdCommand, options: &LoadOptions) -> anyhow::Result<ExitCo
         EtcdCommand::Quote { value } => print_line(&quote(&value)),
         EtcdCommand::Unquote { value } => print_line(&unquote(&value)),
         EtcdCommand::Store(command) => with_etcd(options, |etcd| execute(command, etcd)),
-        EtcdCommand::Check => with_etcd(options, check),
+        EtcdCommand::Check { json } => with_etcd(options, |etcd| check(etcd, json)),
     }
 }
 
@@ -187,15 +44,57 @@ fn with_etcd<F: Future<Output = anyhow::Result<ExitCode>>>(
     })
 }
 
-async fn check(etcd: EtcdConfig) -> anyhow::Result<ExitCode> {
+/// `etcd check --json`.
+#[derive(Serialize)]
+struct CheckReport {
+    namespace: String,
+    endpoints: Vec<String>,
+    ok: bool,
+    errors: Vec<String>,
+    warnings: Vec<String>,
+}
+
+async fn check(etcd: EtcdConfig, json: bool) -> anyhow::Result<ExitCode> {
     let target = EtcdTarget::from_config(&etcd);
     let where_ = format!(
         "namespace '{}' at {}",
         target.namespace,
         target.endpoints.join(", ")
     );
+    let (namespace, endpoints) = (target.namespace.clone(), target.endpoints.clone());
     let store = EtcdStore::connect(target, ScopePrefixes::default()).await?;
-    match SharedConfig::load(&store).await {
+    let loaded = SharedConfig::load(&store).await;
+    if json {
+        let texts = |problems: &[SharedConfigProblem], severity: Severity| -> Vec<String> {
+            problems
+                .iter()
+                .filter(|problem| problem.severity == severity)
+                .map(ToString::to_string)
+                .collect()
+        };
+        let (errors, warnings) = match &loaded {
+            Ok(shared) => (Vec::new(), texts(&shared.warnings, Severity::Warning)),
+            Err(SharedConfigError::Invalid(problems)) => (
+                texts(problems, Severity::Error),
+                texts(problems, Severity::Warning),
+            ),
+            Err(SharedConfigError::Etcd(error)) => return Err(anyhow::anyhow!("{error}")),
+        };
+        let report = CheckReport {
+            namespace,
+            endpoints,
+            ok: errors.is_empty(),
+            errors,
+            warnings,
+        };
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(if report.ok {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        });
+    }
+    match loaded {
         Ok(shared) => {
             for warning in &shared.warnings {
                 eprintln!("{warning}");
@@ -216,13 +115,28 @@ async fn check(etcd: EtcdConfig) -> anyhow::Result<ExitCode> {
 async fn execute(command: StoreCommand, etcd: EtcdConfig) -> anyhow::Result<ExitCode> {
     let etcd = &etcd;
     match command {
-        StoreCommand::Get { key, prefix, scope } => {
+        StoreCommand::Get {
+            key,
+            prefix,
+            json,
+            scope,
+        } => {
             let (store, scope) = connect(etcd, scope).await?;
             if prefix {
                 let tree = store.get_prefix(&key, scope).await?;
                 return print_line(&tree::tree_to_python_json(&tree));
             }
-            match store.get(&key, scope).await? {
+            let value = store.get(&key, scope).await?;
+            if json {
+                let found = value.is_some();
+                print_line(&serde_json::json!({ "key": key, "value": value }).to_string())?;
+                return Ok(if found {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
+            }
+            match value {
                 Some(value) => print_line(&value),
                 None => Ok(ExitCode::FAILURE),
             }

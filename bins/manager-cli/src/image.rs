@@ -7,57 +7,16 @@
 
 use std::process::ExitCode;
 
+use crate::cli::args::image::ImageCommand;
 use anyhow::Context;
 use bai_config::LoadOptions;
 use bai_db_models::entities::images;
 use bai_db_models::queries::images::{self as image_queries, LimitRange};
 use bai_etcd_store::shared_config::RedisConfig;
 use bai_redis::ImageDb;
-use clap::Subcommand;
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use serde_json::Value;
-
-#[derive(Debug, Subcommand)]
-pub enum ImageCommand {
-    /// List every image of the catalogue as `CANONICAL (ARCHITECTURE)`.
-    List {
-        /// Print a table of canonical names and config digests instead.
-        #[arg(short, long)]
-        short: bool,
-        /// Only images some agent has (Redis database 3), with those agents' ids.
-        #[arg(short, long)]
-        installed: bool,
-    },
-    /// Show the details of an image (a canonical reference or an alias) as JSON.
-    Inspect {
-        canonical_or_alias: String,
-        architecture: String,
-    },
-    /// Forget (delete) an image; refused while aliases point to it.
-    Forget {
-        canonical_or_alias: String,
-        architecture: String,
-    },
-    /// Set the MIN:MAX limits of one resource slot of an image; an empty side keeps that bound.
-    SetResourceLimit {
-        canonical_or_alias: String,
-        slot_type: String,
-        #[arg(value_name = "MIN:MAX", allow_hyphen_values = true)]
-        range: LimitRange,
-        architecture: String,
-    },
-    /// Add ALIAS for the image TARGET (a canonical reference) of ARCHITECTURE.
-    Alias {
-        alias: String,
-        target: String,
-        architecture: String,
-    },
-    /// Remove an alias.
-    Dealias { alias: String },
-    /// Read the registries configured in etcd (or one REGISTRY/IMAGE[:TAG]) into the catalogue.
-    Rescan(crate::image_rescan::RescanArgs),
-}
 
 pub fn run(command: ImageCommand, options: &LoadOptions) -> anyhow::Result<ExitCode> {
     let Some(loaded) = crate::load_config(options) else {
@@ -67,7 +26,11 @@ pub fn run(command: ImageCommand, options: &LoadOptions) -> anyhow::Result<ExitC
     crate::block_on(async move {
         let db = bai_db_models::connect(&config.db).await?;
         match command {
-            ImageCommand::List { short, installed } => {
+            ImageCommand::List {
+                short,
+                installed,
+                json,
+            } => {
                 let rows = image_queries::list_all(&db).await?;
                 let agents = if installed {
                     let redis = crate::redis_config(&config.etcd).await?;
@@ -75,7 +38,11 @@ pub fn run(command: ImageCommand, options: &LoadOptions) -> anyhow::Result<ExitC
                 } else {
                     None
                 };
-                print_list(&rows, agents.as_deref(), short);
+                if json {
+                    print_list_json(&rows, agents.as_deref())?;
+                } else {
+                    print_list(&rows, agents.as_deref(), short);
+                }
             }
             ImageCommand::Inspect {
                 canonical_or_alias,
@@ -179,6 +146,28 @@ fn print_list(rows: &[images::Model], agents: Option<&[Vec<String>]>, short: boo
         }
     }
     crate::print_table(&table);
+}
+
+/// `image list --json`: the rows (only those some agent holds, with `agents`, when `agents` is
+/// given) as a JSON array.
+fn print_list_json(rows: &[images::Model], agents: Option<&[Vec<String>]>) -> anyhow::Result<()> {
+    let mut listed = Vec::new();
+    for (index, row) in rows.iter().enumerate() {
+        let mut entry = serde_json::json!({
+            "canonical": row.name,
+            "architecture": row.architecture,
+            "config_digest": row.config_digest.trim(),
+        });
+        if let Some(agents) = agents {
+            if agents[index].is_empty() {
+                continue;
+            }
+            entry["agents"] = serde_json::json!(agents[index]);
+        }
+        listed.push(entry);
+    }
+    println!("{}", serde_json::to_string_pretty(&listed)?);
+    Ok(())
 }
 
 /// For each row, the ids of the agents that reported its canonical name in Redis database 3.

@@ -9,28 +9,13 @@ use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::cli::args::image_rescan::RescanArgs;
 use bai_config::EtcdConfig;
 use bai_etcd_store::{EtcdStore, EtcdTarget, ScopePrefixes, SharedConfig, SharedConfigError};
 use bai_registry_scanner::{Outcome, Reporter, ScanOptions, ScanSummary, ScanTarget};
-use clap::Args;
 use sea_orm::DatabaseConnection;
 
 use crate::progress::Progress;
-
-/// The arguments of `image rescan`.
-#[derive(Debug, Args)]
-pub struct RescanArgs {
-    /// A registry's name (its key under etcd config/docker/registry), or one image of it as
-    /// REGISTRY/IMAGE[:TAG]; every registry when omitted.
-    #[arg(value_name = "REGISTRY[/IMAGE[:TAG]]")]
-    target: Option<String>,
-    /// Requests to the registries in flight at once.
-    #[arg(long, default_value_t = ScanOptions::default().concurrency)]
-    concurrency: usize,
-    /// Seconds one request to a registry may take.
-    #[arg(long, value_name = "SECONDS", default_value_t = ScanOptions::default().request_timeout.as_secs())]
-    timeout: u64,
-}
 
 /// Runs the scan against `db` with the registries of the etcd `etcd` names; exit code 1 when
 /// anything could not be read or the scan could not start.

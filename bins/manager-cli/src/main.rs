@@ -1,105 +1,44 @@
 //! `manager-cli`: the operator's tool for one manager node, mirroring the reference's `backend.ai mgr`
-//! command tree (`backend.ai mgr X` becomes `manager-cli X`). It only parses arguments and calls the
-//! library crates; every message for people is made here.
+//! command tree (`backend.ai mgr X` becomes `manager-cli X`). Its arguments are the clap types of
+//! `cli/` (also rendered as man pages by `man-pages`); it calls the library crates, and
+//! every message for people is made here.
 
 mod agent;
+mod api;
+mod cli;
 mod db;
+mod doctor;
 mod etcd;
+mod history;
 mod image;
 mod image_rescan;
+mod man;
 mod progress;
+mod redis;
+mod server;
 
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
+use crate::cli::{Cli, Command, ConfigCommand};
 use anyhow::Context;
 use bai_config::{ConfigError, Environment, LoadOptions, LoadedConfig, LogLevel};
 use bai_etcd_store::shared_config::RedisConfig;
 use bai_etcd_store::{EtcdStore, EtcdTarget, ScopePrefixes, SharedConfig};
 use bai_rpc_keys::{CertificatePaths, CurveKeypair, Overwrite};
-use clap::{Parser, Subcommand};
+use clap::Parser;
+use serde::Serialize;
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-#[derive(Debug, Parser)]
-#[command(
-    name = "manager-cli",
-    version,
-    about = "Manage a Backend.AI manager node"
-)]
-struct Cli {
-    /// The manager.toml to use (default: $BACKEND_CONFIG_FILE, ./manager.toml,
-    /// ~/.config/backend.ai/manager.toml, /etc/backend.ai/manager.toml, the first that exists).
-    #[arg(
-        short = 'f',
-        long = "config",
-        alias = "config-path",
-        global = true,
-        value_name = "PATH"
-    )]
-    config: Option<PathBuf>,
-
-    /// Log level of this command; also overrides `[logging] level` (and the `pkg-ns` levels of
-    /// `ai.backend` and `aiohttp`) of the loaded configuration.
-    #[arg(long, global = true, value_name = "LEVEL", value_parser = parse_log_level)]
-    log_level: Option<LogLevel>,
-
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Generate the CURVE keypair that authenticates the manager to agents over RPC.
-    ///
-    /// Writes DIR/NAME.key (public) and DIR/NAME.key_secret (both keys, mode 0600) in pyzmq's
-    /// certificate format; point `[manager] rpc-auth-manager-keypair` at the .key_secret file.
-    GenerateRpcKeypair {
-        /// An existing directory to write the two files into.
-        dir: PathBuf,
-        /// The base name of the files.
-        name: String,
-        /// Replace an existing keypair of that name.
-        #[arg(long)]
-        force: bool,
-    },
-    /// Inspect the local configuration (manager.toml).
-    #[command(subcommand)]
-    Config(ConfigCommand),
-    /// Read and write the cluster configuration in etcd (`/sorna/{namespace}/...`).
-    #[command(subcommand)]
-    Etcd(etcd::EtcdCommand),
-    /// Create, inspect and migrate the database schema (`[db]` of manager.toml).
-    #[command(subcommand)]
-    Schema(db::SchemaCommand),
-    /// Load and export fixture files (rows of several tables in JSON).
-    #[command(subcommand)]
-    Fixture(db::FixtureCommand),
-    /// Show and edit the image catalogue (images and their aliases) in the database.
-    #[command(subcommand)]
-    Image(image::ImageCommand),
-    /// Show the agents the manager knows (the database) and when each was last heard from (Redis).
-    #[command(subcommand)]
-    Agent(agent::AgentCommand),
-    /// Open psql on the configured database; ARGS are passed to psql.
-    Dbshell {
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        psql_args: Vec<String>,
-    },
-}
-
-#[derive(Debug, Subcommand)]
-enum ConfigCommand {
-    /// Print the resolved configuration (file, defaults and environment overrides), secrets masked.
-    Show,
-    /// Validate the configuration and the files it names; exit 0 if usable, 1 if not.
-    Check,
-}
-
-fn parse_log_level(text: &str) -> Result<LogLevel, String> {
-    text.parse()
+/// `config check --json`.
+#[derive(Serialize)]
+struct ConfigCheck {
+    source: Option<String>,
+    ok: bool,
+    problems: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -123,30 +62,134 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::GenerateRpcKeypair { dir, name, force } => {
             generate_rpc_keypair(&dir, &name, force)
         }
-        Command::Config(ConfigCommand::Show) => Ok(with_config(&options, |loaded| {
-            print!("# {}\n{}", loaded.source.display(), loaded.to_masked_toml());
-            Ok(ExitCode::SUCCESS)
-        })),
-        Command::Config(ConfigCommand::Check) => Ok(with_config(&options, |loaded| {
-            loaded.check_files(&Environment::capture())?;
-            let keypair = &loaded.config.manager.rpc_auth_manager_keypair;
-            if let Err(error) = bai_rpc_keys::load_keypair(keypair) {
-                eprintln!(
-                    "{}: [manager] rpc-auth-manager-keypair: {error}",
-                    loaded.source.display()
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            println!("{}: OK", loaded.source.display());
-            Ok(ExitCode::SUCCESS)
-        })),
+        Command::Config(ConfigCommand::Show { json: true }) => config_show_json(&options),
+        Command::Config(ConfigCommand::Show { json: false }) => {
+            Ok(with_config(&options, |loaded| {
+                print!("# {}\n{}", loaded.source.display(), loaded.to_masked_toml());
+                Ok(ExitCode::SUCCESS)
+            }))
+        }
+        Command::Config(ConfigCommand::Check { json: true }) => config_check_json(&options),
+        Command::Config(ConfigCommand::Check { json: false }) => {
+            Ok(with_config(&options, |loaded| {
+                loaded.check_files(&Environment::capture())?;
+                let keypair = &loaded.config.manager.rpc_auth_manager_keypair;
+                if let Err(error) = bai_rpc_keys::load_keypair(keypair) {
+                    eprintln!(
+                        "{}: [manager] rpc-auth-manager-keypair: {error}",
+                        loaded.source.display()
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                println!("{}: OK", loaded.source.display());
+                Ok(ExitCode::SUCCESS)
+            }))
+        }
         Command::Etcd(command) => etcd::run(command, &options),
         Command::Schema(command) => db::run_schema(command, &options),
         Command::Fixture(command) => db::run_fixture(command, &options),
         Command::Image(command) => image::run(command, &options),
         Command::Agent(command) => agent::run(command, &options),
         Command::Dbshell { psql_args } => db::dbshell(&options, &psql_args),
+        Command::Doctor(args) => doctor::run(args, &options),
+        Command::GenerateApiKeypair { json } => generate_api_keypair(json),
+        Command::ClearHistory(args) => history::run(args, &options),
+        Command::StartServer(args) => server::run(args, &options),
+        Command::Redis(command) => redis::run(command, &options),
+        Command::Api(command) => api::run_api(command),
+        Command::Gql(command) => api::run_gql(command),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut cli::command(),
+                "manager-cli",
+                &mut std::io::stdout(),
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ManPages { dir } => {
+            let count = man::write_pages(&cli::command(), &dir)?;
+            eprintln!("Wrote {count} man pages into {}.", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
     }
+}
+
+/// `config show --json`: the file it came from and the resolved configuration, secrets masked,
+/// as one JSON object (the same values `config show` prints as TOML).
+fn config_show_json(options: &LoadOptions) -> anyhow::Result<ExitCode> {
+    let Some(loaded) = load_config(options) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    let config: toml::Value =
+        toml::from_str(&loaded.to_masked_toml()).context("rendering the resolved configuration")?;
+    let shown = serde_json::json!({
+        "source": loaded.source.display().to_string(),
+        "config": config,
+    });
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `config check --json`: the configuration's problems (loading, the files it names, the RPC
+/// keypair) as one JSON object; exit 1 when there are any.
+fn config_check_json(options: &LoadOptions) -> anyhow::Result<ExitCode> {
+    let env = Environment::capture();
+    let report = match bai_config::load(options, &env) {
+        Err(error) => ConfigCheck {
+            source: None,
+            ok: false,
+            problems: error.to_string().lines().map(str::to_owned).collect(),
+        },
+        Ok(loaded) => {
+            let mut problems: Vec<String> = match loaded.check_files(&env) {
+                Ok(()) => Vec::new(),
+                Err(error) => error.to_string().lines().map(str::to_owned).collect(),
+            };
+            let keypair = &loaded.config.manager.rpc_auth_manager_keypair;
+            if let Err(error) = bai_rpc_keys::load_keypair(keypair) {
+                problems.push(format!("[manager] rpc-auth-manager-keypair: {error}"));
+            }
+            ConfigCheck {
+                source: Some(loaded.source.display().to_string()),
+                ok: problems.is_empty(),
+                problems,
+            }
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// A new access key and secret key in the reference's shapes (`AKIA` and 16 base32 characters;
+/// 40 characters of URL-safe base64), from the credential generator new keypairs get.
+fn generate_api_keypair(json: bool) -> anyhow::Result<ExitCode> {
+    tracing::info!("Generating a manager API keypair...");
+    let secrets = bai_db_models::queries::keypair_admin::KeypairSecrets::generate()
+        .context("generating the keypair")?;
+    if json {
+        let pair = serde_json::json!({
+            "access_key": secrets.access_key,
+            "secret_key": secrets.secret_key,
+        });
+        println!("{}", serde_json::to_string_pretty(&pair)?);
+    } else {
+        println!(
+            "Access Key: {} ({} bytes)",
+            secrets.access_key,
+            secrets.access_key.len()
+        );
+        println!(
+            "Secret Key: {} ({} bytes)",
+            secrets.secret_key,
+            secrets.secret_key.len()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Runs one command's async work on a current-thread runtime: a short-lived command needs no

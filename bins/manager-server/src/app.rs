@@ -1,8 +1,9 @@
 //! What each worker of the server is: its own connected `bai_stores::Stores` (etcd, PostgreSQL,
 //! Redis, like one worker process of the reference), the API router over them, and its consumer of
-//! the event stream (one of the `manager` group). Worker 0 also registers the node in etcd (and
-//! removes the registration when it stops), checks for lost agents, trims the stream and runs the
-//! timers (scheduling, hang tolerance, idle checks). Each worker keeps its own agent RPC
+//! the event stream (one of the `manager` group). Worker 0 also registers the node in etcd under
+//! `[manager] id`, bound to a lease it keeps alive (and revokes when it stops), checks for lost
+//! agents, trims the stream, scans for hung sessions and runs the global timers (`bai-locks`:
+//! `do_schedule`, `do_prepare`, `do_idle_check`, `do_log_cleanup`). Each worker keeps its own agent RPC
 //! connections (`AgentRpcCache`), shared by its registry and API, and its own event feed for the
 //! API's server-sent events (a subscriber of the bus).
 
@@ -19,12 +20,14 @@ use bai_agents::{AgentRegistry, AgentRpcCache, UnknownGroupWarnings};
 use bai_api::ApiContext;
 use bai_config::ManagerConfig;
 use bai_events::{ConsumerOptions, EventProducer, Handlers, MANAGER_GROUP};
-use bai_redis::{SchedulerStatus, StreamDb};
+use bai_redis::SchedulerStatus;
 use bai_rpc_keys::CurveKeypair;
 use bai_server::{Criticality, Tasks};
 use bai_sessions::{Lifecycle, Scheduler, Starter};
 use bai_stores::{Stores, StoresError};
 use tower::Layer;
+
+use crate::metrics::MetricsExport;
 
 /// The installation part of consumer names: it must not change across restarts, so that a
 /// restarted worker finds the entries it left pending under its name.
@@ -36,30 +39,37 @@ const TRIM_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct Manager {
     config: Arc<ManagerConfig>,
-    /// The name the node registers under in etcd (`nodes/manager/{instance_id}`).
-    instance_id: String,
     /// Shared by the workers' agent registries: one warning per node.
     unknown_group_warnings: Arc<UnknownGroupWarnings>,
     /// Opens agent RPC connections with the manager keypair (`rpc-auth-manager-keypair`).
     rpc_client: RpcClient,
+    /// `GET /metrics`, when `[manager] metrics-enabled`.
+    metrics: Option<MetricsExport>,
 }
 
 impl Manager {
     pub fn new(config: Arc<ManagerConfig>, manager_keypair: CurveKeypair) -> Manager {
         Manager {
             config,
-            instance_id: bai_stores::instance_id(),
             unknown_group_warnings: Arc::default(),
             rpc_client: RpcClient::new(Some(manager_keypair)),
+            metrics: None,
         }
+    }
+
+    /// Worker 0 serves `export`'s listener; every worker's pool is sampled in it.
+    pub fn with_metrics(mut self, export: MetricsExport) -> Manager {
+        self.metrics = Some(export);
+        self
     }
 }
 
 /// One worker's state.
 #[derive(Debug)]
 pub struct Worker {
-    index: usize,
     stores: Stores,
+    /// Worker 0's registration of the node (`nodes/manager/{[manager] id}`), bound to a lease.
+    node_lease: Option<Arc<bai_stores::NodeLease>>,
     router: Router,
 }
 
@@ -72,16 +82,32 @@ impl bai_server::App for Manager {
     async fn start(&self, index: usize, tasks: &Tasks) -> Result<Worker, StoresError> {
         let stores = Stores::connect(&self.config).await?;
         // The consumer's reads block: it gets a connection of its own.
-        let consumer_stream = match StreamDb::connect(&stores.shared_config.redis).await {
+        let consumer_stream = match stores.redis.dedicated_stream().await {
             Ok(stream) => stream,
             Err(error) => {
                 stores.close().await;
                 return Err(StoresError::Redis(error));
             }
         };
+        let mut node_lease = None;
         if index == 0 {
-            match bai_stores::register_node(&stores.etcd, &self.instance_id).await {
-                Ok(status) => tracing::info!("Manager status: {}", status.as_str()),
+            // Registered under `[manager] id`, so that nodes sharing a host do not collide.
+            match bai_stores::register_node_with_lease(&stores.etcd, &self.config.manager.id).await
+            {
+                Ok((status, lease)) => {
+                    tracing::info!("Manager status: {}", status.as_str());
+                    let lease = Arc::new(lease);
+                    let (etcd, keeper) = (stores.etcd.clone(), Arc::clone(&lease));
+                    tasks.spawn(
+                        "node-lease",
+                        Criticality::BestEffort,
+                        |shutdown| async move {
+                            keeper.keep_alive(&etcd, shutdown).await;
+                            Ok::<(), Infallible>(())
+                        },
+                    );
+                    node_lease = Some(lease);
+                }
                 Err(error) => {
                     consumer_stream.close().await;
                     stores.close().await;
@@ -103,13 +129,18 @@ impl bai_server::App for Manager {
             AgentRegistry::new(&stores, Arc::clone(&self.unknown_group_warnings))
                 .with_rpc_cache(Arc::clone(&agent_rpc)),
         );
+        // Which node starts which session, and which starts the agents received.
+        let start_claims =
+            bai_redis::StartClaims::new(stores.redis.live.clone(), self.config.manager.id.clone());
         let lifecycle = Arc::new(
             Lifecycle::new(
                 stores.db.clone(),
                 EventProducer::new(stores.redis.stream.clone()),
                 stores.redis.stat.clone(),
             )
-            .with_rpc_cache(Arc::clone(&agent_rpc)),
+            .with_rpc_cache(Arc::clone(&agent_rpc))
+            .with_stream(stores.redis.stream.clone())
+            .with_start_claims(start_claims.clone()),
         );
         let (triggers, bursts) = bai_sessions::triggers();
         let mut handlers = Handlers::default();
@@ -127,7 +158,15 @@ impl bai_server::App for Manager {
             ),
         ));
         bai_sessions::batch_handlers(&batch_results, &mut handlers);
-        // Idle checks: every worker checks on a consumed `do_idle_check`; worker 0 also on its timer.
+        // Error logs past their retention are deleted on `do_log_cleanup`.
+        bai_agents::error_log_handlers(
+            &Arc::new(bai_agents::ErrorLogCleaner::new(
+                stores.db.clone(),
+                stores.etcd.clone(),
+            )),
+            &mut handlers,
+        );
+        // Idle checks: a worker checks on a consumed `do_idle_check` (the global timer's event).
         let idle_checker = bai_sessions::IdleChecker::new(
             stores.db.clone(),
             stores.etcd.clone(),
@@ -147,13 +186,12 @@ impl bai_server::App for Manager {
             &idle_trigger,
             &mut handlers,
         );
-        let idle_timer = index == 0;
         tasks.spawn(
             "idle-checker",
             Criticality::Essential,
             move |shutdown| async move {
-                bai_sessions::run_idle_checker(idle_checker, idle_bursts, idle_timer, shutdown)
-                    .await;
+                // No local timer: worker 0's global timer produces `do_idle_check`.
+                bai_sessions::run_idle_checker(idle_checker, idle_bursts, false, shutdown).await;
                 Ok::<(), Infallible>(())
             },
         );
@@ -178,14 +216,29 @@ impl bai_server::App for Manager {
             stores.redis.stat.clone(),
             Arc::clone(&agent_rpc),
             scheduler_status,
-        );
-        // Worker 0 keeps the timers (one per node); every worker runs rounds on its events.
-        let timers = index == 0;
+        )
+        .with_shared_config(stores.shared_config.clone())
+        // Sessions a dead node was starting are started again by the others.
+        .with_start_claims(start_claims.clone(), stores.redis.stream.clone());
+        // Every worker runs rounds on its events (no local timers: worker 0's global timers
+        // produce `do_schedule` and `do_prepare`). Worker 0 of every node scans for hung sessions,
+        // as every process of the reference does.
+        if index == 0 {
+            let hang_scanner = starter.hang_scanner();
+            tasks.spawn(
+                "hang-scanner",
+                Criticality::Essential,
+                |shutdown| async move {
+                    bai_sessions::run_hang_scanner(hang_scanner, shutdown).await;
+                    Ok::<(), Infallible>(())
+                },
+            );
+        }
         tasks.spawn(
             "session-dispatcher",
             Criticality::Essential,
             move |shutdown| async move {
-                bai_sessions::run_dispatcher(scheduler, starter, bursts, timers, shutdown).await;
+                bai_sessions::run_dispatcher(scheduler, starter, bursts, false, shutdown).await;
                 Ok::<(), Infallible>(())
             },
         );
@@ -222,27 +275,45 @@ impl bai_server::App for Manager {
                     Ok::<(), Infallible>(())
                 },
             );
+            // The reference's global timers, on worker 0 of every node: their locks
+            // (`[manager] distributed-lock`) let about one event per interval through cluster-wide.
+            let config = Arc::clone(&self.config);
+            let redis = stores.redis.clone();
+            let producer = EventProducer::new(stores.redis.stream.clone());
+            tasks.spawn(
+                "global-timers",
+                Criticality::Essential,
+                |shutdown| async move {
+                    let locks = bai_locks::LockFactory::connect(&config, &redis).await?;
+                    let timers = bai_locks::manager_timers(&locks, &producer);
+                    bai_locks::run_timers(timers, shutdown).await;
+                    Ok::<(), bai_locks::LockError>(())
+                },
+            );
         }
         // The feed of the SSE clients (`/events/...`): a subscriber with a reader of its own.
         let (event_feed, feeder) = bai_sessions::event_feed(stores.db.clone());
-        let redis_config = stores.shared_config.redis.clone();
+        let redis = stores.redis.clone();
         tasks.spawn(
             "event-feed",
             Criticality::BestEffort,
             |shutdown| async move {
-                let stream = StreamDb::connect(&redis_config).await?;
+                let stream = redis.dedicated_stream().await?;
                 feeder.run(stream.clone(), shutdown).await;
                 stream.close().await;
                 Ok::<(), bai_redis::RedisConnectError>(())
             },
         );
+        if let Some(metrics) = &self.metrics {
+            metrics.start_worker(index, &stores.db, &stores.redis.stream, tasks);
+        }
         let router = bai_api::router(
             ApiContext::new(Arc::clone(&self.config), stores.clone()).with_agent_rpc(agent_rpc),
         )
         .layer(axum::Extension(event_feed));
         Ok(Worker {
-            index,
             stores,
+            node_lease,
             router,
         })
     }
@@ -254,14 +325,10 @@ impl bai_server::App for Manager {
     }
 
     async fn stop(&self, worker: Worker) {
-        if worker.index == 0
-            && let Err(error) =
-                bai_stores::unregister_node(&worker.stores.etcd, &self.instance_id).await
+        if let Some(lease) = &worker.node_lease
+            && let Err(error) = lease.release(&worker.stores.etcd).await
         {
-            tracing::warn!(
-                "cannot remove nodes/manager/{} from etcd: {error}",
-                self.instance_id
-            );
+            tracing::warn!("cannot remove {} from etcd: {error}", lease.key());
         }
         worker.stores.close().await;
     }

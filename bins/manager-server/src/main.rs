@@ -3,6 +3,7 @@
 //! manager.toml, sets up logging and hands the process to `bai-server` with the API of `bai-api`.
 
 mod app;
+mod metrics;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -143,13 +144,33 @@ fn run(loaded: LoadedConfig) -> anyhow::Result<ExitCode> {
         )
     })?;
 
+    // Bound here, like the API's listeners before privileges are dropped; a busy address stops
+    // the server before anything else starts.
+    let metrics = if manager.metrics_enabled {
+        let listener =
+            std::net::TcpListener::bind(manager.metrics_addr.to_string()).with_context(|| {
+                format!(
+                    "{}: [manager] metrics-addr: cannot listen on {}",
+                    loaded.source.display(),
+                    manager.metrics_addr
+                )
+            })?;
+        let handle = bai_metrics::exporter::install()?;
+        tracing::info!("metrics: serving GET /metrics on {}", manager.metrics_addr);
+        Some(metrics::MetricsExport::new(handle, listener))
+    } else {
+        None
+    };
+
     let options = ServerOptions::from_config(manager);
     let config = Arc::new(loaded.config);
+    let mut manager = app::Manager::new(config, manager_keypair);
+    if let Some(export) = metrics {
+        manager = manager.with_metrics(export);
+    }
     // bai-server logs why it stopped; only the exit status is left to say.
-    Ok(
-        match bai_server::run(options, app::Manager::new(config, manager_keypair)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(_) => ExitCode::FAILURE,
-        },
-    )
+    Ok(match bai_server::run(options, manager) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(_) => ExitCode::FAILURE,
+    })
 }

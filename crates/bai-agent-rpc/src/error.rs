@@ -127,3 +127,28 @@ pub enum RpcError {
         detail: String,
     },
 }
+
+impl RpcError {
+    /// The kind of failure as one word, for the metrics' bounded `error` label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RpcError::Socket { .. } => "socket",
+            RpcError::Thread { .. } => "thread",
+            RpcError::NoManagerKeypair { .. } => "no_manager_keypair",
+            RpcError::CurveHandshake { .. } => "curve_handshake",
+            RpcError::NeedsCurve { .. } => "needs_curve",
+            RpcError::NoAnswer { .. } => "no_answer",
+            RpcError::Timeout { .. } => "timeout",
+            RpcError::Failure { .. } => "failure",
+            RpcError::Internal { .. } => "internal",
+            RpcError::Cancelled { .. } => "cancelled",
+            RpcError::Send { .. } => "send",
+            RpcError::Disconnected { .. } => "disconnected",
+            RpcError::NotSent { .. } => "not_sent",
+            RpcError::Closed { .. } => "closed",
+            RpcError::BadReply { .. } => "bad_reply",
+            RpcError::Unsupported { .. } => "unsupported",
+            RpcError::UnexpectedReply { .. } => "unexpected_reply",
+        }
+    }
+}

@@ -7,6 +7,7 @@ use std::fmt;
 use std::time::Duration;
 
 use rmpv::Value;
+use tracing::Instrument;
 
 use crate::client::Connection;
 use crate::error::RpcError;
@@ -259,9 +260,24 @@ impl AgentConnection {
         timeout: Option<Duration>,
     ) -> Result<Value, RpcError> {
         self.check(method)?;
-        self.connection
+        // The span names the agent and the method, never the arguments (they may hold secrets).
+        let span = tracing::info_span!(
+            "agent_rpc",
+            agent_id = %self.agent_id(),
+            method = method.name()
+        );
+        let started = std::time::Instant::now();
+        let result = self
+            .connection
             .call(method.name(), args, kwargs, timeout)
-            .await
+            .instrument(span)
+            .await;
+        bai_metrics::record::agent_rpc_call(
+            method.name(),
+            started.elapsed(),
+            result.as_ref().err().map(RpcError::kind),
+        );
+        result
     }
 
     fn bad_reply(&self, method: AgentMethod, what: &str, got: &Value) -> RpcError {

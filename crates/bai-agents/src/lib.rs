@@ -9,12 +9,20 @@
 //! drops an agent's connection when a heartbeat changes its address, public key or version, and
 //! when the agent restarts, terminates or is lost.
 //!
+//! [`ErrorLogCleaner`] deletes the error logs older than etcd `config/logs/error/retention` on
+//! `do_log_cleanup` ([`error_log_handlers`]).
+//!
 //! It must not know HTTP or manager.toml (it is handed the heartbeat timeout), and it spawns no
 //! tasks: [`handlers`] go into a consumer of `bai-events`, [`run_lost_check`] is a future the
 //! server runs. SQL goes through `bai-db-models`, Redis through `bai-redis`.
 
+mod error_logs;
 mod registry;
 mod rpc_cache;
 
+pub use error_logs::{
+    DEFAULT_RETENTION, ErrorLogCleaner, ErrorLogCleanupError, RETENTION_KEY, Retention,
+    error_log_handlers,
+};
 pub use registry::{AgentRegistry, UnknownGroupWarnings, handlers, run_lost_check};
 pub use rpc_cache::{AgentRpcCache, AgentRpcError, DEFAULT_REVALIDATE_AFTER};

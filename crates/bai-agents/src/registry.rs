@@ -9,7 +9,7 @@ use bai_db_models::entities::ResourceSlot;
 use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::image_ref::{ImageRef, KnownRegistries};
 use bai_db_models::queries::agent_registry::{self, HeartbeatOutcome, HeartbeatRow};
-use bai_etcd_store::{EtcdStore, Scope};
+use bai_etcd_store::{EtcdStore, LiveSharedConfig, Scope};
 use bai_events::{
     AgentInfo, Event, EventProducer, HandlerError, Handlers, MANAGER_GROUP, Received,
 };
@@ -35,8 +35,9 @@ pub struct AgentRegistry {
     etcd: EtcdStore,
     redis: Redis,
     producer: EventProducer,
-    /// Registry names that count as such in image references (etcd `config/docker/registry`).
-    registries: Vec<String>,
+    /// Registry names that count as such in image references (etcd `config/docker/registry`, as
+    /// it is now).
+    shared_config: LiveSharedConfig,
     warned_unknown_groups: Arc<UnknownGroupWarnings>,
     /// The RPC connections to forget when an agent moves, changes its key or goes away.
     rpc_cache: Option<Arc<AgentRpcCache>>,
@@ -64,13 +65,7 @@ impl AgentRegistry {
             etcd: stores.etcd.clone(),
             redis: stores.redis.clone(),
             producer: EventProducer::new(stores.redis.stream.clone()),
-            registries: stores
-                .shared_config
-                .docker
-                .registries
-                .keys()
-                .cloned()
-                .collect(),
+            shared_config: stores.shared_config.clone(),
             warned_unknown_groups,
             rpc_cache: None,
         }
@@ -90,6 +85,7 @@ impl AgentRegistry {
     }
 
     /// `agent_heartbeat` from `agent_id`, added to the stream at `sent_at`.
+    #[tracing::instrument(name = "agent_heartbeat", skip_all, fields(agent_id = %agent_id))]
     pub async fn handle_heartbeat(
         &self,
         agent_id: &str,
@@ -225,7 +221,13 @@ impl AgentRegistry {
         if info.images.is_empty() {
             return Ok(());
         }
-        let registries: Vec<&str> = self.registries.iter().map(String::as_str).collect();
+        let shared_config = self.shared_config.current();
+        let registries: Vec<&str> = shared_config
+            .docker
+            .registries
+            .keys()
+            .map(String::as_str)
+            .collect();
         let canonical_names: Vec<String> = info
             .images
             .iter()
@@ -247,6 +249,7 @@ impl AgentRegistry {
     }
 
     /// `agent_started`: the agent is `ALIVE` (if it has a row; its heartbeat inserts it).
+    #[tracing::instrument(name = "agent_started", skip_all, fields(agent_id = %agent_id))]
     pub async fn handle_started(&self, agent_id: &str, reason: &str) -> Result<(), HandlerError> {
         if agent_registry::set_agent_status(&self.db, agent_id, AgentStatus::Alive).await? {
             tracing::info!("agent {agent_id} started ({reason})");
@@ -256,6 +259,7 @@ impl AgentRegistry {
 
     /// `agent_terminated`: `agent-lost` makes it `LOST`, `agent-restart` `RESTARTING`, anything
     /// else (`shutdown`) `TERMINATED`.
+    #[tracing::instrument(name = "agent_terminated", skip_all, fields(agent_id = %agent_id, reason = %reason))]
     pub async fn handle_terminated(
         &self,
         agent_id: &str,

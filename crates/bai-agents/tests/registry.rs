@@ -10,8 +10,7 @@
 //! row once the group exists), the lost check run by two manager nodes at once (one report per
 //! loss), concurrent first heartbeats, and the handlers on a real consumer of the event bus.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bai_agents::AgentRegistry;
@@ -19,6 +18,7 @@ use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::entities::{ResourceSlot, agents};
 use bai_db_models::queries::scaling_groups::{self, NewScalingGroup};
 use bai_db_models::testing::{INSTALL_GUIDE_FIXTURES, TestDatabase};
+use bai_etcd_store::testing::logs::CapturedLogs;
 use bai_etcd_store::testing::{HALFSTACK_ETCD, TestNamespace};
 use bai_etcd_store::{EtcdStore, Scope, SharedConfig};
 use bai_events::{
@@ -565,40 +565,9 @@ async fn lost_restarting_and_started_agents_change_status_as_the_reference() {
     assert_eq!(harness.agent_count().await, 1);
 }
 
-/// An `io::Write` into a shared buffer, for capturing logs.
-#[derive(Clone, Default)]
-struct LogBuffer(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogBuffer {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0
-            .lock()
-            .expect("the log buffer")
-            .extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl LogBuffer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.0.lock().expect("the log buffer")).into_owned()
-    }
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn heartbeats_of_an_unknown_resource_group_are_dropped_with_one_warning() {
-    let logs = LogBuffer::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_env_filter("bai_agents=warn")
-        .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    let logs = CapturedLogs::start("bai_agents=warn");
 
     let harness = Harness::new("agents_unknown_group").await;
     let registry = harness.registry();

@@ -68,8 +68,9 @@ impl ApiContext {
         &self.inner.stores.etcd
     }
 
-    pub fn shared_config(&self) -> &SharedConfig {
-        &self.inner.stores.shared_config
+    /// The shared configuration in effect now (it follows etcd): read it per request.
+    pub fn shared_config(&self) -> Arc<SharedConfig> {
+        self.inner.stores.shared_config.current()
     }
 
     pub fn db(&self) -> &DatabaseConnection {

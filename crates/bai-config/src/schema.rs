@@ -196,6 +196,14 @@ pub struct ManagerSection {
         deserialize_with = "lenient_bool"
     )]
     pub use_experimental_redis_event_dispatcher: bool,
+    /// Whether the node serves `GET /metrics` (Prometheus text format) on `metrics-addr`.
+    /// Not in the reference.
+    #[serde(default = "yes", deserialize_with = "lenient_bool")]
+    pub metrics_enabled: bool,
+    /// Where `GET /metrics` listens: loopback unless the operator opens it to the network.
+    /// Not in the reference.
+    #[serde(default = "default_metrics_addr")]
+    pub metrics_addr: HostPort,
 }
 
 impl Default for ManagerSection {
@@ -225,6 +233,8 @@ impl Default for ManagerSection {
             aiomonitor_termui_port: default_termui_port(),
             aiomonitor_webui_port: default_webui_port(),
             use_experimental_redis_event_dispatcher: false,
+            metrics_enabled: true,
+            metrics_addr: default_metrics_addr(),
         }
     }
 }
@@ -513,6 +523,10 @@ fn default_node_id() -> String {
 
 fn default_service_addr() -> HostPort {
     HostPort::new("0.0.0.0", 8080)
+}
+
+fn default_metrics_addr() -> HostPort {
+    HostPort::new("127.0.0.1", 9464)
 }
 
 fn default_rpc_keypair() -> PathBuf {

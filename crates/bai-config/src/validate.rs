@@ -102,6 +102,14 @@ pub(crate) fn check(config: &ManagerConfig, sources: &Sources) -> (Vec<Problem>,
             format!("port number must be between 1 and 65535, found {port}"),
         );
     }
+    require(
+        !manager.metrics_enabled || manager.metrics_addr != manager.service_addr,
+        &["manager", "metrics-addr"],
+        format!(
+            "must differ from service-addr ({}): metrics have a listener of their own",
+            manager.service_addr
+        ),
+    );
     if manager.ssl_enabled {
         for (key, value) in [
             ("ssl-cert", &manager.ssl_cert),

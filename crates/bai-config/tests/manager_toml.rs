@@ -325,6 +325,24 @@ fn a_log_driver_without_its_section() {
 }
 
 #[test]
+fn metrics_default_to_loopback_and_need_their_own_address() {
+    let config = load(MINIMAL).config;
+    assert!(config.manager.metrics_enabled);
+    assert_eq!(config.manager.metrics_addr.to_string(), "127.0.0.1:9464");
+    let opened = load(&format!(
+        "{MINIMAL}[manager]\nmetrics-enabled = false\nmetrics-addr = \"0.0.0.0:9100\"\n"
+    ))
+    .config;
+    assert!(!opened.manager.metrics_enabled);
+    assert_eq!(opened.manager.metrics_addr.to_string(), "0.0.0.0:9100");
+    check_error(
+        &format!("{MINIMAL}[manager]\nservice-addr = \"127.0.0.1:9464\"\n"),
+        "manager.toml: [manager] metrics-addr: must differ from service-addr (127.0.0.1:9464): \
+         metrics have a listener of their own",
+    );
+}
+
+#[test]
 fn an_unknown_distributed_lock() {
     check_error(
         &format!("{MINIMAL}[manager]\ndistributed-lock = \"zookeeper\"\n"),

@@ -10,8 +10,10 @@
 //!              redis       Redis: the reference's databases and keys, typed (bai-redis)
 //!              stores      all three connected as one `Stores`, node registration (bai-stores)
 //! bus          events      the Redis stream `events`: msgpack, catalogue, consume/subscribe (bai-events)
+//!              locks       distributed locks (pg_advisory, filelock, redlock, etcd), global timers (bai-locks)
 //!              agent_rpc   Callosum RPC to agents over ZeroMQ, with CURVE (bai-agent-rpc)
 //!              storage_proxy  the manager's client of the storage proxies (bai-storage-proxy)
+//!              metrics     Prometheus metrics: catalogue, recording, /metrics (bai-metrics)
 //! services     registry    container-registry scanner (bai-registry-scanner)
 //!              scheduler   resource slots, quota headroom (bai-scheduler)
 //!              agents      the agent registry: heartbeats, status, lost check (bai-agents)
@@ -37,6 +39,8 @@ pub use bai_config as config;
 pub use bai_db_models as db;
 pub use bai_etcd_store as etcd;
 pub use bai_events as events;
+pub use bai_locks as locks;
+pub use bai_metrics as metrics;
 pub use bai_redis as redis;
 pub use bai_registry_scanner as registry;
 pub use bai_rpc_keys as rpc_keys;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bai_config::DbConfig;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use sea_orm::{ConnectOptions, Database, DatabaseConnection};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
 use crate::error::DbError;
 
@@ -47,6 +47,37 @@ pub async fn connect(db: &DbConfig) -> Result<DatabaseConnection, DbError> {
             user: db.user.clone(),
             source,
         })
+}
+
+/// `SELECT 1` on a pooled connection: whether PostgreSQL answers, for the API's readiness check.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbError> {
+    db.execute_unprepared("SELECT 1")
+        .await
+        .map(drop)
+        .map_err(DbError::query("SELECT 1".to_owned()))
+}
+
+/// How a pool's connections are used right now, for the metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections handed out to queries.
+    pub in_use: u32,
+    /// Open connections waiting in the pool.
+    pub idle: u32,
+    /// The most the pool opens (`pool-size` + `max-overflow`).
+    pub max: u32,
+}
+
+/// The usage of `db`'s pool; `db` is a pool [`connect`] made (sea-orm panics on a connection that
+/// is not PostgreSQL).
+pub fn pool_usage(db: &DatabaseConnection) -> PoolUsage {
+    let pool = db.get_postgres_connection_pool();
+    let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX);
+    PoolUsage {
+        in_use: pool.size().saturating_sub(idle),
+        idle,
+        max: pool.options().get_max_connections(),
+    }
 }
 
 /// Everything but unreserved URL characters is encoded, so any password works in the URL.

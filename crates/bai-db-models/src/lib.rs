@@ -6,6 +6,7 @@
 //! This crate is the only one that speaks SQL. It must not know HTTP, etcd or manager.toml beyond
 //! `[db]`, and it never logs passwords or password hashes.
 
+pub mod advisory;
 mod connect;
 pub mod entities;
 mod error;
@@ -19,5 +20,5 @@ pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use connect::{connect, database_url};
+pub use connect::{PoolUsage, connect, database_url, ping, pool_usage};
 pub use error::{ConstraintViolation, DbError, WriteError};

@@ -90,6 +90,113 @@ impl SharedConfig {
     }
 }
 
+impl SharedConfig {
+    /// Reads the trees again over `self`, the settings in effect, one section at a time
+    /// (`config/system`, `config/api`, `config/redis`, `config/docker`, `config/plugins`,
+    /// `config/network`, `config/watcher`, `config/auth`, `config/session`, `config/idle`,
+    /// `volumes`): a section with an error keeps its settings from `self`, so that a bad value
+    /// neither takes a working setting away nor holds back a good change elsewhere. The warnings
+    /// of the sections read go into the revised configuration.
+    pub fn revise(&self, config: &ConfigTree, volumes: &ConfigTree) -> Revision {
+        let root = Section::root("config", config);
+        let mut reviser = Reviser::default();
+        let revised = SharedConfig {
+            system: reviser.section(&root, "system", read_system, &self.system),
+            api: reviser.section(&root, "api", read_api, &self.api),
+            redis: reviser.section(&root, "redis", read_redis, &self.redis),
+            docker: reviser.section(&root, "docker", read_docker, &self.docker),
+            plugins: reviser.section(&root, "plugins", read_plugins, &self.plugins),
+            network: reviser.section(&root, "network", read_network, &self.network),
+            watcher: reviser.section(&root, "watcher", read_watcher, &self.watcher),
+            auth: reviser.section(&root, "auth", read_auth, &self.auth),
+            session: reviser.section(&root, "session", read_session, &self.session),
+            idle: reviser.section(&root, "idle", read_idle, &self.idle),
+            volumes: reviser.read(
+                "volumes",
+                |report| {
+                    if volumes.is_empty() {
+                        None
+                    } else {
+                        read_volumes(&Section::root("volumes", volumes), report)
+                    }
+                },
+                &self.volumes,
+            ),
+            warnings: Vec::new(),
+        };
+        Revision {
+            config: SharedConfig {
+                warnings: reviser.warnings,
+                ..revised
+            },
+            rejected: reviser.rejected,
+        }
+    }
+}
+
+/// The shared configuration read again over the one in effect ([`SharedConfig::revise`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Revision {
+    pub config: SharedConfig,
+    /// The sections that kept their previous settings, with the errors that made them keep them.
+    pub rejected: Vec<RejectedSection>,
+}
+
+/// A section whose new settings were refused.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RejectedSection {
+    /// `config/redis`, `volumes`, ...
+    pub key: String,
+    /// The errors, each naming its key (never quoting a secret); at least one.
+    pub problems: Vec<SharedConfigProblem>,
+}
+
+#[derive(Debug, Default)]
+struct Reviser {
+    warnings: Vec<SharedConfigProblem>,
+    rejected: Vec<RejectedSection>,
+}
+
+impl Reviser {
+    fn section<T: Clone>(
+        &mut self,
+        root: &Section,
+        name: &str,
+        read: fn(&Section, &mut Report) -> T,
+        previous: &T,
+    ) -> T {
+        self.read(
+            &root.key_of(name),
+            |report| read(&root.section(name, report), report),
+            previous,
+        )
+    }
+
+    fn read<T: Clone>(
+        &mut self,
+        key: &str,
+        read: impl FnOnce(&mut Report) -> T,
+        previous: &T,
+    ) -> T {
+        let mut report = Report::default();
+        let read = read(&mut report);
+        let (errors, warnings): (Vec<_>, Vec<_>) = report
+            .problems
+            .into_iter()
+            .partition(|problem| problem.severity == Severity::Error);
+        if errors.is_empty() {
+            self.warnings.extend(warnings);
+            read
+        } else {
+            self.rejected.push(RejectedSection {
+                key: key.to_owned(),
+                problems: errors,
+            });
+            previous.clone()
+        }
+    }
+}
+
 /// Why the shared configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum SharedConfigError {
@@ -1292,21 +1399,91 @@ mod tests {
             .map(|(k, v)| (k.as_ref(), v.as_ref()))
             .collect();
         sorted.sort();
-        let under = |root: &str| {
-            let prefix = format!("{root}/");
-            tree_from_pairs(
-                root,
-                sorted
-                    .iter()
-                    .copied()
-                    .filter(|(key, _)| key.starts_with(&prefix)),
-            )
-        };
-        SharedConfig::from_trees(&under("config"), &under("volumes"))
+        SharedConfig::from_trees(
+            &tree_under(&sorted, "config"),
+            &tree_under(&sorted, "volumes"),
+        )
+    }
+
+    /// The tree of the keys below `root` among `sorted` (sorted by key), as etcd returns them.
+    fn tree_under(sorted: &[(&str, &str)], root: &str) -> ConfigTree {
+        let prefix = format!("{root}/");
+        tree_from_pairs(
+            root,
+            sorted
+                .iter()
+                .copied()
+                .filter(|(key, _)| key.starts_with(&prefix)),
+        )
     }
 
     fn loaded<K: AsRef<str>, V: AsRef<str>>(pairs: &[(K, V)]) -> SharedConfig {
         load(pairs).unwrap_or_else(|problems| panic!("expected to load, found {problems:#?}"))
+    }
+
+    /// `previous` revised with what `pairs` store.
+    fn revised(previous: &SharedConfig, pairs: &[(&str, &str)]) -> Revision {
+        let mut sorted = pairs.to_vec();
+        sorted.sort();
+        previous.revise(
+            &tree_under(&sorted, "config"),
+            &tree_under(&sorted, "volumes"),
+        )
+    }
+
+    #[test]
+    fn a_revision_keeps_each_section_with_an_error_as_it_was() {
+        let previous = loaded(&[
+            ("config/redis/addr", "127.0.0.1:8110"),
+            ("config/session/hang-tolerance/threshold/PREPARING", "10m"),
+            ("volumes/default_host", "local:volume1"),
+        ]);
+        let revision = revised(
+            &previous,
+            &[
+                ("config/redis/addr", "nonsense"),
+                ("config/redis/password", "hunter2"),
+                ("config/api/allow-graphql-schema-introspection", "true"),
+                ("config/session/hang-tolerance/threshold/PREPARING", "20m"),
+                ("config/idle/enabled", "network_timeout,no_such_checker"),
+                ("volumes/_types/user", "yes"),
+            ],
+        );
+        let config = &revision.config;
+        assert_eq!(config.redis, previous.redis, "config/redis is kept whole");
+        assert_eq!(config.volumes, previous.volumes);
+        assert!(config.api.allow_graphql_schema_introspection);
+        assert_eq!(
+            config.session.hang_tolerance.preparing,
+            Some(Duration::from_secs(1200))
+        );
+        let rejected: Vec<(&str, Vec<&str>)> = revision
+            .rejected
+            .iter()
+            .map(|section| {
+                let keys = section.problems.iter().map(|p| p.key.as_str()).collect();
+                (section.key.as_str(), keys)
+            })
+            .collect();
+        assert_eq!(
+            rejected,
+            [
+                ("config/redis", vec!["config/redis/addr"]),
+                (
+                    "volumes",
+                    vec!["volumes/_types/user", "volumes/default_host"]
+                ),
+            ]
+        );
+        assert!(!format!("{:?}", revision.rejected).contains("hunter2"));
+        assert_eq!(config.warnings.len(), 1, "{:?}", config.warnings);
+        assert_eq!(config.warnings[0].key, "config/idle/enabled");
+
+        // Fixed, the section is read again.
+        let fixed = revised(config, &[("config/redis/addr", "127.0.0.1:8111")]);
+        assert!(fixed.rejected.is_empty());
+        assert_eq!(fixed.config.redis.addr.map(|addr| addr.port), Some(8111));
+        assert_eq!(fixed.config.volumes, None, "nothing stored under volumes/");
     }
 
     /// Checks that `pairs` fail to load with exactly the problems `expected` (as displayed).

@@ -12,6 +12,9 @@ use futures_util::{Stream, StreamExt};
 use crate::error::EtcdError;
 use crate::tree::{ConfigTree, flatten, merge_shallow, tree_from_pairs, tree_to_json};
 
+mod lease;
+pub use lease::LeaseId;
+
 /// etcd's default `--max-txn-ops`: the most operations one transaction may hold.
 pub const MAX_TXN_OPS: usize = 128;
 

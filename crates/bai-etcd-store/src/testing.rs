@@ -1,6 +1,9 @@
 //! Throwaway namespaces on the halfstack's etcd (127.0.0.1:8120), one per test, so tests never see
 //! each other's keys. Every key of the namespace is deleted when the [`TestNamespace`] is dropped,
 //! also when the test fails.
+//!
+//! [`logs::CapturedLogs`] captures the log lines a test emits, for the tests of this and other
+//! crates that assert on what was logged.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -8,6 +11,8 @@ use bai_config::{EtcdConfig, HostPort};
 use etcd_client::{Client, DeleteOptions};
 
 use crate::{EtcdStore, EtcdTarget, ScopePrefixes};
+
+pub mod logs;
 
 /// The halfstack's etcd endpoint.
 pub const HALFSTACK_ETCD: &str = "127.0.0.1:8120";

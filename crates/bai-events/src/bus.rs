@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bai_metrics::record::Redelivery;
 use bai_redis::{ClaimedEntry, EntryId, RedisError, StreamDb, StreamEntry};
 use sha1::{Digest, Sha1};
 use tokio_util::sync::CancellationToken;
@@ -197,6 +198,7 @@ pub async fn run_consumer(
                 // A restart under the same name counts as a delivery: an entry that kept killing
                 // this consumer is given up here, as one that killed others is on take-over.
                 let entries = give_up_overdelivered(&stream, &options, left).await;
+                bai_metrics::record::events_redelivered(Redelivery::OwnPending, entries.len());
                 if !entries.is_empty() {
                     tracing::info!(
                         "event stream: handling {} entries left pending by this consumer before",
@@ -227,6 +229,7 @@ pub async fn run_consumer(
                 Ok(claimed) if !claimed.is_empty() => {
                     outage.recovered();
                     let entries = give_up_overdelivered(&stream, &options, claimed).await;
+                    bai_metrics::record::events_redelivered(Redelivery::Claimed, entries.len());
                     if !entries.is_empty() {
                         tracing::info!(
                             "event stream: took over {} entries another consumer left pending",
@@ -347,7 +350,7 @@ async fn run_handlers(handlers: &Handlers, entries: Vec<StreamEntry>, attempts: 
     futures_util::future::join_all(by_source.into_iter().map(|(_, queue)| async move {
         for received in queue {
             for (handler_name, handler) in &handlers.by_event[received.event.name()] {
-                run_one(handler_name, handler, &received, attempts.unwrap_or(1)).await;
+                run_one(handler_name, handler, &received, attempts).await;
             }
         }
     }))
@@ -397,10 +400,27 @@ fn decode_entry(
     }
 }
 
-async fn run_one(handler_name: &str, handler: &Handler, received: &Arc<Received>, attempts: u32) {
+/// `attempts` as in [`run_handlers`]; only a consumer's runs are counted in the metrics (every
+/// process subscribes, one consumes).
+async fn run_one(
+    handler_name: &'static str,
+    handler: &Handler,
+    received: &Arc<Received>,
+    attempts: Option<u32>,
+) {
+    let consuming = attempts.is_some();
+    let attempts = attempts.unwrap_or(1);
+    let event = received.event.name();
     let mut delay = Duration::from_millis(100);
     for attempt in 1..=attempts {
-        match handler(Arc::clone(received)).await {
+        let result = handler(Arc::clone(received)).await;
+        if consuming {
+            match &result {
+                Ok(()) => bai_metrics::record::event_handled(event, handler_name),
+                Err(_) => bai_metrics::record::event_handler_failed(event, handler_name),
+            }
+        }
+        match result {
             Ok(()) => return,
             Err(error) if attempt < attempts => {
                 tracing::warn!(

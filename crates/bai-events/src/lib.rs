@@ -9,6 +9,7 @@
 //! are futures the caller runs with its shutdown signal.
 
 mod agent_info;
+mod announced;
 mod bus;
 mod catalogue;
 mod coalesce;
@@ -16,6 +17,7 @@ pub mod codec;
 mod json;
 
 pub use agent_info::{AgentInfo, SlotCapacity};
+pub use announced::added_after;
 pub use bus::{
     ConsumerOptions, EventProducer, HandlerError, Handlers, MANAGER_GROUP, Received, consumer_name,
     run_consumer, run_subscriber, run_trimmer,

@@ -159,7 +159,7 @@ impl IdleKeys {
         let (secs, micros): (i64, i64) = self
             .time
             .evalsha_with_reload(
-                self.live.client(),
+                &self.live.client(),
                 Vec::<String>::new(),
                 Vec::<String>::new(),
             )
@@ -178,7 +178,7 @@ impl IdleKeys {
         let _: String = self
             .touch
             .evalsha_with_reload(
-                self.live.client(),
+                &self.live.client(),
                 vec![last_access_key(session_id)],
                 vec![ttl.to_string()],
             )
@@ -210,7 +210,7 @@ impl IdleKeys {
         let (secs, micros, app_connections, last): (i64, i64, u64, Option<String>) = self
             .network_state
             .evalsha_with_reload(
-                self.live.client(),
+                &self.live.client(),
                 vec![key.clone(), app_connections_key(session_id)],
                 Vec::<String>::new(),
             )

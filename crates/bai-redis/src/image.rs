@@ -5,7 +5,7 @@ use bai_etcd_store::shared_config::RedisConfig;
 use fred::prelude::{Client, ClientLike, SetsInterface};
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use crate::connect::connect_db;
+use crate::connect::DbConnection;
 use crate::{RedisConnectError, RedisDb, RedisError};
 
 const DB: RedisDb = RedisDb::Image;
@@ -13,23 +13,29 @@ const DB: RedisDb = RedisDb::Image;
 /// Database 3.
 #[derive(Clone, Debug)]
 pub struct ImageDb {
-    client: Client,
+    connection: DbConnection,
 }
 
 impl ImageDb {
     pub async fn connect(config: &RedisConfig) -> Result<ImageDb, RedisConnectError> {
-        Ok(ImageDb {
-            client: connect_db(config, DB).await?,
-        })
+        Ok(ImageDb::over(DbConnection::connect(config, DB).await?))
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    pub(crate) fn over(connection: DbConnection) -> ImageDb {
+        ImageDb { connection }
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        self.connection.current()
+    }
+
+    pub(crate) fn connection(&self) -> &DbConnection {
+        &self.connection
     }
 
     /// Closes the connection.
     pub async fn close(&self) {
-        crate::connect::quit(&self.client).await;
+        self.connection.close().await;
     }
 
     /// For each image canonical name, the ids of the agents that hold it, sorted; in one round trip.
@@ -40,7 +46,7 @@ impl ImageDb {
         if canonical_names.is_empty() {
             return Ok(Vec::new());
         }
-        let pipeline = self.client.pipeline();
+        let pipeline = self.client().pipeline();
         for name in canonical_names {
             let _: () = pipeline
                 .smembers(name.as_ref())
@@ -65,7 +71,7 @@ impl ImageDb {
         if canonical_names.is_empty() {
             return Ok(());
         }
-        let pipeline = self.client.pipeline();
+        let pipeline = self.client().pipeline();
         for name in canonical_names {
             let _: () = pipeline
                 .sadd(name.as_str(), agent_id)
@@ -84,7 +90,7 @@ impl ImageDb {
         let mut cursor = "0".to_owned();
         loop {
             let answer: Value = self
-                .client
+                .client()
                 .custom(
                     CustomCommand::new_static("SCAN", ClusterHash::Random, false),
                     vec![cursor.clone(), "COUNT".to_owned(), "1000".to_owned()],
@@ -103,7 +109,7 @@ impl ImageDb {
                 .filter_map(|key| key.as_string())
                 .collect();
             if !keys.is_empty() {
-                let pipeline = self.client.pipeline();
+                let pipeline = self.client().pipeline();
                 for key in &keys {
                     let _: () = pipeline
                         .srem(key.as_str(), agent_id)

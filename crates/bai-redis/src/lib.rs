@@ -16,23 +16,28 @@ mod db;
 mod idle;
 mod image;
 mod live;
+mod lock;
+mod ping;
 mod rate_limit;
 mod scheduler_status;
+mod start_claims;
 mod stat;
 mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use bgtask::BgtaskTracker;
-pub use connect::{Redis, RedisConnectError};
+pub use connect::{Redis, RedisConnectError, describe_target};
 pub use db::RedisDb;
 pub use idle::{IdleKeys, LastAccess, NetworkActivity, StoredIdleReport, UtilizationCollection};
 pub use image::ImageDb;
 pub use live::{AgentLastSeen, InferenceMetrics, LiveDb};
+pub use lock::LockDb;
 pub use rate_limit::{ANONYMOUS_LIMIT, RateLimitDb, RateLimitVerdict, WINDOW_SECONDS};
 pub use scheduler_status::{SchedulerStatus, SchedulerTask, SchedulerTaskStatus};
+pub use start_claims::StartClaims;
 pub use stat::StatDb;
-pub use stream::{BadEntryId, ClaimedEntry, EntryId, StreamDb, StreamEntry};
+pub use stream::{BadEntryId, ClaimedEntry, EntryId, GroupBacklog, StreamDb, StreamEntry};
 
 /// A Redis command that failed.
 #[derive(Debug, thiserror::Error)]

@@ -8,7 +8,7 @@ use fred::prelude::{Client, HashesInterface, KeysInterface};
 use fred::types::scripts::Script;
 use uuid::Uuid;
 
-use crate::connect::connect_db;
+use crate::connect::DbConnection;
 use crate::{RedisConnectError, RedisDb, RedisError};
 
 const DB: RedisDb = RedisDb::Live;
@@ -44,21 +44,25 @@ pub struct InferenceMetrics {
 /// Database 2.
 #[derive(Clone, Debug)]
 pub struct LiveDb {
-    client: Client,
+    connection: DbConnection,
     take_stale: Arc<Script>,
 }
 
 impl LiveDb {
     pub async fn connect(config: &RedisConfig) -> Result<LiveDb, RedisConnectError> {
-        Ok(LiveDb {
-            client: connect_db(config, DB).await?,
+        Ok(LiveDb::over(DbConnection::connect(config, DB).await?))
+    }
+
+    pub(crate) fn over(connection: DbConnection) -> LiveDb {
+        LiveDb {
+            connection,
             take_stale: Arc::new(Script::from_lua(TAKE_STALE_LUA)),
-        })
+        }
     }
 
     /// Records that a heartbeat of `agent_id` arrived at `at` (Unix seconds).
     pub async fn record_agent_seen(&self, agent_id: &str, at: f64) -> Result<(), RedisError> {
-        self.client
+        self.client()
             .hset::<(), _, _>(AGENT_LAST_SEEN_KEY, (agent_id, format!("{at:.6}")))
             .await
             .map_err(RedisError::in_db(DB))
@@ -67,7 +71,7 @@ impl LiveDb {
     /// Every agent's last heartbeat.
     pub async fn agents_last_seen(&self) -> Result<Vec<AgentLastSeen>, RedisError> {
         let entries: std::collections::HashMap<String, String> = self
-            .client
+            .client()
             .hgetall(AGENT_LAST_SEEN_KEY)
             .await
             .map_err(RedisError::in_db(DB))?;
@@ -87,7 +91,7 @@ impl LiveDb {
         let removed: i64 = self
             .take_stale
             .evalsha_with_reload(
-                &self.client,
+                &self.client(),
                 vec![AGENT_LAST_SEEN_KEY.to_owned()],
                 vec![seen.agent_id.clone(), seen.raw.clone()],
             )
@@ -98,14 +102,18 @@ impl LiveDb {
 
     /// Forgets when `agent_id` was last seen (it stopped or was found lost).
     pub async fn forget_agent_seen(&self, agent_id: &str) -> Result<(), RedisError> {
-        self.client
+        self.client()
             .hdel::<(), _, _>(AGENT_LAST_SEEN_KEY, agent_id)
             .await
             .map_err(RedisError::in_db(DB))
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    pub(crate) fn client(&self) -> Client {
+        self.connection.current()
+    }
+
+    pub(crate) fn connection(&self) -> &DbConnection {
+        &self.connection
     }
 
     /// Requests served and the last response time of an inference session
@@ -119,7 +127,7 @@ impl LiveDb {
             format!("session.{session_id}.last_response_time"),
         ];
         let values: Vec<Option<String>> = self
-            .client
+            .client()
             .mget(keys)
             .await
             .map_err(RedisError::in_db(DB))?;

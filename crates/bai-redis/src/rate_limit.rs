@@ -8,7 +8,7 @@ use bai_etcd_store::shared_config::RedisConfig;
 use fred::prelude::Client;
 use fred::types::scripts::Script;
 
-use crate::connect::connect_db;
+use crate::connect::DbConnection;
 use crate::{RedisConnectError, RedisDb, RedisError};
 
 /// The rolling window, in seconds.
@@ -54,21 +54,31 @@ impl RateLimitVerdict {
 /// Database 1: one sorted set of request times per access key.
 #[derive(Clone, Debug)]
 pub struct RateLimitDb {
-    client: Client,
+    connection: DbConnection,
     /// Loaded on first use and reloaded if Redis forgot it (`NOSCRIPT`).
     script: Arc<Script>,
 }
 
 impl RateLimitDb {
     pub async fn connect(config: &RedisConfig) -> Result<RateLimitDb, RedisConnectError> {
-        Ok(RateLimitDb {
-            client: connect_db(config, RedisDb::RateLimit).await?,
-            script: Arc::new(Script::from_lua(RATE_LIMIT_LUA)),
-        })
+        Ok(RateLimitDb::over(
+            DbConnection::connect(config, RedisDb::RateLimit).await?,
+        ))
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    pub(crate) fn over(connection: DbConnection) -> RateLimitDb {
+        RateLimitDb {
+            connection,
+            script: Arc::new(Script::from_lua(RATE_LIMIT_LUA)),
+        }
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        self.connection.current()
+    }
+
+    pub(crate) fn connection(&self) -> &DbConnection {
+        &self.connection
     }
 
     /// Counts one request of `access_key` into its window.
@@ -80,7 +90,7 @@ impl RateLimitDb {
         let count: i64 = self
             .script
             .evalsha_with_reload(
-                &self.client,
+                &self.client(),
                 vec![access_key.to_owned()],
                 vec![format!("{now:.3}"), WINDOW_SECONDS.to_string()],
             )

@@ -90,7 +90,7 @@ impl SchedulerStatus {
         let _: i64 = self
             .begin
             .evalsha_with_reload(
-                self.live.client(),
+                &self.live.client(),
                 vec![self.key(task)],
                 vec![trigger_event.to_owned(), python_isoformat(Utc::now())],
             )

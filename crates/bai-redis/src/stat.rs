@@ -11,7 +11,7 @@ use fred::types::Key;
 use fred::types::scripts::Script;
 use futures_util::TryStreamExt;
 
-use crate::connect::connect_db;
+use crate::connect::DbConnection;
 use crate::{RedisConnectError, RedisDb, RedisError};
 
 const DB: RedisDb = RedisDb::Stat;
@@ -59,20 +59,28 @@ fn container_count_key(agent_id: &str) -> String {
 /// Database 0.
 #[derive(Clone, Debug)]
 pub struct StatDb {
-    client: Client,
+    connection: DbConnection,
     call_stats: Arc<Script>,
 }
 
 impl StatDb {
     pub async fn connect(config: &RedisConfig) -> Result<StatDb, RedisConnectError> {
-        Ok(StatDb {
-            client: connect_db(config, DB).await?,
-            call_stats: Arc::new(Script::from_lua(CALL_STATS_LUA)),
-        })
+        Ok(StatDb::over(DbConnection::connect(config, DB).await?))
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    pub(crate) fn over(connection: DbConnection) -> StatDb {
+        StatDb {
+            connection,
+            call_stats: Arc::new(Script::from_lua(CALL_STATS_LUA)),
+        }
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        self.connection.current()
+    }
+
+    pub(crate) fn connection(&self) -> &DbConnection {
+        &self.connection
     }
 
     /// Records a successful authentication of `access_key`: one more call, and its time.
@@ -80,7 +88,7 @@ impl StatDb {
         let _: i64 = self
             .call_stats
             .evalsha_with_reload(
-                &self.client,
+                &self.client(),
                 vec![num_queries_key(access_key), last_call_time_key(access_key)],
                 vec![CALL_STATS_TTL_SECONDS.to_string()],
             )
@@ -123,7 +131,7 @@ impl StatDb {
             (sftp_concurrency_used_key(access_key), sftp_used),
         ];
         let () = self
-            .client
+            .client()
             .mset(pairs)
             .await
             .map_err(RedisError::in_db(DB))?;
@@ -137,7 +145,7 @@ impl StatDb {
         let mut access_keys = BTreeSet::new();
         for prefix in [CONCURRENCY_USED_PREFIX, SFTP_CONCURRENCY_USED_PREFIX] {
             let keys: Vec<Key> = self
-                .client
+                .client()
                 .scan_buffered(format!("{prefix}*"), Some(1_000), None)
                 .try_collect()
                 .await
@@ -160,14 +168,18 @@ impl StatDb {
             .iter()
             .flat_map(|key| [concurrency_used_key(key), sftp_concurrency_used_key(key)])
             .collect();
-        let _: i64 = self.client.del(keys).await.map_err(RedisError::in_db(DB))?;
+        let _: i64 = self
+            .client()
+            .del(keys)
+            .await
+            .map_err(RedisError::in_db(DB))?;
         Ok(())
     }
 
     /// The live statistics an agent last wrote for itself or one of its kernels (key = the agent
     /// or kernel id, msgpack). `None` when there are none, or when they cannot be decoded (logged).
     pub async fn live_stat(&self, id: &str) -> Result<Option<serde_json::Value>, RedisError> {
-        let packed: Option<Vec<u8>> = self.client.get(id).await.map_err(RedisError::in_db(DB))?;
+        let packed: Option<Vec<u8>> = self.client().get(id).await.map_err(RedisError::in_db(DB))?;
         Ok(
             packed.and_then(|bytes| match rmp_serde::from_slice(&bytes) {
                 Ok(stats) => Some(stats),
@@ -195,7 +207,7 @@ impl StatDb {
         }
         let keys: Vec<String> = agent_ids.iter().map(|id| container_count_key(id)).collect();
         let values: Vec<Option<String>> = self
-            .client
+            .client()
             .mget(keys)
             .await
             .map_err(RedisError::in_db(DB))?;
@@ -207,7 +219,7 @@ impl StatDb {
 
     /// The abuse report of a kernel, if any.
     pub async fn abuse_report(&self, kernel_id: &str) -> Result<Option<String>, RedisError> {
-        self.client
+        self.client()
             .hget(ABUSE_REPORTS_KEY, kernel_id)
             .await
             .map_err(RedisError::in_db(DB))
@@ -215,7 +227,7 @@ impl StatDb {
 
     /// The accelerator metadata agents reported (`computer.metadata`): slot name -> JSON text.
     pub async fn reported_slot_metadata(&self) -> Result<HashMap<String, String>, RedisError> {
-        self.client
+        self.client()
             .hgetall(REPORTED_SLOT_METADATA_KEY)
             .await
             .map_err(RedisError::in_db(DB))
@@ -223,7 +235,11 @@ impl StatDb {
 
     /// A number stored as text; `None` when the key is missing or does not hold a number.
     async fn number<T: std::str::FromStr>(&self, key: String) -> Result<Option<T>, RedisError> {
-        let text: Option<String> = self.client.get(key).await.map_err(RedisError::in_db(DB))?;
+        let text: Option<String> = self
+            .client()
+            .get(key)
+            .await
+            .map_err(RedisError::in_db(DB))?;
         Ok(text.and_then(|text| text.parse().ok()))
     }
 }

@@ -13,7 +13,7 @@ use bai_etcd_store::shared_config::RedisConfig;
 use fred::prelude::{Client, ClientLike};
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use crate::connect::connect_db;
+use crate::connect::DbConnection;
 use crate::{RedisConnectError, RedisDb, RedisError};
 
 const DB: RedisDb = RedisDb::Stream;
@@ -107,29 +107,35 @@ fn unexpected(what: &str, value: &Value) -> RedisError {
 /// Database 4.
 #[derive(Clone, Debug)]
 pub struct StreamDb {
-    client: Client,
+    connection: DbConnection,
 }
 
 impl StreamDb {
     /// A connection of its own (see the module docs: one per blocking reader).
     pub async fn connect(config: &RedisConfig) -> Result<StreamDb, RedisConnectError> {
-        Ok(StreamDb {
-            client: connect_db(config, DB).await?,
-        })
+        Ok(StreamDb::over(DbConnection::connect(config, DB).await?))
     }
 
-    pub(crate) fn client(&self) -> &Client {
-        &self.client
+    pub(crate) fn over(connection: DbConnection) -> StreamDb {
+        StreamDb { connection }
+    }
+
+    pub(crate) fn client(&self) -> Client {
+        self.connection.current()
+    }
+
+    pub(crate) fn connection(&self) -> &DbConnection {
+        &self.connection
     }
 
     /// Closes the connection; a read blocked on it returns an error.
     pub async fn close(&self) {
-        crate::connect::quit(&self.client).await;
+        self.connection.close().await;
     }
 
     async fn command(&self, name: &'static str, args: Vec<Value>) -> Result<Value, RedisError> {
         let blocking = matches!(name, "XREAD" | "XREADGROUP");
-        self.client
+        self.client()
             .custom(
                 CustomCommand::new_static(name, ClusterHash::FirstKey, blocking),
                 args,
@@ -521,6 +527,14 @@ impl StreamDb {
                 Some(GroupInfo {
                     name: field("name")?.as_string()?,
                     last_delivered: parse_id(field("last-delivered-id")?)?,
+                    pending: field("pending")
+                        .and_then(Value::as_i64)
+                        .and_then(|count| u64::try_from(count).ok())
+                        .unwrap_or(0),
+                    // Redis 7 says; nil when it cannot tell, absent before 7.
+                    lag: field("lag")
+                        .and_then(Value::as_i64)
+                        .and_then(|count| u64::try_from(count).ok()),
                     // Nil when Redis does not know (a group made at `$` of a non-empty stream).
                     #[cfg(feature = "testing")]
                     entries_read: field("entries-read")
@@ -530,6 +544,20 @@ impl StreamDb {
             })
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| unexpected("XINFO GROUPS", &answer))
+    }
+
+    /// How far behind each consumer group of the stream is, for the metrics.
+    pub async fn group_backlogs(&self) -> Result<Vec<GroupBacklog>, RedisError> {
+        Ok(self
+            .groups()
+            .await?
+            .into_iter()
+            .map(|group| GroupBacklog {
+                name: group.name,
+                pending: group.pending,
+                lag: group.lag,
+            })
+            .collect())
     }
 
     async fn group(&self, name: &str) -> Result<Option<GroupInfo>, RedisError> {
@@ -604,10 +632,22 @@ impl StreamDb {
     }
 }
 
+/// How far behind a consumer group is (`XINFO GROUPS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupBacklog {
+    pub name: String,
+    /// Entries delivered and not acknowledged.
+    pub pending: u64,
+    /// Entries not delivered yet; `None` when Redis cannot tell (before 7.0, or after deletions).
+    pub lag: Option<u64>,
+}
+
 /// What `XINFO GROUPS` says about one group.
 struct GroupInfo {
     name: String,
     last_delivered: EntryId,
+    pending: u64,
+    lag: Option<u64>,
     #[cfg(feature = "testing")]
     entries_read: Option<u64>,
 }

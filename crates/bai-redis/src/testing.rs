@@ -119,12 +119,12 @@ impl Drop for PrivateRedis {
 
 /// Raw access to one database.
 #[derive(Debug)]
-pub struct RawDb<'a> {
-    client: &'a Client,
+pub struct RawDb {
+    client: Client,
     db: RedisDb,
 }
 
-impl RawDb<'_> {
+impl RawDb {
     /// `SET key value`.
     pub async fn set(&self, key: &str, value: impl Into<Vec<u8>>) -> Result<(), RedisError> {
         let value: Vec<u8> = value.into();
@@ -213,7 +213,7 @@ macro_rules! raw_access {
     ($($handle:ty => $db:expr),* $(,)?) => {$(
         impl $handle {
             /// Raw access to this database, for tests.
-            pub fn raw(&self) -> RawDb<'_> {
+            pub fn raw(&self) -> RawDb {
                 RawDb { client: self.client(), db: $db }
             }
         }

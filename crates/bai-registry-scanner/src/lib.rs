@@ -12,9 +12,11 @@ mod docker;
 mod error;
 mod harbor;
 mod labels;
+mod probe;
 mod scan;
 #[cfg(feature = "testing")]
 pub mod testing;
 
 pub use error::ScanError;
+pub use probe::{ProbeError, ProbeReply, probe};
 pub use scan::{Outcome, Reporter, ScanItem, ScanOptions, ScanSummary, ScanTarget, scan};

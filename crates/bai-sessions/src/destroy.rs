@@ -83,6 +83,7 @@ impl Destroyer {
     /// Destroys session `session_id`; returns the reference's answer (`stats`): the main
     /// kernel's last statistics with `"status"`, or `{}` when a superadmin's force only changed
     /// the database.
+    #[tracing::instrument(name = "destroy_session", skip_all, fields(session_id = %session_id))]
     pub async fn destroy(
         &self,
         session_id: Uuid,

@@ -1,7 +1,9 @@
 //! What sets the scheduler going (spec §4.1): events first — `session_enqueued`,
 //! `session_terminated`, `agent_started` and `do_schedule` trigger a scheduling round, `do_prepare`
-//! starts the scheduled sessions — coalesced so that a burst of triggers is one run, and a timer
-//! as the safety net the reference's global timers are.
+//! starts the scheduled sessions — coalesced so that a burst of triggers is one run. The server
+//! produces `do_schedule` and `do_prepare` with the reference's global timers (`bai-locks`: about
+//! one event per interval cluster-wide); local timers stand in for them in a process that runs
+//! alone (tests, embedders without a lock backend).
 //!
 //! Rounds of different processes exclude each other by the scheduling lock of the database, and
 //! a scheduled session is taken for starting by one process only (row locks), so every worker
@@ -87,8 +89,9 @@ pub fn trigger_handlers(triggers: &Triggers, into: &mut Handlers) {
 }
 
 /// Runs a scheduling round for every burst of schedule triggers and starts the scheduled
-/// sessions for every burst of prepare triggers, until `shutdown`; with `timers`, also every
-/// [`SCHEDULE_INTERVAL`] and [`PREPARE_INTERVAL`], and the hang-tolerance scanner
+/// sessions for every burst of prepare triggers, until `shutdown`; with `timers` (a process that
+/// runs alone: the server leaves them off and runs the global timers and the hang scanner itself),
+/// also every [`SCHEDULE_INTERVAL`] and [`PREPARE_INTERVAL`], and the hang-tolerance scanner
 /// ([`run_hang_scanner`]) on the starter's stores.
 pub async fn run_dispatcher(
     scheduler: Scheduler,

@@ -7,7 +7,9 @@
 //! keypair's concurrency given back.
 //!
 //! Each configured status has its own timer, every `min(3600 s, 0.4 × threshold)` (years and
-//! months: 3600 s). As in the reference, the thresholds are read once, when the scanner starts.
+//! months: 3600 s). Unlike the reference, which reads the thresholds once when the scanner starts,
+//! a scanner that follows the live shared configuration ([`HangScanner::following`]) applies a
+//! change of the thresholds at once: a status gains, changes or loses its timer.
 
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use bai_db_models::DbError;
 use bai_db_models::entities::enums::SessionStatus;
 use bai_db_models::queries::session_faults;
 use bai_etcd_store::shared_config::HangThresholds;
-use bai_etcd_store::{EtcdStore, SharedConfig, SharedConfigError};
+use bai_etcd_store::{EtcdStore, LiveSharedConfig, SharedConfig, SharedConfigError};
 use sea_orm::DatabaseConnection;
 use sea_orm::prelude::Uuid;
 use tokio::task::JoinSet;
@@ -56,6 +58,9 @@ pub struct HangScanner {
     db: DatabaseConnection,
     etcd: EtcdStore,
     destroyer: Destroyer,
+    /// Where the thresholds come from when it follows changes; without it they are read from etcd
+    /// once.
+    shared_config: Option<LiveSharedConfig>,
 }
 
 impl HangScanner {
@@ -64,13 +69,23 @@ impl HangScanner {
             db,
             etcd,
             destroyer,
+            shared_config: None,
         }
+    }
+
+    /// Takes the thresholds from `shared_config` and follows its changes.
+    pub fn following(mut self, shared_config: LiveSharedConfig) -> HangScanner {
+        self.shared_config = Some(shared_config);
+        self
     }
 
     /// The configured thresholds, by status.
     pub async fn thresholds(&self) -> Result<Vec<(SessionStatus, Duration)>, HangError> {
-        let shared = SharedConfig::load(&self.etcd).await?;
-        Ok(by_status(shared.session.hang_tolerance))
+        let hang_tolerance = match &self.shared_config {
+            Some(live) => live.current().session.hang_tolerance,
+            None => SharedConfig::load(&self.etcd).await?.session.hang_tolerance,
+        };
+        Ok(by_status(hang_tolerance))
     }
 
     /// Destroys every session that has been in `status` for longer than `threshold`; returns the
@@ -115,9 +130,11 @@ impl HangScanner {
 }
 
 /// Scans every configured status on its own timer until `shutdown`; without thresholds it only
-/// waits for `shutdown`.
+/// waits for `shutdown` (or, following the shared configuration, for thresholds to be set).
 pub async fn run_hang_scanner(scanner: HangScanner, shutdown: CancellationToken) {
-    let thresholds = loop {
+    // A clone taken before the first read: a change made meanwhile is still seen below.
+    let mut changes = scanner.shared_config.clone();
+    let mut thresholds = loop {
         match scanner.thresholds().await {
             Ok(thresholds) => break thresholds,
             Err(error) => tracing::warn!("hang-tolerance scanner: {error}; retrying"),
@@ -127,8 +144,53 @@ pub async fn run_hang_scanner(scanner: HangScanner, shutdown: CancellationToken)
             () = tokio::time::sleep(RETRY_CONFIG) => {}
         }
     };
+    loop {
+        let timers_stop = shutdown.child_token();
+        let mut timers = spawn_timers(&scanner, &thresholds, &timers_stop);
+        let changed = match &mut changes {
+            Some(live) => tokio::select! {
+                () = shutdown.cancelled() => None,
+                changed = next_thresholds(live, &thresholds) => changed,
+            },
+            None => None,
+        };
+        if changed.is_none() {
+            shutdown.cancelled().await;
+        }
+        timers_stop.cancel();
+        while timers.join_next().await.is_some() {}
+        match changed {
+            Some(changed) => {
+                tracing::info!("hang-tolerance thresholds changed: now {changed:?}");
+                thresholds = changed;
+            }
+            None => return,
+        }
+    }
+}
+
+/// The thresholds of the next change that changes them; `None` when no change will come.
+async fn next_thresholds(
+    live: &mut LiveSharedConfig,
+    thresholds: &[(SessionStatus, Duration)],
+) -> Option<Vec<(SessionStatus, Duration)>> {
+    loop {
+        let config = live.changed().await?;
+        let changed = by_status(config.session.hang_tolerance);
+        if changed != thresholds {
+            return Some(changed);
+        }
+    }
+}
+
+/// One timer per status, each scanning until `shutdown`.
+fn spawn_timers(
+    scanner: &HangScanner,
+    thresholds: &[(SessionStatus, Duration)],
+    shutdown: &CancellationToken,
+) -> JoinSet<()> {
     let mut timers = JoinSet::new();
-    for (status, threshold) in thresholds {
+    for &(status, threshold) in thresholds {
         let (scanner, shutdown) = (scanner.clone(), shutdown.clone());
         timers.spawn(async move {
             let mut ticks = tokio::time::interval(scan_interval(threshold));
@@ -144,8 +206,7 @@ pub async fn run_hang_scanner(scanner: HangScanner, shutdown: CancellationToken)
             }
         });
     }
-    shutdown.cancelled().await;
-    while timers.join_next().await.is_some() {}
+    timers
 }
 
 /// The statuses that have a threshold.

@@ -895,7 +895,8 @@ async fn terminate(destroyer: &Destroyer, received: &Received) -> Result<(), Han
 }
 
 /// Runs a check for every burst of `do_idle_check` events and, with `timer`, every check
-/// interval, one at a time, until `shutdown`.
+/// interval, one at a time, until `shutdown`. The server runs no local timer: the global timer of
+/// `bai-locks` produces `do_idle_check` about once per interval cluster-wide.
 pub async fn run_idle_checker(
     checker: IdleChecker,
     mut bursts: Coalesced,

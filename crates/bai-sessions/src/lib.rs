@@ -12,7 +12,8 @@
 //! decides in memory, and the decisions are written in the same transaction. [`Starter`] moves
 //! the scheduled sessions to PREPARING and calls `create_kernels` on their agents; a session that
 //! cannot start is cancelled with its slots released. [`run_dispatcher`] runs both on the
-//! [`trigger_handlers`]' events and on timers. [`Destroyer`] destroys a session as the reference
+//! [`trigger_handlers`]' events (`do_schedule`/`do_prepare` come from the global timers of
+//! `bai-locks`; local timers only for a process that runs alone). [`Destroyer`] destroys a session as the reference
 //! allows in each status, through `destroy_kernel` on its agents; [`HangScanner`] destroys the
 //! sessions that stayed PREPARING or TERMINATING longer than etcd's hang tolerance allows.
 //! [`Restarter`] restarts a running session's kernels through `restart_kernel` on their agents.
@@ -65,4 +66,4 @@ pub use lifecycle::{
 };
 pub use restart::{KernelRestart, RestartError, RestartReport, Restarter};
 pub use schedule::{ScheduleError, ScheduleReport, Scheduler};
-pub use start::{DEFAULT_CREATE_TIMEOUT, StartError, Starter};
+pub use start::{CLAIM_TTL, DEFAULT_CREATE_TIMEOUT, STALL_GRACE, StartError, Starter};

@@ -32,7 +32,7 @@ use bai_events::{
     Event, EventProducer, HandlerError, Handlers, KernelCreation, KernelTermination, Received,
     SessionCreation, SessionTermination,
 };
-use bai_redis::{RedisError, StatDb};
+use bai_redis::{EntryId, RedisError, StartClaims, StatDb, StreamDb};
 use bai_scheduler::Slots;
 use sea_orm::DatabaseConnection;
 use sea_orm::prelude::Uuid;
@@ -50,6 +50,11 @@ pub enum LifecycleError {
     #[error("announcing {event} of session {session_id}: {source}")]
     Produce {
         event: &'static str,
+        session_id: Uuid,
+        source: bai_redis::RedisError,
+    },
+    #[error("noting that the agent received session {session_id}'s start: {source}")]
+    NoteReceived {
         session_id: Uuid,
         source: bai_redis::RedisError,
     },
@@ -74,6 +79,10 @@ pub struct Lifecycle {
     stat: StatDb,
     /// Where kernels that must go are destroyed; without it they are only logged.
     rpc: Option<Arc<AgentRpcCache>>,
+    /// The event stream, read back when an entry is handled again (see [`Lifecycle::with_stream`]).
+    stream: Option<StreamDb>,
+    /// Where `kernel_preparing` is noted (see [`Lifecycle::with_start_claims`]).
+    claims: Option<StartClaims>,
 }
 
 impl Lifecycle {
@@ -84,7 +93,24 @@ impl Lifecycle {
             producer,
             stat,
             rpc: None,
+            stream: None,
+            claims: None,
         }
+    }
+
+    /// Reads the stream back when a `kernel_started` is handled again for a session already
+    /// RUNNING (the node that handled it first died after the session's commit): the session's
+    /// `session_started` is announced unless the first run announced it.
+    pub fn with_stream(mut self, stream: StreamDb) -> Lifecycle {
+        self.stream = Some(stream);
+        self
+    }
+
+    /// Notes every `kernel_preparing` (the agent received the session's start), so that no
+    /// node's starter ever sends that session again (see the starter's recovery of stalled starts).
+    pub fn with_start_claims(mut self, claims: StartClaims) -> Lifecycle {
+        self.claims = Some(claims);
+        self
     }
 
     /// Destroys, through `rpc`, the kernels that started for sessions already over and the
@@ -95,11 +121,13 @@ impl Lifecycle {
     }
 
     /// `kernel_pulling`: the kernel is PULLING with the image as its `status_info`.
+    #[tracing::instrument(name = "kernel_pulling", skip_all, fields(session_id = %event.session_id, kernel_id = %event.kernel_id))]
     pub async fn kernel_pulling(&self, event: &KernelCreation) -> Result<(), LifecycleError> {
         self.move_kernel(event, KernelStatus::Pulling).await
     }
 
     /// `kernel_creating`: the kernel is PREPARING again after its pull.
+    #[tracing::instrument(name = "kernel_creating", skip_all, fields(session_id = %event.session_id, kernel_id = %event.kernel_id))]
     pub async fn kernel_creating(&self, event: &KernelCreation) -> Result<(), LifecycleError> {
         self.move_kernel(event, KernelStatus::Preparing).await
     }
@@ -116,7 +144,21 @@ impl Lifecycle {
             })
             .await?;
         if moved {
-            self.recompute(event.session_id, None).await?;
+            // Only `kernel_started`'s recompute takes a session to RUNNING, because it is the one
+            // that announces `session_started` (and finds a missing one when handled again). The
+            // kernel moved here may have been started since, by another node's `kernel_started`
+            // that has yet to recompute: taking the session to RUNNING here would leave that
+            // recompute nothing to move, and the session RUNNING unannounced.
+            session_lifecycle::recompute_session_status(
+                &self.db,
+                event.session_id,
+                None,
+                |status, kernels| {
+                    derive_session_status(status, kernels)
+                        .filter(|derived| *derived != SessionStatus::Running)
+                },
+            )
+            .await?;
         }
         Ok(())
     }
@@ -126,10 +168,25 @@ impl Lifecycle {
     /// becomes RUNNING, `session_started` is announced and a batch session's command is started
     /// on a 24.03 agent ([`trigger_batch`](crate::trigger_batch)). A kernel that is over already (TERMINATED,
     /// CANCELLED, ERROR) stays so and is destroyed on the agent.
+    #[tracing::instrument(
+        name = "kernel_started",
+        skip_all,
+        fields(session_id = %event.session_id, kernel_id = %event.kernel_id, agent_id = %agent_id)
+    )]
     pub async fn kernel_started(
         &self,
         agent_id: &str,
         event: &KernelCreation,
+    ) -> Result<(), LifecycleError> {
+        self.kernel_started_entry(agent_id, event, None).await
+    }
+
+    /// [`Lifecycle::kernel_started`] of stream entry `entry`.
+    async fn kernel_started_entry(
+        &self,
+        agent_id: &str,
+        event: &KernelCreation,
+        entry: Option<EntryId>,
     ) -> Result<(), LifecycleError> {
         let started = started_kernel(event)?;
         let found = OnceLock::new();
@@ -148,22 +205,49 @@ impl Lifecycle {
         )
         .await?;
         if !moved {
-            if let Some(
-                status @ (KernelStatus::Terminated | KernelStatus::Cancelled | KernelStatus::Error),
-            ) = found.get().copied()
-            {
-                tracing::info!(kernel.id = %event.kernel_id, agent.id = agent_id, "a kernel started when it was {status:?} already: destroying it on its agent");
-                self.destroy_on_agent(
-                    agent_id,
-                    event.kernel_id,
-                    event.session_id,
-                    ALREADY_TERMINATED,
-                )
-                .await;
+            match found.get().copied() {
+                Some(
+                    status @ (KernelStatus::Terminated
+                    | KernelStatus::Cancelled
+                    | KernelStatus::Error),
+                ) => {
+                    tracing::info!(kernel.id = %event.kernel_id, agent.id = agent_id, "a kernel started when it was {status:?} already: destroying it on its agent");
+                    self.destroy_on_agent(
+                        agent_id,
+                        event.kernel_id,
+                        event.session_id,
+                        ALREADY_TERMINATED,
+                    )
+                    .await;
+                    return Ok(());
+                }
+                // The event again (a node died after the kernel's commit: another node took the
+                // entry over): the session's status is recomputed below, which announces it if
+                // that is what moves it to RUNNING, or if the first run's announcement is missing.
+                Some(KernelStatus::Running) => {}
+                _ => return Ok(()),
             }
-            return Ok(());
         }
-        if self.recompute(event.session_id, None).await? == Some(SessionStatus::Running) {
+        let current = OnceLock::new();
+        let moved_to = session_lifecycle::recompute_session_status(
+            &self.db,
+            event.session_id,
+            None,
+            |status, kernels| {
+                let _ = current.set(status);
+                derive_session_status(status, kernels)
+            },
+        )
+        .await?;
+        let announce = match moved_to {
+            Some(status) => status == SessionStatus::Running,
+            None => {
+                !moved
+                    && current.get() == Some(&SessionStatus::Running)
+                    && self.unannounced_start(event.session_id, entry).await
+            }
+        };
+        if announce {
             let creation_id = session_lifecycle::creation_id(&self.db, event.session_id).await?;
             self.announce(Event::SessionStarted(SessionCreation {
                 session_id: event.session_id,
@@ -184,6 +268,7 @@ impl Lifecycle {
 
     /// `kernel_terminated`: the kernel is TERMINATED with its exit code and last statistics, its
     /// agent's occupancy recomputed; when the session is over, `session_terminated` is announced.
+    #[tracing::instrument(name = "kernel_terminated", skip_all, fields(session_id = %event.session_id, kernel_id = %event.kernel_id))]
     pub async fn kernel_terminated(&self, event: &KernelTermination) -> Result<(), LifecycleError> {
         // Statistics are a nicety: a Redis hiccup must not keep the kernel alive in the database.
         let last_stat = match self.stat.live_stat(&event.kernel_id.to_string()).await {
@@ -226,6 +311,7 @@ impl Lifecycle {
     /// Agent `agent_id` is lost: the sessions it was starting are cancelled as failed to start
     /// (their slots released, their kernels that did start on other agents destroyed), and the
     /// kernels it was destroying are terminated with the reason they were destroyed for.
+    #[tracing::instrument(name = "agent_lost", skip_all, fields(agent_id = %agent_id))]
     pub async fn agent_lost(&self, agent_id: &str) -> Result<(), LifecycleError> {
         for rows in session_faults::sessions_starting_on(&self.db, agent_id).await? {
             let session = &rows.session;
@@ -318,6 +404,32 @@ impl Lifecycle {
     }
 
     /// The session's status from its kernels, written when the transition map allows it.
+    /// Whether session `session_id` (RUNNING, its `kernel_started` entry `entry` handled again)
+    /// was never announced started: no `session_started` of it follows the entry in the stream.
+    /// Without the stream or the entry, or when the stream cannot be read, it counts as announced
+    /// (the first run's announcement is the likely case; a second one would start a batch twice).
+    async fn unannounced_start(&self, session_id: Uuid, entry: Option<EntryId>) -> bool {
+        let (Some(stream), Some(entry)) = (&self.stream, entry) else {
+            return false;
+        };
+        let announced = bai_events::added_after(stream, entry, |event| {
+            matches!(event, Event::SessionStarted(creation) if creation.session_id == session_id)
+        })
+        .await;
+        match announced {
+            Ok(announced) => {
+                if !announced {
+                    tracing::warn!(session.id = %session_id, "session RUNNING without session_started (its first handler died): announcing it");
+                }
+                !announced
+            }
+            Err(error) => {
+                tracing::warn!(session.id = %session_id, "cannot read the stream back: {error}");
+                false
+            }
+        }
+    }
+
     async fn recompute(
         &self,
         session_id: Uuid,
@@ -544,6 +656,7 @@ pub async fn recalculate_usage(
 /// (the session's network removed).
 pub fn handlers(lifecycle: &Arc<Lifecycle>, into: &mut Handlers) {
     for (event, handler) in [
+        ("kernel_preparing", "note_start_received"),
         ("kernel_pulling", "handle_kernel_pulling"),
         ("kernel_creating", "handle_kernel_creating"),
         ("kernel_started", "handle_kernel_started"),
@@ -562,9 +675,22 @@ pub fn handlers(lifecycle: &Arc<Lifecycle>, into: &mut Handlers) {
 impl Lifecycle {
     async fn handle(&self, received: &Received) -> Result<(), HandlerError> {
         let outcome = match &received.event {
+            Event::KernelPreparing(event) => match &self.claims {
+                Some(claims) => claims
+                    .mark_received(event.session_id)
+                    .await
+                    .map_err(|source| LifecycleError::NoteReceived {
+                        session_id: event.session_id,
+                        source,
+                    }),
+                None => Ok(()),
+            },
             Event::KernelPulling(event) => self.kernel_pulling(event).await,
             Event::KernelCreating(event) => self.kernel_creating(event).await,
-            Event::KernelStarted(event) => self.kernel_started(&received.source, event).await,
+            Event::KernelStarted(event) => {
+                self.kernel_started_entry(&received.source, event, Some(received.id))
+                    .await
+            }
             Event::KernelTerminated(event) => self.kernel_terminated(event).await,
             Event::AgentTerminated { reason } if reason == "agent-lost" => {
                 self.agent_lost(&received.source).await

@@ -17,6 +17,7 @@ use bai_db_models::queries::scheduling::{
 };
 use bai_etcd_store::{ConfigTree, EtcdError, EtcdStore, Scope};
 use bai_events::{Event, EventProducer, SessionCreation};
+use bai_metrics::record::{Decision, RoundOutcome};
 use bai_redis::{RedisError, SchedulerStatus, SchedulerTask, StatDb};
 use bai_scheduler::round::{
     AgentSelectionStrategy, AgentSnapshot, ClusterMode, Dependency, ExistingSession, Failure,
@@ -137,6 +138,10 @@ impl Scheduler {
         for (group, has_agents) in groups {
             match self.schedule_group(&group, has_agents).await {
                 Ok(plan) => {
+                    bai_metrics::record::scheduler_round(match &plan {
+                        Some(plan) if !plan.scheduled.is_empty() => RoundOutcome::Scheduled,
+                        _ => RoundOutcome::Unchanged,
+                    });
                     if let Some(plan) = plan {
                         any_scheduled |= plan.any_scheduled();
                         report.scheduled += plan.scheduled.len();
@@ -147,6 +152,7 @@ impl Scheduler {
                     note_status(self.status.handled(SchedulerTask::Schedule, &group).await);
                 }
                 Err(error) => {
+                    bai_metrics::record::scheduler_round(RoundOutcome::Error);
                     tracing::error!("scheduling resource group {group:?} failed: {error}");
                     first_error.get_or_insert(error);
                 }
@@ -181,6 +187,7 @@ impl Scheduler {
     }
 
     /// One round of `group`; without agents, only its pending timeouts are applied.
+    #[tracing::instrument(name = "schedule_round", skip_all, fields(scaling_group = %group))]
     async fn schedule_group(
         &self,
         group: &str,
@@ -195,6 +202,7 @@ impl Scheduler {
             return Ok(None);
         };
         if rows.pending.is_empty() {
+            bai_metrics::record::pending_sessions(group, 0);
             return Ok(None);
         }
         let plugin_config = self
@@ -247,11 +255,13 @@ impl Scheduler {
                 roundrobin: snapshot.roundrobin.clone(),
             };
             if plan.timed_out.is_empty() {
+                bai_metrics::record::pending_sessions(group, rows.pending.len());
                 return Ok(None);
             }
         }
         let writes = round_writes(&rows, &plan, snapshot.now);
         round.commit(&writes).await?;
+        record_decisions(group, rows.pending.len(), &plan);
         let scheduled_keys = plan.scheduled.iter().filter_map(|scheduled| {
             snapshot
                 .pending
@@ -373,6 +383,26 @@ impl Scheduler {
             })?;
         Ok(())
     }
+}
+
+/// The committed decisions of `group`'s round, and what it left pending.
+fn record_decisions(group: &str, pending: usize, plan: &RoundPlan) {
+    let cancelling = plan
+        .failed
+        .iter()
+        .filter(|failed| failed.failure.cancels())
+        .count();
+    let cancelled = plan.timed_out.len() + cancelling;
+    bai_metrics::record::scheduler_decisions(Decision::Scheduled, plan.scheduled.len());
+    bai_metrics::record::scheduler_decisions(
+        Decision::FailedPredicate,
+        plan.failed.len() - cancelling,
+    );
+    bai_metrics::record::scheduler_decisions(Decision::Cancelled, cancelled);
+    bai_metrics::record::pending_sessions(
+        group,
+        pending.saturating_sub(plan.scheduled.len() + cancelled),
+    );
 }
 
 /// Logs a status hash that could not be written: it only informs operators, so the round goes on.

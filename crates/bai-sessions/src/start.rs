@@ -9,6 +9,18 @@
 //! the reference, whose `create_kernels` waits without limit under a shared 50-s budget that
 //! leaves a session PREPARING for good when it runs out, each call here has its own timeout, and
 //! an agent that drops the connection fails the call at once.
+//!
+//! Several manager nodes: a node that dies after taking sessions (PREPARING is committed) and
+//! before its `create_kernels` calls reached the agents would leave them PREPARING for good (the
+//! reference does). With [`Starter::with_start_claims`], a node claims the sessions it takes in
+//! Redis (`session.{id}.starter`, expiring after [`CLAIM_TTL`] unless renewed while the calls are
+//! in flight) and every `prepare()` also looks for *stalled* sessions: PREPARING, every kernel
+//! still PREPARING for longer than [`STALL_GRACE`], no claim. A live agent that received
+//! `create_kernels` reports `kernel_pulling` or `kernel_creating` within moments, which moves the
+//! kernel out of PREPARING, so a stalled session's agent never got the call: one node (the one whose
+//! `SET NX` claim wins) sends it again. The bound: the agent reports within [`STALL_GRACE`] and
+//! the event consumers lag by less than that; an agent slower than that would get the call twice
+//! (the real agent would then create a second container for the kernel).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -19,9 +31,10 @@ use bai_agents::{AgentRpcCache, AgentRpcError};
 use bai_db_models::DbError;
 use bai_db_models::entities::{images, kernels, sessions};
 use bai_db_models::queries::scheduling::{self, PendingRows};
-use bai_etcd_store::{EtcdStore, SharedConfig, SharedConfigError};
+use bai_db_models::queries::stalled_starts;
+use bai_etcd_store::{EtcdStore, LiveSharedConfig, SharedConfig, SharedConfigError};
 use bai_events::{Event, EventProducer, SessionCreation};
-use bai_redis::{SchedulerStatus, SchedulerTask, StatDb};
+use bai_redis::{EntryId, SchedulerStatus, SchedulerTask, StartClaims, StatDb, StreamDb};
 use sea_orm::DatabaseConnection;
 use sea_orm::prelude::Uuid;
 use serde_json::{Value, json};
@@ -37,6 +50,14 @@ pub const DEFAULT_CREATE_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 const STARTING_AT_ONCE: usize = 64;
 /// The trigger a run records in its status hash (the reference's timer and API both send it).
 const PREPARE_TRIGGER: &str = "do_prepare";
+/// How long a node's claim of a session it starts outlives the node's last renewal.
+pub const CLAIM_TTL: Duration = Duration::from_secs(15);
+/// How often a node renews the claims of the sessions whose `create_kernels` calls are in flight.
+const CLAIM_RENEW_EVERY: Duration = Duration::from_secs(5);
+/// The stream's ids are Redis's clock, the kernels' times the database's: a margin for skew.
+const STREAM_CLOCK_SLACK_MS: u64 = 60_000;
+/// How long a session's kernels stay PREPARING, unclaimed, before its start is sent again.
+pub const STALL_GRACE: Duration = Duration::from_secs(30);
 
 /// Why a `prepare()` failed as a whole (a session that fails to start is not an error here: it
 /// is cancelled, and the others go on).
@@ -122,6 +143,11 @@ pub struct Starter {
     rpc: Arc<AgentRpcCache>,
     create_timeout: Duration,
     status: SchedulerStatus,
+    /// Which node starts which session, for the sessions of a dead node to be started again,
+    /// and the event stream, read for signs that an agent received a stalled start.
+    claims: Option<(StartClaims, StreamDb)>,
+    /// The shared configuration in effect (registries); without it each run reads etcd.
+    shared_config: Option<LiveSharedConfig>,
 }
 
 impl Starter {
@@ -142,7 +168,24 @@ impl Starter {
             rpc,
             create_timeout: DEFAULT_CREATE_TIMEOUT,
             status,
+            claims: None,
+            shared_config: None,
         }
+    }
+
+    /// Takes the registries (and the hang scanner its thresholds) from the live shared
+    /// configuration: a change in etcd applies at the next start, and a bad value there leaves
+    /// the previous settings in effect instead of failing the run.
+    pub fn with_shared_config(mut self, shared_config: LiveSharedConfig) -> Starter {
+        self.shared_config = Some(shared_config);
+        self
+    }
+
+    /// Claims the sessions this node starts, and starts again the stalled sessions no node
+    /// claims (their starter died): for several nodes sharing a cluster.
+    pub fn with_start_claims(mut self, claims: StartClaims, stream: StreamDb) -> Starter {
+        self.claims = Some((claims, stream));
+        self
     }
 
     /// How long one agent may take to create a session's kernels.
@@ -163,7 +206,19 @@ impl Starter {
 
     /// The hang-tolerance scanner over the same stores and agent connections.
     pub fn hang_scanner(&self) -> HangScanner {
-        HangScanner::new(self.db.clone(), self.etcd.clone(), self.destroyer())
+        let scanner = HangScanner::new(self.db.clone(), self.etcd.clone(), self.destroyer());
+        match &self.shared_config {
+            Some(shared_config) => scanner.following(shared_config.clone()),
+            None => scanner,
+        }
+    }
+
+    /// The shared configuration for one run.
+    async fn shared_config(&self) -> Result<Arc<SharedConfig>, StartError> {
+        Ok(match &self.shared_config {
+            Some(live) => live.current(),
+            None => Arc::new(SharedConfig::load(&self.etcd).await?),
+        })
     }
 
     /// Starts every SCHEDULED session, as `do_prepare` asks; returns how many were taken.
@@ -181,7 +236,10 @@ impl Starter {
                 .begin(SchedulerTask::Prepare, trigger_event)
                 .await,
         );
-        let count = self.start_scheduled().await?;
+        let mut count = self.start_scheduled().await?;
+        if self.claims.is_some() {
+            count += self.restart_stalled().await?;
+        }
         note_status(self.status.finish(SchedulerTask::Prepare).await);
         Ok(count)
     }
@@ -191,7 +249,15 @@ impl Starter {
         if taken.is_empty() {
             return Ok(0);
         }
-        let shared = Arc::new(SharedConfig::load(&self.etcd).await?);
+        if let Some((claims, _)) = &self.claims {
+            let ids: Vec<Uuid> = taken.iter().map(|rows| rows.session.id).collect();
+            if let Err(error) = claims.claim_all(&ids, CLAIM_TTL).await {
+                // Unclaimed sessions whose start goes well leave PREPARING long before the
+                // grace is over; only a stalled one would be sent again.
+                tracing::warn!("cannot claim {} sessions being started: {error}", ids.len());
+            }
+        }
+        let shared = self.shared_config().await?;
         let count = taken.len();
         for rows in &taken {
             self.announce(Event::SessionPreparing(creation(&rows.session, "")))
@@ -200,8 +266,14 @@ impl Starter {
                 note_status(self.status.handled(SchedulerTask::Prepare, group).await);
             }
         }
+        self.start_all(taken, shared).await;
+        Ok(count)
+    }
+
+    /// Starts `sessions`, [`STARTING_AT_ONCE`] at a time, until every one is started or failed.
+    async fn start_all(&self, sessions: Vec<PendingRows>, shared: Arc<SharedConfig>) {
         let mut running = JoinSet::new();
-        for rows in taken {
+        for rows in sessions {
             while running.len() >= STARTING_AT_ONCE {
                 running.join_next().await;
             }
@@ -214,15 +286,138 @@ impl Starter {
                 tracing::error!("starting a session: {error}");
             }
         }
+    }
+
+    /// Sends the start of the stalled sessions again (see the module's documentation): those
+    /// PREPARING without progress for [`STALL_GRACE`] that no node claims and this node claims
+    /// first. Returns how many.
+    async fn restart_stalled(&self) -> Result<usize, StartError> {
+        let Some((claims, stream)) = &self.claims else {
+            return Ok(0);
+        };
+        let grace = chrono::Duration::from_std(STALL_GRACE).unwrap_or(chrono::Duration::MAX);
+        let stalled = stalled_starts::stalled_starts(&self.db, chrono::Utc::now() - grace).await?;
+        if stalled.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<Uuid> = stalled.iter().map(|rows| rows.session.id).collect();
+        let unclaimed = match claims.unclaimed(&ids).await {
+            Ok(unclaimed) => unclaimed,
+            Err(error) => {
+                tracing::warn!("cannot read the claims of stalled sessions: {error}");
+                return Ok(0);
+            }
+        };
+        // An agent that got the call reported `kernel_preparing` first thing: handled (noted in
+        // Redis) or still in the stream (entries stay until every group handled them).
+        let received = match claims.received(&unclaimed).await {
+            Ok(received) => received,
+            Err(error) => {
+                tracing::warn!("cannot read which stalled sessions an agent received: {error}");
+                return Ok(0);
+            }
+        };
+        let mut unclaimed: Vec<Uuid> = unclaimed
+            .into_iter()
+            .filter(|session| !received.contains(session))
+            .collect();
+        let since = stalled
+            .iter()
+            .filter(|rows| unclaimed.contains(&rows.session.id))
+            .flat_map(|rows| rows.kernels.iter())
+            .filter_map(|kernel| kernel.status_changed)
+            .map(|changed| u64::try_from(changed.timestamp_millis()).unwrap_or(0))
+            .min();
+        if let Some(millis) = since {
+            let after = EntryId {
+                millis: millis.saturating_sub(STREAM_CLOCK_SLACK_MS),
+                seq: 0,
+            };
+            let mut reported = Vec::new();
+            let scanned = bai_events::added_after(stream, after, |event| {
+                if let Event::KernelPreparing(creation)
+                | Event::KernelPulling(creation)
+                | Event::KernelCreating(creation)
+                | Event::KernelStarted(creation) = event
+                {
+                    reported.push(creation.session_id);
+                }
+                false
+            })
+            .await;
+            if let Err(error) = scanned {
+                tracing::warn!("cannot read the stream for stalled sessions: {error}");
+                return Ok(0);
+            }
+            unclaimed.retain(|session| !reported.contains(session));
+        }
+        let mut orphans = Vec::new();
+        for rows in stalled {
+            if !unclaimed.contains(&rows.session.id) {
+                continue;
+            }
+            match claims.try_claim(rows.session.id, CLAIM_TTL).await {
+                Ok(true) => {
+                    tracing::warn!(
+                        session.id = %rows.session.id,
+                        "session PREPARING for {}s without progress and no starter: starting it again",
+                        STALL_GRACE.as_secs()
+                    );
+                    orphans.push(rows);
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(session.id = %rows.session.id, "cannot claim a stalled session: {error}")
+                }
+            }
+        }
+        let count = orphans.len();
+        if count > 0 {
+            let shared = self.shared_config().await?;
+            self.start_all(orphans, shared).await;
+        }
         Ok(count)
     }
 
-    /// Starts one session; a session that cannot start is cancelled.
+    /// Starts one session; a session that cannot start is cancelled. Its claim is renewed while
+    /// the calls are in flight and dropped after.
+    #[tracing::instrument(name = "start_session", skip_all, fields(session_id = %rows.session.id))]
     async fn start(&self, rows: PendingRows, shared: &SharedConfig) -> Result<(), StartError> {
         let session_id = rows.session.id;
-        let Err(failure) = self.create_kernels(&rows, shared).await else {
+        let outcome = match &self.claims {
+            None => self.create_kernels(&rows, shared).await,
+            Some((claims, _)) => {
+                let creating = self.create_kernels(&rows, shared);
+                tokio::pin!(creating);
+                let outcome = loop {
+                    tokio::select! {
+                        outcome = &mut creating => break outcome,
+                        () = tokio::time::sleep(CLAIM_RENEW_EVERY) => {
+                            if let Err(error) = claims.renew(&[session_id], CLAIM_TTL).await {
+                                tracing::warn!(session.id = %session_id, "cannot renew the claim of a session being started: {error}");
+                            }
+                        }
+                    }
+                };
+                if let Err(error) = claims.release(&[session_id]).await {
+                    tracing::warn!(session.id = %session_id, "cannot drop the claim of a started session: {error}");
+                }
+                outcome
+            }
+        };
+        let Err(failure) = outcome else {
             return Ok(());
         };
+        // A database error before any agent was called (an exhausted pool under load) is not the
+        // session's fault: with claims, it stays PREPARING, unclaimed, and a later `prepare()`
+        // sends it once it has stalled.
+        if self.claims.is_some()
+            && matches!(failure.error, SessionStartError::Db(_))
+            && failure.created_on.is_empty()
+        {
+            tracing::warn!(session.id = %session_id, "cannot start the session now ({}); it is started again after {}s", failure.error, STALL_GRACE.as_secs());
+            return Ok(());
+        }
         tracing::warn!(session.id = %session_id, "session failed to start: {}", failure.error);
         let repr = failure.error.to_string();
         if !cancel_failed_start(&self.db, &self.stat, &rows, failure.error.name(), &repr).await? {

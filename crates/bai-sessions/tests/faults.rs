@@ -538,3 +538,161 @@ async fn the_hang_scanner_destroys_sessions_past_their_threshold_and_no_others()
     });
     assert!(terminating_announced);
 }
+
+/// The shared configuration followed live, as a server's stores follow it, until the test ends.
+async fn live_shared_config(harness: &Harness) -> bai_etcd_store::LiveSharedConfig {
+    let (live, watcher) = bai_etcd_store::SharedConfigWatcher::load(harness.stack.etcd.clone())
+        .await
+        .expect("the shared config loads");
+    tokio::spawn(watcher.run(harness.stack.shutdown.clone().cancelled_owned()));
+    live
+}
+
+async fn until_config(
+    live: &bai_etcd_store::LiveSharedConfig,
+    what: &str,
+    test: impl Fn(&bai_etcd_store::SharedConfig) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !test(&live.current()) {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hang_threshold_set_while_the_scanner_runs_applies_and_a_bad_one_is_ignored() {
+    let harness = Harness::new("sessions_fault_hang_live", AgentSetup::default()).await;
+    let live = live_shared_config(&harness).await;
+    let starter = harness.starter.clone().with_shared_config(live.clone());
+    let scanning = harness.stack.shutdown.child_token();
+    tokio::spawn(bai_sessions::run_hang_scanner(
+        starter.hang_scanner(),
+        scanning.clone(),
+    ));
+    // PREPARING for a minute, with no threshold: nothing happens.
+    let stuck = harness.scheduled("stuck-live", 1).await;
+    scheduling::take_scheduled(harness.db())
+        .await
+        .expect("take");
+    harness
+        .backdate(stuck, "PREPARING", Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        harness.session(stuck).await.status,
+        SessionStatus::Preparing
+    );
+
+    // A threshold that is no duration keeps the section as it was (no threshold).
+    harness.put_threshold("PREPARING", "soon").await;
+    harness.put_threshold("TERMINATING", "1h").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(live.current().session.hang_tolerance.preparing, None);
+    assert_eq!(
+        harness.session(stuck).await.status,
+        SessionStatus::Preparing
+    );
+
+    // Fixed, it applies to the running scanner at once.
+    harness.put_threshold("PREPARING", "30s").await;
+    harness
+        .wait_for_status(stuck, SessionStatus::Terminated)
+        .await;
+    assert_eq!(
+        harness.session(stuck).await.status_info.as_deref(),
+        Some(HANG_TIMEOUT)
+    );
+
+    // Turned off again: the next stuck session stays.
+    harness
+        .stack
+        .etcd
+        .delete_prefix("config/session/hang-tolerance", Scope::Global)
+        .await
+        .expect("etcd delete");
+    until_config(&live, "the thresholds' removal", |config| {
+        config.session.hang_tolerance.preparing.is_none()
+    })
+    .await;
+    let next = harness.scheduled("stuck-after", 1).await;
+    scheduling::take_scheduled(harness.db())
+        .await
+        .expect("take");
+    harness
+        .backdate(next, "PREPARING", Duration::from_secs(60))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(harness.session(next).await.status, SessionStatus::Preparing);
+    scanning.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_changed_in_etcd_is_used_by_the_next_start_without_a_restart() {
+    let harness = Harness::new("sessions_fault_registry_live", AgentSetup::default()).await;
+    let live = live_shared_config(&harness).await;
+    let starter = harness.starter.clone().with_shared_config(live.clone());
+    let etcd = &harness.stack.etcd;
+
+    // The image's registry leaves etcd (another one stays, as the schema wants one).
+    etcd.put_dict(
+        &[
+            (
+                "config/docker/registry/cr.other.test".to_owned(),
+                "https://cr.other.test".to_owned(),
+            ),
+            (
+                "config/docker/registry/cr.other.test/type".to_owned(),
+                "docker".to_owned(),
+            ),
+        ],
+        Scope::Global,
+    )
+    .await
+    .expect("etcd put");
+    etcd.delete_prefix("config/docker/registry/cr.backend.ai", Scope::Global)
+        .await
+        .expect("etcd delete");
+    until_config(&live, "the registry's removal", |config| {
+        !config.docker.registries.contains_key("cr.backend.ai")
+    })
+    .await;
+    let refused = harness.scheduled("unknown-registry", 1).await;
+    starter.prepare().await.expect("prepare");
+    let row = harness.session(refused).await;
+    assert_eq!(row.status, SessionStatus::Cancelled);
+    assert_eq!(
+        row.status_data.expect("status data")["error"]["name"],
+        "UnknownImageRegistry"
+    );
+
+    // Back, under another URL: the next start uses it.
+    etcd.put_dict(
+        &[
+            (
+                "config/docker/registry/cr.backend.ai".to_owned(),
+                "https://mirror.backend.ai".to_owned(),
+            ),
+            (
+                "config/docker/registry/cr.backend.ai/type".to_owned(),
+                "docker".to_owned(),
+            ),
+        ],
+        Scope::Global,
+    )
+    .await
+    .expect("etcd put");
+    until_config(&live, "the registry's return", |config| {
+        config
+            .docker
+            .registries
+            .get("cr.backend.ai")
+            .is_some_and(|registry| registry.url == "https://mirror.backend.ai")
+    })
+    .await;
+    let started = harness.scheduled("known-registry", 1).await;
+    starter.prepare().await.expect("prepare");
+    harness
+        .wait_for_status(started, SessionStatus::Running)
+        .await;
+}

@@ -305,3 +305,100 @@ async fn an_unusable_creation_info_is_an_error_naming_the_kernel() {
     );
     assert_eq!(harness.kernel(main).await.status, KernelStatus::Preparing);
 }
+
+/// Two nodes handle one kernel's `kernel_creating` and `kernel_started` at once (consecutive
+/// entries read by different consumers): the creating node's session recompute runs after the
+/// starting node's kernel commit and before its recompute. The session still goes RUNNING by the
+/// `kernel_started` recompute, which announces it; before, the `kernel_creating` recompute took it
+/// there silently and `session_started` was never produced.
+#[tokio::test]
+async fn a_late_kernel_creating_leaves_running_to_kernel_started() {
+    use sea_orm::TransactionTrait;
+
+    let harness = Harness::new("sessions_lifecycle_creating_race").await;
+    let (session, [main, sub]) = harness.preparing_session().await;
+    let lifecycle = &harness.lifecycle;
+    let mut after = EntryId::ZERO;
+    let image = "cr.backend.ai/stable/python:3.9-ubuntu20.04";
+    lifecycle
+        .kernel_pulling(&creation(session, main, image, json!({})))
+        .await
+        .expect("pulling");
+    lifecycle
+        .kernel_started(AGENT, &creation(session, sub, "", started_info(sub)))
+        .await
+        .expect("sub started");
+    assert_eq!(
+        harness.session(session).await.status,
+        SessionStatus::Pulling
+    );
+
+    // The starting node's commit, made while the creating node's recompute waits for the
+    // session's row lock (held here as the starting node's transaction holds it).
+    let starting_node = harness.db().begin().await.expect("BEGIN");
+    starting_node
+        .execute_unprepared(&format!(
+            "SELECT id FROM sessions WHERE id = '{session}' FOR UPDATE"
+        ))
+        .await
+        .expect("session row lock");
+    let main_creating = creation(session, main, "", json!({}));
+    let creating = lifecycle.kernel_creating(&main_creating);
+    let start_meanwhile = async {
+        common::wait_until("main PREPARING again", Duration::from_secs(10), || async {
+            harness.kernel(main).await.status == KernelStatus::Preparing
+        })
+        .await;
+        common::wait_until(
+            "the recompute waits for the session's lock",
+            Duration::from_secs(10),
+            || async {
+                let waiting = harness
+                    .db()
+                    .query_one(sea_orm::Statement::from_string(
+                        sea_orm::DatabaseBackend::Postgres,
+                        "SELECT count(*) AS n FROM pg_stat_activity \
+                         WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                    ))
+                    .await
+                    .expect("pg_stat_activity")
+                    .expect("a row");
+                waiting.try_get::<i64>("", "n").expect("n") > 0
+            },
+        )
+        .await;
+        starting_node
+            .execute_unprepared(&format!(
+                "UPDATE kernels SET status = 'RUNNING' WHERE id = '{main}'"
+            ))
+            .await
+            .expect("main RUNNING");
+        starting_node.commit().await.expect("COMMIT");
+    };
+    let (created, ()) = tokio::join!(creating, start_meanwhile);
+    created.expect("creating");
+    assert_ne!(
+        harness.session(session).await.status,
+        SessionStatus::Running
+    );
+
+    // The starting node's handler goes on: its recompute takes the session to RUNNING.
+    lifecycle
+        .kernel_started(AGENT, &creation(session, main, "", started_info(main)))
+        .await
+        .expect("main started");
+    assert_eq!(
+        harness.session(session).await.status,
+        SessionStatus::Running
+    );
+    let started: Vec<Uuid> = harness
+        .events_after(&mut after)
+        .await
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::SessionStarted(creation) => Some(creation.session_id),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(started, [session]);
+}

@@ -38,30 +38,14 @@ impl Harness {
     /// The stores, one agent-sim agent (4 cores, 8 GiB) with `faults`, and a consumer running
     /// the agent registry's and the lifecycle's handlers; returns once the agent's row is ALIVE.
     async fn new(label: &str, faults: Faults) -> Harness {
-        let stack = Stack::new(label, Duration::from_secs(20)).await;
-        stack
-            .image(
-                "x86_64",
-                false,
-                "{\"ai.backend.service-ports\": \"jupyter:http:8080\"}",
-            )
-            .await;
-        stack.consume(stack.lifecycle()).await;
-        stack.run_agent(AGENT, Duration::from_millis(20), faults);
+        let stack = Stack::with_alive_agent(label, Duration::from_secs(20), AGENT, faults).await;
         let status = stack.status(MANAGER_ID);
-        let harness = Harness {
+        Harness {
             scheduler: stack.scheduler(&["cpu", "mem"], status.clone()),
             starter: stack.starter(status.clone(), Duration::from_secs(10)),
             status,
             stack,
-        };
-        harness
-            .stack
-            .wait_until("the agent's row is ALIVE", || async {
-                common::agent_row(harness.db(), AGENT).await.is_some()
-            })
-            .await;
-        harness
+        }
     }
 
     fn db(&self) -> &sea_orm::DatabaseConnection {

@@ -1,8 +1,9 @@
-//! The manager's stores, connected: etcd (with the shared configuration read from it), the
-//! PostgreSQL pool and the Redis connections, as one [`Stores`] value that every long-lived part of
-//! a manager node (the HTTP API, event consumers, the scheduler) is built from. It also owns what a
+//! The manager's stores, connected: etcd (with the shared configuration read from it and kept
+//! current from its watch), the PostgreSQL pool and the Redis connections (moved to another server
+//! when etcd `config/redis` changes), as one [`Stores`] value that every long-lived part of a
+//! manager node (the HTTP API, event consumers, the scheduler) is built from. It also owns what a
 //! node writes about itself in etcd: the cluster-wide manager status (`manager/status`) and the
-//! node's registration (`nodes/manager/{instance_id}`).
+//! node's registration (`nodes/manager/{node id}`, bound to a lease the node keeps alive).
 //!
 //! It must not know HTTP or the API's wire formats, must not read manager.toml or the environment
 //! (it is handed a `ManagerConfig`), and talks to each store only through that store's crate
@@ -12,7 +13,8 @@ mod node;
 mod stores;
 
 pub use node::{
-    MANAGER_STATUS_KEY, ManagerStatus, instance_id, node_key, read_manager_status, register_node,
-    unregister_node, write_manager_status,
+    MANAGER_STATUS_KEY, ManagerStatus, NODE_LEASE_TTL, NodeLease, instance_id, node_key,
+    read_manager_status, register_node, register_node_with_lease, unregister_node,
+    write_manager_status,
 };
 pub use stores::{Stores, StoresError};

@@ -3,10 +3,12 @@
 use bai_config::ManagerConfig;
 use bai_db_models::DbError;
 use bai_etcd_store::{
-    EtcdError, EtcdStore, EtcdTarget, ScopePrefixes, SharedConfig, SharedConfigError,
+    EtcdError, EtcdStore, EtcdTarget, LiveSharedConfig, ScopePrefixes, SharedConfigError,
+    SharedConfigWatcher,
 };
 use bai_redis::{Redis, RedisConnectError};
 use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
 
 /// Why the stores could not be connected.
 #[derive(Debug, thiserror::Error)]
@@ -21,66 +23,111 @@ pub enum StoresError {
     Redis(#[from] RedisConnectError),
 }
 
-/// etcd, the shared configuration read from it at connect time, the PostgreSQL pool and the Redis
+/// etcd, the shared configuration kept current from it, the PostgreSQL pool and the Redis
 /// connections. Cheap to clone: clones share the connections.
 #[derive(Clone, Debug)]
 pub struct Stores {
     pub etcd: EtcdStore,
-    pub shared_config: SharedConfig,
+    /// Read it where it is used (`shared_config.current()`, one reference count), never keep a
+    /// copy: a change in etcd takes effect without a restart.
+    pub shared_config: LiveSharedConfig,
     pub db: DatabaseConnection,
     pub redis: Redis,
+    /// Stops following etcd (the configuration and the Redis it names); `None` when the caller
+    /// made the parts itself.
+    following: Option<CancellationToken>,
 }
 
 impl Stores {
     /// Connects to etcd and reads the shared configuration (its warnings are logged), then
     /// connects PostgreSQL (`[db]`) and the Redis that etcd `config/redis` names. What was
     /// connected before a failure is closed again.
+    ///
+    /// Until [`Stores::close`] (or the end of the runtime), two tasks on the caller's runtime
+    /// follow etcd: the shared configuration's watcher (a section with a bad value keeps its
+    /// previous settings, logged with the key) and the Redis switch (a change of `config/redis`
+    /// moves every Redis handle to the new server; one it cannot reach leaves them where they are).
     pub async fn connect(config: &ManagerConfig) -> Result<Stores, StoresError> {
         let etcd = EtcdStore::connect(
             EtcdTarget::from_config(&config.etcd),
             ScopePrefixes::default(),
         )
         .await?;
-        let shared_config = SharedConfig::load(&etcd).await?;
-        for warning in &shared_config.warnings {
+        let (shared_config, watcher) = SharedConfigWatcher::load(etcd.clone()).await?;
+        for warning in &shared_config.current().warnings {
             tracing::warn!(target: "bai_stores", "etcd {}: {}", warning.key, warning.message);
         }
         let db = bai_db_models::connect(&config.db).await?;
-        let redis = match Redis::connect(&shared_config.redis).await {
+        let redis = match Redis::connect(&shared_config.current().redis).await {
             Ok(redis) => redis,
             Err(error) => {
                 close_db(db).await;
                 return Err(error.into());
             }
         };
+        let following = CancellationToken::new();
+        tokio::spawn(watcher.run(following.clone().cancelled_owned()));
+        tokio::spawn(
+            following
+                .clone()
+                .run_until_cancelled_owned(follow_redis(shared_config.clone(), redis.clone())),
+        );
         Ok(Stores {
             etcd,
             shared_config,
             db,
             redis,
+            following: Some(following),
         })
     }
 
     /// Stores from connections the caller made itself (an embedding service with its own pool).
+    /// A fixed `SharedConfig` never changes; a [`LiveSharedConfig`] is followed by whoever made
+    /// it (this value switches no Redis).
     pub fn from_parts(
         etcd: EtcdStore,
-        shared_config: SharedConfig,
+        shared_config: impl Into<LiveSharedConfig>,
         db: DatabaseConnection,
         redis: Redis,
     ) -> Stores {
         Stores {
             etcd,
-            shared_config,
+            shared_config: shared_config.into(),
             db,
             redis,
+            following: None,
         }
     }
 
-    /// Closes the Redis connections and the database pool (etcd's channel closes when the last
-    /// clone is dropped).
+    /// Stops following etcd, closes the Redis connections and the database pool (etcd's channel
+    /// closes when the last clone is dropped).
     pub async fn close(&self) {
+        if let Some(following) = &self.following {
+            following.cancel();
+        }
         self.redis.close().await;
         close_db(self.db.clone()).await;
+    }
+}
+
+/// Moves `redis` to the server each change of `config/redis` names. When the new server cannot be
+/// reached the old one stays in use, and the next change of the configuration tries again.
+async fn follow_redis(mut shared_config: LiveSharedConfig, redis: Redis) {
+    let mut in_use = shared_config.current().redis.clone();
+    while let Some(changed) = shared_config.changed().await {
+        if changed.redis == in_use {
+            continue;
+        }
+        match redis.switch_to(&changed.redis).await {
+            Ok(()) => {
+                tracing::info!(target: "bai_stores", "etcd config/redis changed: Redis switched");
+                in_use = changed.redis.clone();
+            }
+            Err(error) => tracing::error!(
+                target: "bai_stores",
+                "etcd config/redis changed, but {error}; the previous Redis stays in use"
+            ),
+        }
     }
 }
 

@@ -1,9 +1,8 @@
 //! Connecting the stores and a node's registration, against the halfstack: a fresh database and
 //! etcd namespace per test.
 
-use std::path::Path;
+mod common;
 
-use bai_config::{Environment, LoadOptions, ManagerConfig};
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::Scope;
 use bai_etcd_store::testing::TestNamespace;
@@ -11,40 +10,7 @@ use bai_stores::{
     MANAGER_STATUS_KEY, ManagerStatus, Stores, StoresError, node_key, read_manager_status,
     register_node, unregister_node, write_manager_status,
 };
-
-fn manager_config(namespace: &TestNamespace, database: &TestDatabase) -> ManagerConfig {
-    let db = &database.config;
-    let toml = format!(
-        r#"[etcd]
-namespace = "{namespace}"
-addr = {{ host = "127.0.0.1", port = 8120 }}
-
-[db]
-type = "postgresql"
-addr = {{ host = "{host}", port = {port} }}
-name = "{name}"
-user = "{user}"
-password = "{password}"
-
-[manager]
-rpc-auth-manager-keypair = "fixtures/manager/manager.key_secret"
-"#,
-        namespace = namespace.name,
-        host = db.addr.host,
-        port = db.addr.port,
-        name = db.name,
-        user = db.user,
-        password = db.password,
-    );
-    bai_config::load_from_str(
-        &toml,
-        Path::new("stores-test.toml"),
-        &LoadOptions::default(),
-        &Environment::in_dir(std::env::temp_dir()),
-    )
-    .unwrap_or_else(|error| panic!("test manager.toml: {error}"))
-    .config
-}
+use common::manager_config;
 
 #[tokio::test]
 async fn stores_connect_to_what_etcd_and_the_config_name() {
@@ -72,6 +38,7 @@ async fn stores_connect_to_what_etcd_and_the_config_name() {
     assert_eq!(
         stores
             .shared_config
+            .current()
             .redis
             .addr
             .as_ref()

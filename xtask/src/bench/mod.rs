@@ -20,6 +20,9 @@ use crate::halfstack::etcd;
 use crate::{apt, consts, venv};
 
 mod agents;
+// `cargo xtask cluster` lives beside the benchmarks and reuses their deployments and peers.
+#[path = "../cluster.rs"]
+pub mod cluster;
 mod events;
 mod peers;
 mod rescan;

@@ -6,7 +6,7 @@
 use std::process::Output;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::support::{manager_cli, text};
+use crate::support::{manager_cli, manager_toml_dir, text};
 use bai_agent_rpc::testing::{MANAGER_UP_KEY, RealAgent, free_port};
 use bai_db_models::fixtures::{self, FixtureFile};
 use bai_db_models::testing::TestDatabase;
@@ -16,8 +16,6 @@ use bai_redis::LiveDb;
 use bai_redis::testing::PrivateRedis;
 use bai_rpc_keys::CurveKeypair;
 use serde_json::{Value, json};
-
-const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
 
 /// The resource group of [`agents_fixture`] (a file of its own: `json!` would sort `agents` first, and
 /// populate loads tables in the order the file names them).
@@ -84,13 +82,7 @@ impl Cluster {
             .put("config/redis/addr", &redis.addr(), Scope::Global)
             .await
             .expect("put config/redis/addr");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (db_line, ns_line) = ("name = \"backend\"", "namespace = \"local\"");
-        assert!(HALFSTACK_TOML.contains(db_line) && HALFSTACK_TOML.contains(ns_line));
-        let toml = HALFSTACK_TOML
-            .replace(db_line, &format!("name = \"{}\"", db.config.name))
-            .replace(ns_line, &format!("namespace = \"{}\"", etcd.name));
-        std::fs::write(dir.path().join("manager.toml"), toml).expect("write manager.toml");
+        let dir = manager_toml_dir(&db, &etcd);
         Cluster {
             db,
             redis,

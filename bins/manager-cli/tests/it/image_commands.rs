@@ -5,7 +5,7 @@
 
 use std::process::Output;
 
-use crate::support::{manager_cli, text};
+use crate::support::{manager_cli, manager_toml_dir, text};
 use bai_db_models::entities::enums::ImageType;
 use bai_db_models::entities::{image_aliases, images};
 use bai_db_models::testing::TestDatabase;
@@ -15,8 +15,6 @@ use bai_redis::ImageDb;
 use sea_orm::prelude::Uuid;
 use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{Value, json};
-
-const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
 
 /// A database with the schema, an etcd namespace, and a manager.toml pointing at both.
 struct Catalogue {
@@ -29,13 +27,7 @@ impl Catalogue {
     async fn new(label: &str) -> Catalogue {
         let db = TestDatabase::with_schema(label).await;
         let etcd = TestNamespace::new(label);
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (db_line, ns_line) = ("name = \"backend\"", "namespace = \"local\"");
-        assert!(HALFSTACK_TOML.contains(db_line) && HALFSTACK_TOML.contains(ns_line));
-        let toml = HALFSTACK_TOML
-            .replace(db_line, &format!("name = \"{}\"", db.config.name))
-            .replace(ns_line, &format!("namespace = \"{}\"", etcd.name));
-        std::fs::write(dir.path().join("manager.toml"), toml).expect("write manager.toml");
+        let dir = manager_toml_dir(&db, &etcd);
         Catalogue { db, etcd, dir }
     }
 

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Output;
 
-use crate::support::{manager_cli, manager_cli_command, text};
+use crate::support::{manager_cli, manager_cli_command, manager_toml_dir, text};
 use bai_db_models::testing::TestDatabase;
 use bai_etcd_store::testing::TestNamespace;
 use bai_etcd_store::{Scope, quote};
@@ -13,7 +13,6 @@ use bai_registry_scanner::testing::{
     Breakage, Pusher, RegistryProcess, Shape, TestImage, TestPlatform, kernel_labels,
 };
 
-const HALFSTACK_TOML: &str = include_str!("../../../../configs/manager/halfstack.toml");
 const REGISTRY: &str = "local:5000";
 
 /// A database with the schema, an etcd namespace naming `registry_url` as registry `local:5000`,
@@ -38,17 +37,7 @@ impl Setup {
             .put(&format!("{key}/type"), "docker", Scope::Global)
             .await
             .expect("registry type");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let toml = HALFSTACK_TOML
-            .replace(
-                "namespace = \"local\"",
-                &format!("namespace = \"{}\"", namespace.name),
-            )
-            .replace(
-                "name = \"backend\"",
-                &format!("name = \"{}\"", db.config.name),
-            );
-        std::fs::write(dir.path().join("manager.toml"), toml).expect("manager.toml");
+        let dir = manager_toml_dir(&db, &namespace);
         Setup {
             db,
             _namespace: namespace,

@@ -7,4 +7,5 @@ mod db;
 mod etcd;
 mod image_commands;
 mod image_rescan;
+mod operator;
 mod support;

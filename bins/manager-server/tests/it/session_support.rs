@@ -19,6 +19,13 @@ use crate::support::{
 
 /// A stack with the install guide's keypairs, the test image and its registry, and a server.
 pub(crate) async fn stack_with_server(label: &str) -> (Stack, Server, u16) {
+    let stack = stack_with_test_image(label).await;
+    let (server, port) = serve(&stack).await;
+    (stack, server, port)
+}
+
+/// A stack with the install guide's keypairs, the test image and its registry.
+pub(crate) async fn stack_with_test_image(label: &str) -> Stack {
     let stack = Stack::with_install_guide_keypairs(label).await;
     let file = FixtureFile::parse("images.json", &python_image_fixture()).expect("fixture");
     fixtures::populate(&stack.db.connection, &file)
@@ -35,8 +42,7 @@ pub(crate) async fn stack_with_server(label: &str) -> (Stack, Server, u16) {
         ],
     )
     .await;
-    let (server, port) = serve(&stack).await;
-    (stack, server, port)
+    stack
 }
 
 /// Writes `pairs` to the global scope of `stack`'s etcd namespace.

@@ -115,6 +115,7 @@ password = "develove"
 [manager]
 num-proc = {num_proc}
 service-addr = {{ host = "127.0.0.1", port = {port} }}
+metrics-addr = {{ host = "127.0.0.1", port = {metrics_port} }}
 rpc-auth-manager-keypair = {keypair:?}
 pid-file = {pid_file:?}
 ipc-base-path = {ipc:?}
@@ -125,6 +126,7 @@ ipc-base-path = {ipc:?}
             db = self.db.config.name,
             num_proc = settings.num_proc,
             port = settings.port,
+            metrics_port = settings.metrics_port,
             keypair = self.path("rpc/manager.key_secret"),
             ipc = self.path("ipc"),
             manager_extra = settings.manager_extra,
@@ -138,6 +140,8 @@ ipc-base-path = {ipc:?}
 
 pub struct Settings {
     pub port: u16,
+    /// `GET /metrics`: a port of its own per test (the default, 9464, would be shared).
+    pub metrics_port: u16,
     pub num_proc: u32,
     /// Empty: `manager.pid` in the stack's directory.
     pub pid_file: PathBuf,
@@ -149,6 +153,7 @@ impl Settings {
     pub fn new(port: u16) -> Settings {
         Settings {
             port,
+            metrics_port: free_port(),
             num_proc: 1,
             pid_file: PathBuf::new(),
             manager_extra: String::new(),

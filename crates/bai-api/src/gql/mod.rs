@@ -69,18 +69,16 @@ pub struct GqlContext {
 }
 
 /// Introspection is refused unless etcd `config/api/allow-graphql-schema-introspection` is true, as
-/// in the reference.
-pub fn schema(allow_introspection: bool) -> AdminSchema {
-    let builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription);
-    if allow_introspection {
-        builder.finish()
-    } else {
-        builder.extension(RefuseIntrospection).finish()
-    }
+/// in the reference; the setting is read per request, so a change in etcd applies at once.
+pub fn schema() -> AdminSchema {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .extension(RefuseIntrospection)
+        .finish()
 }
 
 /// Refuses a document that asks for `__schema` or `__type` with an error (as the reference's
-/// validation rule does) instead of answering `null`.
+/// validation rule does) instead of answering `null`, while the shared configuration in effect
+/// does not allow introspection.
 struct RefuseIntrospection;
 
 impl ExtensionFactory for RefuseIntrospection {
@@ -99,6 +97,15 @@ impl Extension for RefuseIntrospection {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         let document = next.run(ctx, query, variables).await?;
+        let allowed = ctx.data_opt::<GqlContext>().is_some_and(|gql| {
+            gql.api
+                .shared_config()
+                .api
+                .allow_graphql_schema_introspection
+        });
+        if allowed {
+            return Ok(document);
+        }
         let asks_for_schema = document.operations.iter().any(|(_, operation)| {
             operation
                 .node

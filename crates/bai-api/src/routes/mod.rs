@@ -8,6 +8,7 @@ mod config;
 mod cors;
 mod events;
 mod execute;
+mod health;
 mod manager;
 mod resource;
 mod root;
@@ -147,6 +148,7 @@ fn inline_schema<P: schemars::JsonSchema>() -> schemars::Schema {
 /// Every route this server answers, in the reference's module order.
 pub fn routes() -> Vec<Route> {
     let mut routes = root::routes();
+    routes.extend(health::routes());
     routes.extend(config::routes());
     routes.extend(auth::routes());
     routes.extend(admin::routes());
@@ -198,7 +200,7 @@ pub fn router(ctx: ApiContext) -> Router {
         router = router.route(path, methods.merge(preflight));
     }
     // One schema per router: the admin routes execute their requests on it.
-    let schema = crate::gql::schema(ctx.shared_config().api.allow_graphql_schema_introspection);
+    let schema = crate::gql::schema();
     router
         .layer(axum::Extension(schema))
         .route_layer(middleware::from_fn(cors::actual_request))
@@ -211,7 +213,27 @@ pub fn router(ctx: ApiContext) -> Router {
             http::header::SERVER,
             HeaderValue::from_static(SERVER_HEADER),
         ))
+        .layer(middleware::from_fn(record_request_metrics))
         .with_state(ctx)
+}
+
+/// Counts every answered request and its latency by route template (`MatchedPath`, never the
+/// path the client sent: the label set stays as small as the route table).
+async fn record_request_metrics(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .cloned();
+    let response = next.run(request).await;
+    bai_metrics::record::http_request(
+        method.as_str(),
+        route.as_ref().map(axum::extract::MatchedPath::as_str),
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    response
 }
 
 #[derive(Clone, Copy, Debug)]

@@ -1031,6 +1031,7 @@ impl Enqueue<'_> {
             });
         }
         tracing::info!(target: "bai_api", "session {session_id} enqueued");
+        bai_metrics::record::session_created();
         let producer = EventProducer::new(ctx.redis().stream.clone());
         let enqueued = Event::SessionEnqueued(SessionCreation {
             session_id,
@@ -1300,7 +1301,7 @@ enum WaitOutcome {
 
 impl StartWaiter {
     async fn subscribe(ctx: &ApiContext) -> Result<StartWaiter, ApiError> {
-        let stream = StreamDb::connect(&ctx.shared_config().redis)
+        let stream = StreamDb::connect(&ctx.redis().config())
             .await
             .map_err(|error| ApiError::internal("connecting to the event stream", &error))?;
         let last = match stream.last_id().await {

@@ -110,7 +110,7 @@ async fn create_domain(api: &Api, name: &str) {
 
 /// The SDL without descriptions, on one line, without spaces inside parentheses.
 fn bare_sdl() -> String {
-    let sdl = bai_api::gql::schema(true).sdl();
+    let sdl = bai_api::gql::schema().sdl();
     let without_descriptions: String = sdl.split("\"\"\"").step_by(2).collect();
     without_descriptions
         .split_whitespace()

@@ -122,7 +122,7 @@ pub async fn start(label: &str, stack: &Stack) -> (Api, Manager) {
     bai_sessions::handlers(&lifecycle, &mut handlers);
     bai_sessions::trigger_handlers(&triggers, &mut handlers);
     let shutdown = CancellationToken::new();
-    let consumer = StreamDb::connect(&stores.shared_config.redis)
+    let consumer = StreamDb::connect(&stores.redis.config())
         .await
         .expect("the consumer's Redis");
     tokio::spawn(run_consumer(

@@ -201,6 +201,26 @@ pub async fn count(
         .map_err(DbError::query("counting agents".to_owned()))?)
 }
 
+/// How many agents there are in each status (statuses without agents are left out), for the
+/// metrics.
+pub async fn count_by_status(
+    db: &impl ConnectionTrait,
+) -> Result<Vec<(AgentStatus, u64)>, DbError> {
+    let rows: Vec<(AgentStatus, i64)> = agents::Entity::find()
+        .select_only()
+        .column(agents::Column::Status)
+        .column_as(agents::Column::Id.count(), "count")
+        .group_by(agents::Column::Status)
+        .into_tuple()
+        .all(db)
+        .await
+        .map_err(DbError::query("counting agents by status".to_owned()))?;
+    Ok(rows
+        .into_iter()
+        .map(|(status, count)| (status, u64::try_from(count).unwrap_or(0)))
+        .collect())
+}
+
 /// What one agent holds and has.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct AgentCapacity {

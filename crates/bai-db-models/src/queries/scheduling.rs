@@ -75,6 +75,31 @@ pub struct PendingRows {
     pub kernels: Vec<kernels::Model>,
 }
 
+impl PendingRows {
+    /// `sessions` in their order, each with its kernels out of `kernels` (main kernel first, the
+    /// others in the order of `kernels`).
+    pub(crate) fn group(
+        sessions: Vec<sessions::Model>,
+        kernels: Vec<kernels::Model>,
+    ) -> Vec<PendingRows> {
+        let mut kernels_of: HashMap<Uuid, Vec<kernels::Model>> = HashMap::new();
+        for kernel in kernels {
+            kernels_of
+                .entry(kernel.session_id)
+                .or_default()
+                .push(kernel);
+        }
+        sessions
+            .into_iter()
+            .map(|session| {
+                let mut kernels = kernels_of.remove(&session.id).unwrap_or_default();
+                kernels.sort_by_key(|kernel| kernel.cluster_role != "main");
+                PendingRows { session, kernels }
+            })
+            .collect()
+    }
+}
+
 /// A session another pending session depends on.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DependencyRow {

@@ -5,7 +5,6 @@
 //! Reads only: the sessions are ended by the caller (destroying them, or cancelling them with
 //! [`scheduling::cancel_failed_start`](crate::queries::scheduling::cancel_failed_start)).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use sea_orm::prelude::Uuid;
@@ -93,27 +92,13 @@ pub async fn sessions_starting_on(
     if sessions.is_empty() {
         return Ok(Vec::new());
     }
-    let mut kernels_of: HashMap<Uuid, Vec<kernels::Model>> = HashMap::new();
-    for kernel in kernels::Entity::find()
+    let kernels = kernels::Entity::find()
         .filter(kernels::Column::SessionId.is_in(sessions.iter().map(|session| session.id)))
         .order_by_asc(kernels::Column::ClusterIdx)
         .all(db)
         .await
-        .map_err(DbError::query(context()))?
-    {
-        kernels_of
-            .entry(kernel.session_id)
-            .or_default()
-            .push(kernel);
-    }
-    Ok(sessions
-        .into_iter()
-        .map(|session| {
-            let mut kernels = kernels_of.remove(&session.id).unwrap_or_default();
-            kernels.sort_by_key(|kernel| kernel.cluster_role != "main");
-            PendingRows { session, kernels }
-        })
-        .collect())
+        .map_err(DbError::query(context()))?;
+    Ok(PendingRows::group(sessions, kernels))
 }
 
 /// The kernels on agent `agent_id` that are TERMINATING: their agent was asked to destroy them

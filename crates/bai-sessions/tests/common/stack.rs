@@ -213,6 +213,33 @@ impl Stack {
         self.run_agents(config, sims)
     }
 
+    /// A stack (see [`Stack::new`]) with the test image for x86_64 with a jupyter service port,
+    /// a consumer with the lifecycle's handlers, and agent `agent` (see [`Stack::run_agent`],
+    /// calls taking 20 ms) with `faults`; returns once the agent's row is ALIVE.
+    pub async fn with_alive_agent(
+        label: &str,
+        patience: Duration,
+        agent: &str,
+        faults: Faults,
+    ) -> Stack {
+        let stack = Stack::new(label, patience).await;
+        stack
+            .image(
+                "x86_64",
+                false,
+                "{\"ai.backend.service-ports\": \"jupyter:http:8080\"}",
+            )
+            .await;
+        stack.consume(stack.lifecycle()).await;
+        stack.run_agent(agent, Duration::from_millis(20), faults);
+        stack
+            .wait_until("the agent's row is ALIVE", || async {
+                super::agent_row(stack.db(), agent).await.is_some()
+            })
+            .await;
+        stack
+    }
+
     /// What the scheduler and the starter record of their runs, under `manager_id`.
     pub fn status(&self, manager_id: &str) -> SchedulerStatus {
         SchedulerStatus::new(self.stores.redis.live.clone(), manager_id)

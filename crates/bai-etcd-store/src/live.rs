@@ -1,0 +1,184 @@
+//! The shared configuration kept current: a [`SharedConfigWatcher`] watches `config/` and
+//! `volumes/` and publishes each change, read again and validated, to every [`LiveSharedConfig`].
+//!
+//! A section whose new settings have an error keeps its previous settings ([`SharedConfig::revise`])
+//! and the errors are logged with their keys; values are never logged (etcd holds passwords, and
+//! the problems never quote one). When the watch breaks (etcd restarted, the connection dropped)
+//! the watcher opens it again and reads everything once more, so no change is missed.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::watch;
+
+use crate::error::EtcdError;
+use crate::shared_config::{SharedConfig, SharedConfigError};
+use crate::store::{EtcdStore, Scope};
+
+/// How long the watcher waits after a change for the rest of it (a `put-json` writes many keys, a
+/// transaction many events) before reading the tree again.
+const SETTLE: Duration = Duration::from_millis(200);
+/// The first wait before opening a broken watch again; it doubles up to [`MAX_RETRY`].
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(10);
+
+/// The shared configuration in effect. Cheap to clone; [`LiveSharedConfig::current`] costs one
+/// reference count, so callers read it per request or per run instead of keeping a copy.
+#[derive(Clone)]
+pub struct LiveSharedConfig {
+    current: watch::Receiver<Arc<SharedConfig>>,
+}
+
+impl LiveSharedConfig {
+    /// A configuration that never changes (an embedder's, a test's).
+    pub fn fixed(config: SharedConfig) -> LiveSharedConfig {
+        let (_, current) = watch::channel(Arc::new(config));
+        LiveSharedConfig { current }
+    }
+
+    /// The settings in effect now.
+    pub fn current(&self) -> Arc<SharedConfig> {
+        Arc::clone(&self.current.borrow())
+    }
+
+    /// Waits for the next change and returns the settings it brought; `None` once nothing will
+    /// change any more (the watcher stopped, or the configuration is fixed).
+    pub async fn changed(&mut self) -> Option<Arc<SharedConfig>> {
+        self.current.changed().await.ok()?;
+        Some(Arc::clone(&self.current.borrow_and_update()))
+    }
+}
+
+impl From<SharedConfig> for LiveSharedConfig {
+    fn from(config: SharedConfig) -> Self {
+        LiveSharedConfig::fixed(config)
+    }
+}
+
+impl fmt::Debug for LiveSharedConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("LiveSharedConfig")
+            .field(&*self.current.borrow())
+            .finish()
+    }
+}
+
+/// Keeps the [`LiveSharedConfig`]s it made current while [`SharedConfigWatcher::run`] runs.
+pub struct SharedConfigWatcher {
+    store: EtcdStore,
+    publish: watch::Sender<Arc<SharedConfig>>,
+}
+
+impl fmt::Debug for SharedConfigWatcher {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedConfigWatcher")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SharedConfigWatcher {
+    /// Reads the shared configuration as a manager does at start (every error refuses it) and
+    /// returns it, live, with the watcher that keeps it current once run.
+    pub async fn load(
+        store: EtcdStore,
+    ) -> Result<(LiveSharedConfig, SharedConfigWatcher), SharedConfigError> {
+        let config = SharedConfig::load(&store).await?;
+        let (publish, current) = watch::channel(Arc::new(config));
+        Ok((
+            LiveSharedConfig { current },
+            SharedConfigWatcher { store, publish },
+        ))
+    }
+
+    /// Follows etcd until `shutdown` resolves or no [`LiveSharedConfig`] is left.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        tokio::select! {
+            () = shutdown => {}
+            () = self.publish.closed() => {}
+            () = self.follow() => {}
+        }
+    }
+
+    async fn follow(&self) {
+        let mut retry = FIRST_RETRY;
+        loop {
+            match self.follow_once().await {
+                Ok(()) => retry = FIRST_RETRY,
+                Err(error) => {
+                    tracing::warn!(
+                        target: "bai_etcd_store",
+                        "watching the shared configuration: {error}; again in {retry:?}"
+                    );
+                    tokio::time::sleep(retry).await;
+                    retry = (retry * 2).min(MAX_RETRY);
+                }
+            }
+        }
+    }
+
+    /// Opens the watches, reads everything (what changed before they opened is not missed), then
+    /// reads again after each change until a watch breaks.
+    async fn follow_once(&self) -> Result<(), EtcdError> {
+        let config = self.store.watch("config/", Scope::Global, true).await?;
+        let volumes = self.store.watch("volumes/", Scope::Global, true).await?;
+        let mut events = futures_util::stream::select(config, volumes);
+        self.refresh().await?;
+        loop {
+            match events.next().await {
+                Some(Ok(_)) => {}
+                Some(Err(error)) => return Err(error),
+                None => return Ok(()),
+            }
+            // The rest of the change: events until it settles.
+            loop {
+                tokio::select! {
+                    event = events.next() => match event {
+                        Some(Ok(_)) => {}
+                        Some(Err(error)) => return Err(error),
+                        None => return Ok(()),
+                    },
+                    () = tokio::time::sleep(SETTLE) => break,
+                }
+            }
+            self.refresh().await?;
+        }
+    }
+
+    /// Reads both trees and publishes the revised configuration if it differs.
+    async fn refresh(&self) -> Result<(), EtcdError> {
+        let config = self.store.get_prefix("config", Scope::Global).await?;
+        let volumes = self.store.get_prefix("volumes", Scope::Global).await?;
+        let previous = Arc::clone(&self.publish.borrow());
+        let revision = previous.revise(&config, &volumes);
+        for rejected in &revision.rejected {
+            for problem in &rejected.problems {
+                tracing::error!(
+                    target: "bai_etcd_store",
+                    "etcd {}: {}; the previous settings of {} stay in effect",
+                    problem.key,
+                    problem.message,
+                    rejected.key
+                );
+            }
+        }
+        for warning in &revision.config.warnings {
+            if !previous.warnings.contains(warning) {
+                tracing::warn!(target: "bai_etcd_store", "etcd {}: {}", warning.key, warning.message);
+            }
+        }
+        let revised = revision.config;
+        self.publish.send_if_modified(|current| {
+            if **current == revised {
+                return false;
+            }
+            tracing::info!(target: "bai_etcd_store", "the shared configuration changed in etcd");
+            *current = Arc::new(revised);
+            true
+        });
+        Ok(())
+    }
+}
