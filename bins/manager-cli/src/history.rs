@@ -9,23 +9,12 @@
 
 use std::process::ExitCode;
 
-use crate::cli::args::history::{ClearHistoryArgs, Retention};
+use crate::cli::args::history::ClearHistoryArgs;
 use anyhow::Context;
 use bai_config::LoadOptions;
 use bai_db_models::queries::history::{self, HistoryCounts};
-use chrono::{DateTime, Months, SecondsFormat, Utc};
+use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
-
-/// The oldest moment kept: `retention` before `now`.
-fn cutoff(retention: Retention, now: DateTime<Utc>) -> anyhow::Result<DateTime<Utc>> {
-    match retention {
-        Retention::Months(months) => now.checked_sub_months(Months::new(months)),
-        Retention::Fixed(duration) => chrono::Duration::from_std(duration)
-            .ok()
-            .and_then(|duration| now.checked_sub_signed(duration)),
-    }
-    .context("the retention reaches before the start of the calendar")
-}
 
 #[derive(Debug, Serialize)]
 struct Report {
@@ -41,7 +30,10 @@ pub fn run(args: ClearHistoryArgs, options: &LoadOptions) -> anyhow::Result<Exit
     let Some(loaded) = crate::load_config(options) else {
         return Ok(ExitCode::FAILURE);
     };
-    let cutoff = cutoff(args.retention, Utc::now())?;
+    let cutoff = args
+        .retention
+        .before(Utc::now())
+        .context("the retention reaches before the start of the calendar")?;
     let db_config = loaded.config.db;
     let counts: HistoryCounts = crate::block_on(async move {
         let db = bai_db_models::connect(&db_config).await?;
@@ -84,18 +76,4 @@ pub fn run(args: ClearHistoryArgs, options: &LoadOptions) -> anyhow::Result<Exit
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_year_back_from_a_leap_day_is_the_last_day_of_february() {
-        let leap_day = DateTime::parse_from_rfc3339("2024-02-29T12:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc);
-        let cutoff = cutoff(Retention::Months(12), leap_day).unwrap();
-        assert_eq!(cutoff.to_rfc3339(), "2023-02-28T12:00:00+00:00");
-    }
 }

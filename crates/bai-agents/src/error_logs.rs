@@ -57,16 +57,15 @@ impl Retention {
         }
     }
 
-    /// The moment `now` minus this retention (the earliest instant there is, for a retention
-    /// longer than the calendar).
-    pub fn before(self, now: DateTime<Utc>) -> DateTime<Utc> {
-        let boundary = match self {
+    /// The moment `now` minus this retention; none for a retention that reaches before the
+    /// start of the calendar.
+    pub fn before(self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
             Retention::Months(months) => now.checked_sub_months(Months::new(months)),
             Retention::Fixed(duration) => chrono::Duration::from_std(duration)
                 .ok()
                 .and_then(|duration| now.checked_sub_signed(duration)),
-        };
-        boundary.unwrap_or(DateTime::<Utc>::MIN_UTC)
+        }
     }
 }
 
@@ -92,7 +91,10 @@ impl ErrorLogCleaner {
             );
             Retention::Fixed(Duration::from_secs(90 * 86_400))
         });
-        let boundary = retention.before(Utc::now());
+        // A retention longer than the calendar keeps everything.
+        let boundary = retention
+            .before(Utc::now())
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
         let deleted = delete_error_logs_before(&self.db, boundary.fixed_offset()).await?;
         if deleted > 0 {
             tracing::info!("Cleaned up {deleted} log(s) filed before {boundary}");
@@ -139,15 +141,15 @@ mod tests {
         let at = |text: &str| text.parse::<DateTime<Utc>>().expect("a time");
         assert_eq!(
             Retention::Months(1).before(at("2024-03-31T12:00:00Z")),
-            at("2024-02-29T12:00:00Z")
+            Some(at("2024-02-29T12:00:00Z"))
         );
         assert_eq!(
             Retention::Months(12).before(at("2024-02-29T00:00:00Z")),
-            at("2023-02-28T00:00:00Z")
+            Some(at("2023-02-28T00:00:00Z"))
         );
         assert_eq!(
             Retention::Fixed(Duration::from_secs(86_400)).before(at("2024-03-01T00:00:00Z")),
-            at("2024-02-29T00:00:00Z")
+            Some(at("2024-02-29T00:00:00Z"))
         );
     }
 }

@@ -24,5 +24,6 @@ pub use schema::{
     ConsoleLogConfig, ConsoleLogFormat, DbConfig, DbKind, DebugConfig, DistributedLock,
     DockerRegistryConfig, EtcdConfig, EventLoop, FileLogConfig, GraylogConfig, LogDriver,
     LoggingConfig, LogstashConfig, LogstashProtocol, ManagerConfig, ManagerSection, UnixAccount,
+    default_node_id,
 };
 pub use values::{BinarySize, HostPort, LogLevel, parse_bool};

@@ -513,7 +513,9 @@ fn default_num_proc() -> i64 {
     std::thread::available_parallelism().map_or(1, |n| i64::try_from(n.get()).unwrap_or(i64::MAX))
 }
 
-fn default_node_id() -> String {
+/// `[manager] id` when it is not set: `i-{hostname}`, the name the node registers under in etcd
+/// (`nodes/manager/{id}`) and names its event consumers and scheduler records with.
+pub fn default_node_id() -> String {
     let hostname = nix::unistd::gethostname().map_or_else(
         |_| "localhost".to_owned(),
         |name| name.to_string_lossy().into_owned(),

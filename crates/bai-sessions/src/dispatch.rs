@@ -7,15 +7,16 @@
 //!
 //! Rounds of different processes exclude each other by the scheduling lock of the database, and
 //! a scheduled session is taken for starting by one process only (row locks), so every worker
-//! may run these loops; the timers, and the hang-tolerance scanner with them, run where the
-//! server says (one worker per node).
+//! may run these loops; the timers run where the server says (one worker per node), as does the
+//! hang-tolerance scanner ([`run_hang_scanner`](crate::run_hang_scanner)), which callers run on
+//! their own.
 
 use std::time::Duration;
 
 use bai_events::{Coalesced, Handlers, Trigger, coalescing};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Scheduler, Starter, run_hang_scanner};
+use crate::{Scheduler, Starter};
 
 /// The reference's coalescing rate of scheduler triggers: at most one run every 0.5 s (a lone
 /// trigger runs at once), 32 piled-up triggers at once.
@@ -90,9 +91,8 @@ pub fn trigger_handlers(triggers: &Triggers, into: &mut Handlers) {
 
 /// Runs a scheduling round for every burst of schedule triggers and starts the scheduled
 /// sessions for every burst of prepare triggers, until `shutdown`; with `timers` (a process that
-/// runs alone: the server leaves them off and runs the global timers and the hang scanner itself),
-/// also every [`SCHEDULE_INTERVAL`] and [`PREPARE_INTERVAL`], and the hang-tolerance scanner
-/// ([`run_hang_scanner`]) on the starter's stores.
+/// runs alone: the server leaves them off and runs the global timers itself), also every
+/// [`SCHEDULE_INTERVAL`] and [`PREPARE_INTERVAL`].
 pub async fn run_dispatcher(
     scheduler: Scheduler,
     starter: Starter,
@@ -122,12 +122,7 @@ pub async fn run_dispatcher(
             }
         },
     );
-    let scanning = async {
-        if timers {
-            run_hang_scanner(starter.hang_scanner(), shutdown.clone()).await;
-        }
-    };
-    tokio::join!(scheduling, preparing, scanning);
+    tokio::join!(scheduling, preparing);
 }
 
 /// Runs `work` for every burst (with the burst's latest cause) and every tick of `timer` (with

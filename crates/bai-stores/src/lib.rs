@@ -13,8 +13,7 @@ mod node;
 mod stores;
 
 pub use node::{
-    MANAGER_STATUS_KEY, ManagerStatus, NODE_LEASE_TTL, NodeLease, instance_id, node_key,
-    read_manager_status, register_node, register_node_with_lease, unregister_node,
-    write_manager_status,
+    MANAGER_STATUS_KEY, ManagerStatus, NODE_LEASE_TTL, NodeLease, node_key, read_manager_status,
+    register_node, register_node_with_lease, unregister_node, write_manager_status,
 };
 pub use stores::{Stores, StoresError};

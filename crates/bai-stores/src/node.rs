@@ -72,17 +72,6 @@ pub fn node_key(node_id: &str) -> String {
     format!("nodes/manager/{node_id}")
 }
 
-/// The default node id, `i-{hostname}`, which `[manager] id` also defaults to (the reference
-/// registers under an instance id it asks the cloud metadata service for first; this server
-/// registers under `[manager] id`, see docs/compat.md).
-pub fn instance_id() -> String {
-    let hostname = nix::unistd::gethostname()
-        .ok()
-        .and_then(|name| name.into_string().ok())
-        .unwrap_or_else(|| "localhost".to_owned());
-    format!("i-{hostname}")
-}
-
 /// What a node does once when it starts: sets a missing or legacy manager status to `running` (a
 /// `frozen` one survives restarts) and registers the node. Returns the status the node starts in.
 pub async fn register_node(etcd: &EtcdStore, node_id: &str) -> Result<ManagerStatus, EtcdError> {

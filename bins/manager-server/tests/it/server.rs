@@ -40,7 +40,7 @@ async fn sigterm_stops_the_server_within_five_seconds_and_cleans_up() {
         fs::read_to_string(&pid_file).expect("pid file").trim(),
         server.pid().to_string()
     );
-    let node_key = format!("nodes/manager/{}", bai_stores::instance_id());
+    let node_key = bai_stores::node_key(&bai_config::default_node_id());
     assert_eq!(
         stack
             .store

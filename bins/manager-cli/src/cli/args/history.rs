@@ -1,5 +1,6 @@
 //! `manager-cli clear-history`.
 
+use bai_agents::Retention;
 use clap::Args;
 
 /// The options of `clear-history`.
@@ -17,33 +18,10 @@ pub struct ClearHistoryArgs {
     pub json: bool,
 }
 
-/// A retention period, kept in the units it was given in: calendar months (and years) vary in
-/// length, as the reference's `relativedelta` does.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Retention {
-    Months(u32),
-    Fixed(std::time::Duration),
-}
-
+/// `--retention`: the reference's `TimeDuration`, years and months as calendar ones, parsed as the
+/// error logs' retention is.
 pub fn parse_retention(text: &str) -> Result<Retention, String> {
-    let calendar = |count: &str, months_each: u32| {
-        count
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .and_then(|count| count.checked_mul(months_each))
-            .map(Retention::Months)
-            .ok_or_else(|| {
-                format!("{text:?}: expected a whole, non-negative number before the unit")
-            })
-    };
-    if let Some(years) = text.trim().strip_suffix("yr") {
-        return calendar(years, 12);
-    }
-    if let Some(months) = text.trim().strip_suffix("mo") {
-        return calendar(months, 1);
-    }
-    bai_etcd_store::shared_config::parse_time_duration(text).map(Retention::Fixed)
+    Retention::parse(text.trim())
 }
 
 #[cfg(test)]
