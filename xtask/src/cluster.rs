@@ -103,7 +103,7 @@ const DECISIONS_METRIC: &str = "backendai_manager_scheduler_decisions";
 pub fn run(args: Args) -> Result<()> {
     apt::ensure(&["redis-server"])?;
     let tools = match &args.binaries {
-        Some(dir) => tools_in(dir)?,
+        Some(dir) => Tools::built_in(dir)?,
         None => Tools::build()?,
     };
     let backends: Vec<&'static str> = match args.lock.as_str() {
@@ -144,24 +144,6 @@ pub fn run(args: Args) -> Result<()> {
         bail!("cluster run found violations:\n{}", violations.join("\n"));
     }
     Ok(())
-}
-
-/// The binaries already built in `dir`.
-fn tools_in(dir: &Path) -> Result<Tools> {
-    let binary = |name: &str| {
-        let path = std::path::absolute(dir.join(name))
-            .with_context(|| format!("--binaries {}", dir.display()))?;
-        if path.is_file() {
-            Ok(path)
-        } else {
-            bail!("--binaries {}: no {name} there", dir.display())
-        }
-    };
-    Ok(Tools {
-        cli: binary("manager-cli")?,
-        server: binary("manager-server")?,
-        agent_sim: binary("agent-sim")?,
-    })
 }
 
 /// What one backend's run found.

@@ -77,7 +77,3 @@ pub fn etcd_client_url() -> String {
 pub fn registry_url() -> String {
     format!("http://{HOST}:{REGISTRY_PORT}")
 }
-
-pub fn etcd_peer_url() -> String {
-    format!("http://{HOST}:{ETCD_PEER_PORT}")
-}

@@ -13,6 +13,8 @@
 //!   commands with hyperfine, the HTTP server under load with wrk.
 //! - `man`: the man pages of manager-cli, rendered from its clap definition.
 //! - `cluster`: two manager nodes, one killed mid-burst, checked for lost or doubled sessions.
+//! - `faults`: PostgreSQL, Redis and etcd stopped and started under load: 503s, no hang, recovery.
+//! - `fuzz`: schemathesis against every REST operation and random GraphQL documents; no 5xx.
 
 // xtask is an edge tool, not library code: it legitimately reads a few process-level variables
 // (PATH to find programs, CARGO and CARGO_TARGET_DIR to call the same cargo and find its output).
@@ -70,8 +72,14 @@ enum Task {
     /// Two manager nodes on one halfstack, one SIGKILLed mid-burst: every session RUNNING
     /// exactly once, nothing left behind, `/metrics` agreeing with the database.
     Cluster(bench::cluster::Args),
+    /// Private PostgreSQL, Redis and etcd stopped and started in turn under a steady load of
+    /// signed requests: no 500, no hang, service back within 5 s, no acknowledged write lost.
+    Faults(bench::faults::Args),
     /// The man pages of manager-cli (`--out DIR`, default `target/man`).
     Man(man::Args),
+    /// Fuzz every REST operation (all methods) and random GraphQL documents, signed, against one
+    /// manager-server: no 5xx, every error a problem+json of the reference's types.
+    Fuzz(bench::fuzz::Args),
 }
 
 fn main() -> ExitCode {
@@ -85,7 +93,9 @@ fn main() -> ExitCode {
         Task::Ci(args) => ci::run(args),
         Task::Bench(args) => bench::run(args).map(|()| ExitCode::SUCCESS),
         Task::Cluster(args) => bench::cluster::run(args).map(|()| ExitCode::SUCCESS),
+        Task::Faults(args) => bench::faults::run(args).map(|()| ExitCode::SUCCESS),
         Task::Man(args) => man::run(args).map(|()| ExitCode::SUCCESS),
+        Task::Fuzz(args) => bench::fuzz::run(args).map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -41,6 +41,12 @@ pub const VENVS: &[Venv] = &[
         python: "3.12.1",
         packages: &["backend.ai-agent==24.3.11"],
     },
+    // `cargo xtask fuzz`: schemathesis (with hypothesis-graphql) against the server's API.
+    Venv {
+        name: "fuzz",
+        python: "3.12.1",
+        packages: &["schemathesis==4.32.5"],
+    },
 ];
 
 /// The file in each venv recording what was installed.

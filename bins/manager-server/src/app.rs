@@ -2,8 +2,10 @@
 //! Redis, like one worker process of the reference), the API router over them, and its consumer of
 //! the event stream (one of the `manager` group). Worker 0 also registers the node in etcd under
 //! `[manager] id`, bound to a lease it keeps alive (and revokes when it stops), checks for lost
-//! agents, trims the stream, scans for hung sessions and runs the global timers (`bai-locks`:
-//! `do_schedule`, `do_prepare`, `do_idle_check`, `do_log_cleanup`). Each worker keeps its own agent RPC
+//! agents, trims the stream, scans for hung sessions, runs the global timers (`bai-locks`:
+//! `do_schedule`, `do_prepare`, `do_idle_check`, `do_log_cleanup`), follows the changes other
+//! processes announce for the API's caches (shared by the workers) and writes the call statistics
+//! the workers count. Each worker keeps its own agent RPC
 //! connections (`AgentRpcCache`), shared by its registry and API, and its own event feed for the
 //! API's server-sent events (a subscriber of the bus).
 
@@ -17,7 +19,7 @@ use axum::extract::ConnectInfo;
 use axum::middleware::AddExtension;
 use bai_agent_rpc::RpcClient;
 use bai_agents::{AgentRegistry, AgentRpcCache, UnknownGroupWarnings};
-use bai_api::ApiContext;
+use bai_api::{ApiCaches, ApiContext};
 use bai_config::ManagerConfig;
 use bai_events::{ConsumerOptions, EventProducer, Handlers, MANAGER_GROUP};
 use bai_redis::SchedulerStatus;
@@ -34,6 +36,8 @@ use crate::metrics::MetricsExport;
 const INSTALLATION: &str = "bai-manager";
 /// How often worker 0 trims the entries every consumer group is done with.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
+/// How often worker 0 writes the keypairs' call statistics the workers counted.
+const CALL_STATS_EVERY: Duration = Duration::from_secs(1);
 
 /// The manager as the runtime sees it.
 #[derive(Debug)]
@@ -45,6 +49,9 @@ pub struct Manager {
     rpc_client: RpcClient,
     /// `GET /metrics`, when `[manager] metrics-enabled`.
     metrics: Option<MetricsExport>,
+    /// The API's caches, shared by every worker of the process: worker 0 follows the changes
+    /// other processes announce and writes the call statistics they count.
+    api_caches: ApiCaches,
 }
 
 impl Manager {
@@ -54,6 +61,7 @@ impl Manager {
             unknown_group_warnings: Arc::default(),
             rpc_client: RpcClient::new(Some(manager_keypair)),
             metrics: None,
+            api_caches: ApiCaches::new(),
         }
     }
 
@@ -96,6 +104,7 @@ impl bai_server::App for Manager {
             {
                 Ok((status, lease)) => {
                     tracing::info!("Manager status: {}", status.as_str());
+                    stores.note_manager_status(status);
                     let lease = Arc::new(lease);
                     let (etcd, keeper) = (stores.etcd.clone(), Arc::clone(&lease));
                     tasks.spawn(
@@ -242,10 +251,14 @@ impl bai_server::App for Manager {
                 Ok::<(), Infallible>(())
             },
         );
-        let options = ConsumerOptions::new(
-            MANAGER_GROUP,
-            bai_events::consumer_name(&self.config.manager.id, INSTALLATION, index),
-        );
+        let options = ConsumerOptions {
+            // A handler failing because a store is down runs again until it is back.
+            is_outage: bai_stores::is_store_outage,
+            ..ConsumerOptions::new(
+                MANAGER_GROUP,
+                bai_events::consumer_name(&self.config.manager.id, INSTALLATION, index),
+            )
+        };
         tasks.spawn(
             "event-consumer",
             Criticality::Essential,
@@ -272,6 +285,31 @@ impl bai_server::App for Manager {
                 Criticality::BestEffort,
                 |shutdown| async move {
                     bai_events::run_trimmer(stream, TRIM_EVERY, shutdown).await;
+                    Ok::<(), Infallible>(())
+                },
+            );
+            // Writes of other processes (and of psql, within the caches' age bounds) reach the
+            // API's caches.
+            let (caches, db) = (self.api_caches.invalidation(), self.config.db.clone());
+            tasks.spawn(
+                "cache-invalidation",
+                Criticality::BestEffort,
+                |shutdown| async move {
+                    bai_cache::follow_changes(caches, db, shutdown.cancelled_owned()).await;
+                    Ok::<(), Infallible>(())
+                },
+            );
+            let (call_stats, stat) = (
+                self.api_caches.call_stats().clone(),
+                stores.redis.stat.clone(),
+            );
+            tasks.spawn(
+                "call-statistics",
+                Criticality::BestEffort,
+                |shutdown| async move {
+                    call_stats
+                        .run(stat, CALL_STATS_EVERY, shutdown.cancelled_owned())
+                        .await;
                     Ok::<(), Infallible>(())
                 },
             );
@@ -308,7 +346,12 @@ impl bai_server::App for Manager {
             metrics.start_worker(index, &stores.db, &stores.redis.stream, tasks);
         }
         let router = bai_api::router(
-            ApiContext::new(Arc::clone(&self.config), stores.clone()).with_agent_rpc(agent_rpc),
+            ApiContext::with_caches(
+                Arc::clone(&self.config),
+                stores.clone(),
+                self.api_caches.clone(),
+            )
+            .with_agent_rpc(agent_rpc),
         )
         .layer(axum::Extension(event_feed));
         Ok(Worker {

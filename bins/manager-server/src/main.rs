@@ -14,6 +14,24 @@ use bai_config::{Environment, LoadOptions, LoadedConfig, LogLevel};
 use bai_server::ServerOptions;
 use clap::{Parser, ValueEnum};
 
+/// Each worker runs a runtime of its own; mimalloc gives memory freed after a burst of requests
+/// back to the system, where glibc's per-thread arenas would keep it. Built without transparent
+/// huge pages (feature `no_thp`: the process opts out of them), which would otherwise back every
+/// touched 2 MiB of the heap with a whole huge page.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (libmimalloc-sys names only some).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Memory a worker frees goes back to the system at once: with mimalloc's default delay (10 ms)
+/// the purge is left to the thread's next allocations, which an idle worker never makes, so what
+/// a burst of requests used would stay resident.
+fn purge_freed_memory_at_once() {
+    // SAFETY: sets a plain integer option; mimalloc reads options atomically.
+    unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0) };
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "manager-server",
@@ -68,6 +86,7 @@ impl From<CliLogLevel> for LogLevel {
 }
 
 fn main() -> ExitCode {
+    purge_freed_memory_at_once();
     let cli = Cli::parse();
     let log_level = if cli.debug {
         Some(LogLevel::Debug)

@@ -1,19 +1,16 @@
 //! What a worker's request handlers share: the configuration, the connected stores, the agent RPC
-//! connections (`bai-agents`) and the HTTP layer's own per-worker state (the cached manager
-//! status).
+//! connections (`bai-agents`) and the process's caches (`cache`).
 
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
 
 use bai_agents::AgentRpcCache;
 use bai_config::ManagerConfig;
 use bai_etcd_store::{EtcdError, EtcdStore, SharedConfig};
 use bai_redis::Redis;
 use bai_stores::{ManagerStatus, Stores};
-use sea_orm::DatabaseConnection;
 
-/// How long a worker trusts the manager status it read from etcd (the reference: 2 s).
-const STATUS_CACHE_TTL: Duration = Duration::from_secs(2);
+use crate::cache::ApiCaches;
+use sea_orm::DatabaseConnection;
 
 /// The shared state of one worker's handlers. Cheap to clone.
 #[derive(Clone, Debug)]
@@ -25,19 +22,28 @@ pub struct ApiContext {
 struct Inner {
     config: Arc<ManagerConfig>,
     stores: Stores,
-    status_cache: Mutex<Option<(Instant, ManagerStatus)>>,
+    caches: ApiCaches,
     /// The worker's RPC connections to agents, when the embedder gave them.
     agent_rpc: OnceLock<Arc<AgentRpcCache>>,
 }
 
 impl ApiContext {
-    /// The API over `stores`; whoever connected them closes them.
+    /// The API over `stores`, with caches of its own; whoever connected the stores closes them.
     pub fn new(config: Arc<ManagerConfig>, stores: Stores) -> ApiContext {
+        ApiContext::with_caches(config, stores, ApiCaches::new())
+    }
+
+    /// The API over `stores` with `caches`, which the other workers of the process share.
+    pub fn with_caches(
+        config: Arc<ManagerConfig>,
+        stores: Stores,
+        caches: ApiCaches,
+    ) -> ApiContext {
         ApiContext {
             inner: Arc::new(Inner {
                 config,
                 stores,
-                status_cache: Mutex::new(None),
+                caches,
                 agent_rpc: OnceLock::new(),
             }),
         }
@@ -81,30 +87,17 @@ impl ApiContext {
         &self.inner.stores.redis
     }
 
-    /// The manager status, from a per-worker cache refreshed every 2 s.
+    pub fn caches(&self) -> &ApiCaches {
+        &self.inner.caches
+    }
+
+    /// The manager status (from memory, kept current by etcd's watch).
     pub async fn manager_status(&self) -> Result<ManagerStatus, EtcdError> {
-        if let Some((read_at, status)) = *self.lock_status_cache()
-            && read_at.elapsed() < STATUS_CACHE_TTL
-        {
-            return Ok(status);
-        }
-        let status = bai_stores::read_manager_status(self.etcd()).await?;
-        *self.lock_status_cache() = Some((Instant::now(), status));
-        Ok(status)
+        self.inner.stores.manager_status().await
     }
 
-    /// Writes the manager status and makes this worker see it at once.
+    /// Writes the manager status; this process sees it at once.
     pub async fn set_manager_status(&self, status: ManagerStatus) -> Result<(), EtcdError> {
-        bai_stores::write_manager_status(self.etcd(), status).await?;
-        *self.lock_status_cache() = Some((Instant::now(), status));
-        Ok(())
-    }
-
-    fn lock_status_cache(&self) -> std::sync::MutexGuard<'_, Option<(Instant, ManagerStatus)>> {
-        // The cache holds plain values; a panic elsewhere cannot leave it inconsistent.
-        self.inner
-            .status_cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner.stores.set_manager_status(status).await
     }
 }

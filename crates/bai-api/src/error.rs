@@ -5,6 +5,8 @@ use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use serde_json::Value;
 
+use bai_stores::UnavailableStore;
+
 use crate::json::json_response;
 
 /// The kinds of API error this server produces, each with the reference's status, type and title.
@@ -198,11 +200,25 @@ impl ApiError {
         Self::new(kind).data(agent_details)
     }
 
-    /// A failure of ours (a backing service, a bug): logged in full here, answered as a bare 500 so
-    /// that no internal detail (addresses, SQL, credentials) reaches the client.
-    pub fn internal(context: &str, error: &dyn std::error::Error) -> Self {
-        tracing::error!(target: "bai_api", "{context}: {}", ErrorChain(error));
-        Self::new(ErrorKind::InternalServerError)
+    /// A failure of ours, logged in full here and answered without internal detail (addresses,
+    /// SQL, credentials). A store that is down or unreachable (some error in the source chain
+    /// says so, see [`UnavailableStore::of`]) is answered 503 `service-unavailable` naming the
+    /// store, logged as a warning: the client may retry, and it comes back by itself. Anything
+    /// else (a bug, a refused statement) is a bare 500, logged as an error.
+    pub fn internal(context: &str, error: &(dyn std::error::Error + 'static)) -> Self {
+        match UnavailableStore::of(error) {
+            Some(store) => {
+                tracing::warn!(target: "bai_api", "{context}: {store} is unavailable: {}", ErrorChain(error));
+                Self::with_msg(
+                    ErrorKind::ServiceUnavailable,
+                    format!("{store} is unavailable"),
+                )
+            }
+            None => {
+                tracing::error!(target: "bai_api", "{context}: {}", ErrorChain(error));
+                Self::new(ErrorKind::InternalServerError)
+            }
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -317,6 +333,28 @@ mod tests {
             std::str::from_utf8(&body).unwrap(),
             r#"{"type": "https://api.backend.ai/probs/auth-failed", "title": "Credential/signature mismatch.", "msg": "Signature mismatch"}"#
         );
+    }
+
+    #[tokio::test]
+    async fn an_unavailable_store_is_a_503_naming_it() {
+        let error = bai_db_models::DbError::Query {
+            context: "SELECT 1".into(),
+            source: sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout),
+        };
+        let response = ApiError::internal("reading a keypair", &error).into_response();
+        assert_eq!(response.status(), 503);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        assert_eq!(
+            std::str::from_utf8(&body).unwrap(),
+            r#"{"type": "https://api.backend.ai/probs/service-unavailable", "title": "Serivce unavailable.", "msg": "PostgreSQL is unavailable"}"#
+        );
+        let refused = bai_db_models::DbError::Query {
+            context: "SELECT 1".into(),
+            source: sea_orm::DbErr::RecordNotFound("x".into()),
+        };
+        assert_eq!(ApiError::internal("x", &refused).status(), 500);
     }
 
     #[test]

@@ -13,6 +13,9 @@ pub fn to_python_json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     bai_pyjson::to_vec(value, Layout::Compact).unwrap_or_else(|_| b"null".to_vec())
 }
 
+/// The content type of aiohttp's `json_response`.
+pub(crate) const JSON_CONTENT_TYPE: &str = "application/json; charset=utf-8";
+
 /// A JSON response body with `Content-Type: application/json; charset=utf-8`, like aiohttp's
 /// `json_response`.
 #[derive(Debug)]
@@ -20,7 +23,7 @@ pub struct PyJson<T>(pub T);
 
 impl<T: Serialize> IntoResponse for PyJson<T> {
     fn into_response(self) -> Response {
-        json_response(StatusCode::OK, &self.0, "application/json; charset=utf-8")
+        json_response(StatusCode::OK, &self.0, JSON_CONTENT_TYPE)
     }
 }
 

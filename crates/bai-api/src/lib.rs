@@ -10,6 +10,7 @@
 //! log line or an error body.
 
 pub mod auth;
+pub mod cache;
 pub mod context;
 pub mod error;
 pub mod gql;
@@ -21,6 +22,7 @@ pub mod testing;
 pub mod version;
 
 pub use bai_stores::ManagerStatus;
+pub use cache::ApiCaches;
 pub use context::ApiContext;
 pub use error::{ApiError, ErrorKind};
 pub use routes::spec::openapi_document;

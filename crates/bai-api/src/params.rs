@@ -2,9 +2,10 @@
 //! other than GET/HEAD when there is one, else the query string (a flat map of strings). Unknown
 //! keys are refused, and every problem names its field.
 
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use bytes::Bytes;
 use http::Method;
+use http::request::Parts;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -42,9 +43,51 @@ pub fn query_object(query: &str) -> Value {
     Value::Object(object)
 }
 
+/// A route's path parameters (`/session/{session_name}`), like axum's `Path`, but a value it
+/// cannot read (percent-encoded bytes that are not UTF-8) is refused as 400 `invalid-api-params`
+/// in a problem document instead of axum's plain-text 400.
+#[derive(Debug)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| {
+                ApiError::invalid_params("Malformed path parameter")
+                    .data(Value::String(rejection.body_text()))
+            })
+            .and_then(|axum::extract::Path(value)| {
+                // As in `from_value`: PostgreSQL cannot compare with a string holding U+0000.
+                if parts.uri.path().to_ascii_lowercase().contains("%00") {
+                    return Err(ApiError::invalid_params("Malformed path parameter")
+                        .data(Value::String("NUL characters are not allowed".to_owned())));
+                }
+                Ok(Path(value))
+            })
+    }
+}
+
 /// Deserializes parameters, turning the first problem into the reference's
 /// `{"<field>": "<message>"}` validation error.
+///
+/// A string holding U+0000 anywhere in the parameters is refused first: PostgreSQL cannot store
+/// it in text or JSON columns, and the reference answers 500 when one reaches the database.
 pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    if let Some(field) = nul_holding_field(&value, "") {
+        let mut data = Map::new();
+        data.insert(
+            field,
+            Value::String("NUL characters are not allowed".to_owned()),
+        );
+        return Err(ApiError::invalid_params("Input validation error").data(Value::Object(data)));
+    }
     serde_path_to_error::deserialize(value).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner().to_string();
@@ -67,6 +110,31 @@ pub fn from_value<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
         data.insert(field, Value::String(message));
         ApiError::invalid_params("Input validation error").data(Value::Object(data))
     })
+}
+
+/// The dotted path (`config.environ.X`, `args[2]`) of the first key or string in `value` that holds
+/// U+0000.
+fn nul_holding_field(value: &Value, path: &str) -> Option<String> {
+    match value {
+        Value::String(text) if text.contains('\0') => Some(path.to_owned()),
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(index, item)| nul_holding_field(item, &format!("{path}[{index}]"))),
+        Value::Object(object) => object.iter().find_map(|(key, item)| {
+            let field = if path.is_empty() {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            if key.contains('\0') {
+                Some(field)
+            } else {
+                nul_holding_field(item, &field)
+            }
+        }),
+        _ => None,
+    }
 }
 
 /// The field named by serde's "unknown field `x`, expected ..." or "missing field `x`" message.
@@ -136,6 +204,24 @@ mod tests {
                 prefix: true
             }
         );
+    }
+
+    #[test]
+    fn strings_holding_nul_are_refused_with_their_field() {
+        let error = from_value::<Echo>(json!({"echo": "a\u{0}b"})).unwrap_err();
+        assert_eq!(error.status(), 400);
+        assert_eq!(error.kind.slug(), "invalid-api-params");
+        assert_eq!(
+            error.data,
+            Some(json!({"echo": "NUL characters are not allowed"}))
+        );
+        let nested = from_value::<serde_json::Value>(json!({"args": ["x", "\u{0}"]})).unwrap_err();
+        assert_eq!(
+            nested.data,
+            Some(json!({"args[1]": "NUL characters are not allowed"}))
+        );
+        let from_query = from_value::<Echo>(query_object("echo=%00")).unwrap_err();
+        assert_eq!(from_query.status(), 400);
     }
 
     #[test]

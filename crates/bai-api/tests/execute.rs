@@ -207,7 +207,8 @@ async fn execute_interrupt_complete_and_apps_answer_as_the_reference() {
         apps.text
     );
 
-    // A session still PENDING has its kernel on no agent: the reference's execution failure.
+    // A session still PENDING has its kernel on no agent: refused as the client's mistake (the
+    // reference fails with a 500 kernel-execution-failed; docs/compat.md).
     let mut pending = create_body("exec-pending");
     pending["config"]["resources"]["cpu"] = json!("64");
     pending["enqueueOnly"] = json!(true);
@@ -226,13 +227,12 @@ async fn execute_interrupt_complete_and_apps_answer_as_the_reference() {
         &json!({"mode": "query", "runId": null, "code": "1"}),
     )
     .await;
-    assert_eq!(on_no_agent.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(on_no_agent.status, StatusCode::BAD_REQUEST);
     assert_eq!(
         on_no_agent.json,
-        json!({"type": "https://api.backend.ai/probs/kernel-execution-failed",
-            "title": "Executing user code in the kernel has failed.",
-            "agent-details": {"type": "https://api.backend.ai/probs/agent-failure",
-                "title": "Unexpected exception ocurred."}}),
+        json!({"type": "https://api.backend.ai/probs/generic-bad-request",
+            "title": "Bad request.",
+            "msg": "The session's kernel is not on any agent yet (the session is not scheduled)"}),
         "{}",
         on_no_agent.text
     );

@@ -149,6 +149,8 @@ async fn set_max_containers(api: &Api, max: i32) {
         .update(&api.cluster.database.connection)
         .await
         .expect("updating the policy");
+    // As an announced write of ours would: the callers' policies are cached.
+    api.ctx.caches().invalidation().invalidate();
 }
 
 #[tokio::test]

@@ -204,6 +204,31 @@ pub struct ManagerSection {
     /// Not in the reference.
     #[serde(default = "default_metrics_addr")]
     pub metrics_addr: HostPort,
+    /// The largest request body a route accepts unless it sets its own (aiohttp's
+    /// `client_max_size`, 1 MiB in the reference). Not a key in the reference.
+    #[serde(default = "default_client_max_size")]
+    pub client_max_size: BinarySize,
+    /// Seconds a connection may stay open without a request in flight (the reference's
+    /// `keepalive_timeout`, 30 s). Not a key in the reference.
+    #[serde(
+        default = "default_keepalive_timeout",
+        deserialize_with = "lenient_float"
+    )]
+    pub keepalive_timeout: f64,
+    /// Seconds a client may take to send a request head once it has sent its first byte.
+    /// Not in the reference.
+    #[serde(
+        default = "default_header_read_timeout",
+        deserialize_with = "lenient_float"
+    )]
+    pub header_read_timeout: f64,
+    /// Connections one worker holds open at most; beyond it the worker stops accepting until one
+    /// closes. Not in the reference.
+    #[serde(
+        default = "default_max_connections_per_worker",
+        deserialize_with = "lenient_int"
+    )]
+    pub max_connections_per_worker: i64,
 }
 
 impl Default for ManagerSection {
@@ -235,6 +260,10 @@ impl Default for ManagerSection {
             use_experimental_redis_event_dispatcher: false,
             metrics_enabled: true,
             metrics_addr: default_metrics_addr(),
+            client_max_size: default_client_max_size(),
+            keepalive_timeout: default_keepalive_timeout(),
+            header_read_timeout: default_header_read_timeout(),
+            max_connections_per_worker: default_max_connections_per_worker(),
         }
     }
 }
@@ -555,6 +584,22 @@ fn default_importer_image() -> String {
 
 fn default_max_wsmsg_size() -> i64 {
     16 * 1024 * 1024
+}
+
+fn default_client_max_size() -> BinarySize {
+    BinarySize(1024 * 1024)
+}
+
+fn default_keepalive_timeout() -> f64 {
+    30.0
+}
+
+fn default_header_read_timeout() -> f64 {
+    10.0
+}
+
+fn default_max_connections_per_worker() -> i64 {
+    16_384
 }
 
 fn default_termui_port() -> i64 {

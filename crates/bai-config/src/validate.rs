@@ -92,6 +92,26 @@ pub(crate) fn check(config: &ManagerConfig, sources: &Sources) -> (Vec<Problem>,
         &["manager", "max-wsmsg-size"],
         at_least(1, manager.max_wsmsg_size),
     );
+    require(
+        manager.client_max_size.bytes() >= 1,
+        &["manager", "client-max-size"],
+        "must be at least 1 byte".to_owned(),
+    );
+    for (key, seconds) in [
+        ("keepalive-timeout", manager.keepalive_timeout),
+        ("header-read-timeout", manager.header_read_timeout),
+    ] {
+        require(
+            seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0,
+            &["manager", key],
+            format!("must be a number of seconds above 0 and at most 86400, found {seconds}"),
+        );
+    }
+    require(
+        manager.max_connections_per_worker >= 1,
+        &["manager", "max-connections-per-worker"],
+        at_least(1, manager.max_connections_per_worker),
+    );
     for (key, port) in [
         ("aiomonitor-termui-port", manager.aiomonitor_termui_port),
         ("aiomonitor-webui-port", manager.aiomonitor_webui_port),

@@ -343,6 +343,34 @@ fn metrics_default_to_loopback_and_need_their_own_address() {
 }
 
 #[test]
+fn connection_limits_have_defaults_and_are_checked() {
+    let manager = load(MINIMAL).config.manager;
+    assert_eq!(manager.client_max_size.bytes(), 1024 * 1024);
+    assert!((manager.keepalive_timeout - 30.0).abs() < f64::EPSILON);
+    assert!((manager.header_read_timeout - 10.0).abs() < f64::EPSILON);
+    assert_eq!(manager.max_connections_per_worker, 16_384);
+    let set = load(&format!(
+        "{MINIMAL}[manager]\nclient-max-size = \"4m\"\nkeepalive-timeout = 5\n\
+         header-read-timeout = 2.5\nmax-connections-per-worker = 100\n"
+    ))
+    .config
+    .manager;
+    assert_eq!(set.client_max_size.bytes(), 4 * 1024 * 1024);
+    assert!((set.keepalive_timeout - 5.0).abs() < f64::EPSILON);
+    assert!((set.header_read_timeout - 2.5).abs() < f64::EPSILON);
+    assert_eq!(set.max_connections_per_worker, 100);
+    check_error(
+        &format!("{MINIMAL}[manager]\nkeepalive-timeout = 0\n"),
+        "manager.toml: [manager] keepalive-timeout: must be a number of seconds above 0 and at \
+         most 86400, found 0",
+    );
+    check_error(
+        &format!("{MINIMAL}[manager]\nmax-connections-per-worker = 0\n"),
+        "manager.toml: [manager] max-connections-per-worker: must be at least 1, found 0",
+    );
+}
+
+#[test]
 fn an_unknown_distributed_lock() {
     check_error(
         &format!("{MINIMAL}[manager]\ndistributed-lock = \"zookeeper\"\n"),

@@ -9,6 +9,7 @@
 //!              db          PostgreSQL: entities, the 24.03 schema, typed queries (bai-db-models)
 //!              redis       Redis: the reference's databases and keys, typed (bai-redis)
 //!              stores      all three connected as one `Stores`, node registration (bai-stores)
+//!              cache       per-process caches kept coherent through PostgreSQL NOTIFY (bai-cache)
 //! bus          events      the Redis stream `events`: msgpack, catalogue, consume/subscribe (bai-events)
 //!              locks       distributed locks (pg_advisory, filelock, redlock, etcd), global timers (bai-locks)
 //!              agent_rpc   Callosum RPC to agents over ZeroMQ, with CURVE (bai-agent-rpc)
@@ -35,6 +36,7 @@ pub use bai_agent_rpc as agent_rpc;
 pub use bai_agent_sim as agent_sim;
 pub use bai_agents as agents;
 pub use bai_api as api;
+pub use bai_cache as cache;
 pub use bai_config as config;
 pub use bai_db_models as db;
 pub use bai_etcd_store as etcd;

@@ -8,8 +8,12 @@ use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
 
 use crate::error::DbError;
 
-/// How long to wait for PostgreSQL before saying it cannot be reached.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a query waits for a pooled connection, (re)connecting included. While PostgreSQL is
+/// down the pool keeps trying to connect until then, so this bounds how long a request waits
+/// before it hears so (the API answers 503). A busy pool that frees no connection within it
+/// fails the same way. (sea-orm's `connect_timeout` sets the same sqlx setting; connecting at
+/// start-up is bounded by it too.)
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The connection URL of `[db]`, user and password percent-encoded.
 pub fn database_url(db: &DbConfig) -> String {
@@ -32,8 +36,7 @@ pub async fn connect(db: &DbConfig) -> Result<DatabaseConnection, DbError> {
     options
         .max_connections(u32::try_from(max).unwrap_or(u32::MAX))
         .min_connections(0)
-        .connect_timeout(CONNECT_TIMEOUT)
-        .acquire_timeout(CONNECT_TIMEOUT)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
         .test_before_acquire(db.pool_pre_ping)
         .sqlx_logging(false);
     if db.pool_recycle > 0.0 {

@@ -7,6 +7,7 @@
 //! `[db]`, and it never logs passwords or password hashes.
 
 pub mod advisory;
+pub mod changes;
 mod connect;
 pub mod entities;
 mod error;
@@ -19,6 +20,8 @@ pub mod queries;
 pub mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod unavailable;
 
 pub use connect::{PoolUsage, connect, database_url, ping, pool_usage};
 pub use error::{ConstraintViolation, DbError, WriteError};
+pub use unavailable::{sqlx_unavailable, unavailable, unavailable_in_chain};

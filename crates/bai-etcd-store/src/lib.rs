@@ -19,8 +19,8 @@ mod store;
 pub mod testing;
 pub mod tree;
 
-pub use error::EtcdError;
-pub use live::{LiveSharedConfig, SharedConfigWatcher};
+pub use error::{EtcdError, client_error_unavailable, unavailable_in_chain};
+pub use live::{KeysWatcher, LiveKeys, LiveSharedConfig, SharedConfigWatcher};
 pub use quote::{quote, unquote};
 pub use shared_config::{Severity, SharedConfig, SharedConfigError, SharedConfigProblem};
 pub use store::{EtcdStore, EtcdTarget, LeaseId, MAX_TXN_OPS, Scope, ScopePrefixes, WatchEvent};

@@ -1,11 +1,13 @@
 //! The shared configuration kept current: a [`SharedConfigWatcher`] watches `config/` and
 //! `volumes/` and publishes each change, read again and validated, to every [`LiveSharedConfig`].
+//! A [`KeysWatcher`] does the same for a few raw keys ([`LiveKeys`]).
 //!
 //! A section whose new settings have an error keeps its previous settings ([`SharedConfig::revise`])
 //! and the errors are logged with their keys; values are never logged (etcd holds passwords, and
 //! the problems never quote one). When the watch breaks (etcd restarted, the connection dropped)
 //! the watcher opens it again and reads everything once more, so no change is missed.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
@@ -99,52 +101,13 @@ impl SharedConfigWatcher {
         tokio::select! {
             () = shutdown => {}
             () = self.publish.closed() => {}
-            () = self.follow() => {}
-        }
-    }
-
-    async fn follow(&self) {
-        let mut retry = FIRST_RETRY;
-        loop {
-            match self.follow_once().await {
-                Ok(()) => retry = FIRST_RETRY,
-                Err(error) => {
-                    tracing::warn!(
-                        target: "bai_etcd_store",
-                        "watching the shared configuration: {error}; again in {retry:?}"
-                    );
-                    tokio::time::sleep(retry).await;
-                    retry = (retry * 2).min(MAX_RETRY);
-                }
-            }
-        }
-    }
-
-    /// Opens the watches, reads everything (what changed before they opened is not missed), then
-    /// reads again after each change until a watch breaks.
-    async fn follow_once(&self) -> Result<(), EtcdError> {
-        let config = self.store.watch("config/", Scope::Global, true).await?;
-        let volumes = self.store.watch("volumes/", Scope::Global, true).await?;
-        let mut events = futures_util::stream::select(config, volumes);
-        self.refresh().await?;
-        loop {
-            match events.next().await {
-                Some(Ok(_)) => {}
-                Some(Err(error)) => return Err(error),
-                None => return Ok(()),
-            }
-            // The rest of the change: events until it settles.
-            loop {
-                tokio::select! {
-                    event = events.next() => match event {
-                        Some(Ok(_)) => {}
-                        Some(Err(error)) => return Err(error),
-                        None => return Ok(()),
-                    },
-                    () = tokio::time::sleep(SETTLE) => break,
-                }
-            }
-            self.refresh().await?;
+            () = follow(
+                &self.store,
+                "the shared configuration",
+                &["config/", "volumes/"],
+                SETTLE,
+                || self.refresh(),
+            ) => {}
         }
     }
 
@@ -181,4 +144,172 @@ impl SharedConfigWatcher {
         });
         Ok(())
     }
+}
+
+/// Watches `prefixes` and calls `refresh` once they are open (so that nothing changed before is
+/// missed), then after each change, once no event came for `settle`. When a watch breaks (etcd
+/// restarted, the connection dropped) it opens them again after a backoff. `what` names the data
+/// for logs.
+async fn follow<Refresh, Refreshed>(
+    store: &EtcdStore,
+    what: &str,
+    prefixes: &[&str],
+    settle: Duration,
+    mut refresh: Refresh,
+) where
+    Refresh: FnMut() -> Refreshed,
+    Refreshed: Future<Output = Result<(), EtcdError>>,
+{
+    let mut retry = FIRST_RETRY;
+    loop {
+        match follow_once(store, prefixes, settle, &mut refresh).await {
+            Ok(()) => retry = FIRST_RETRY,
+            Err(error) => {
+                tracing::warn!(
+                    target: "bai_etcd_store",
+                    "watching {what}: {error}; again in {retry:?}"
+                );
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(MAX_RETRY);
+            }
+        }
+    }
+}
+
+async fn follow_once<Refresh, Refreshed>(
+    store: &EtcdStore,
+    prefixes: &[&str],
+    settle: Duration,
+    refresh: &mut Refresh,
+) -> Result<(), EtcdError>
+where
+    Refresh: FnMut() -> Refreshed,
+    Refreshed: Future<Output = Result<(), EtcdError>>,
+{
+    let mut watches = Vec::with_capacity(prefixes.len());
+    for prefix in prefixes {
+        watches.push(store.watch(prefix, Scope::Global, true).await?);
+    }
+    let mut events = futures_util::stream::select_all(watches);
+    refresh().await?;
+    loop {
+        match events.next().await {
+            Some(Ok(_)) => {}
+            Some(Err(error)) => return Err(error),
+            None => return Ok(()),
+        }
+        // The rest of the change: events until it settles.
+        while !settle.is_zero() {
+            tokio::select! {
+                event = events.next() => match event {
+                    Some(Ok(_)) => {}
+                    Some(Err(error)) => return Err(error),
+                    None => return Ok(()),
+                },
+                () = tokio::time::sleep(settle) => break,
+            }
+        }
+        refresh().await?;
+    }
+}
+
+/// Some keys of the global scope kept current, raw (e.g. the manager status and the announcement
+/// under `manager/`), for values read on every request. Cheap to clone: clones share the values.
+#[derive(Clone, Debug)]
+pub struct LiveKeys {
+    values: Arc<watch::Sender<BTreeMap<&'static str, String>>>,
+}
+
+impl LiveKeys {
+    /// Keys that change only by [`LiveKeys::note`] (an embedder's or a test's that does not
+    /// follow etcd).
+    pub fn fixed(values: BTreeMap<&'static str, String>) -> LiveKeys {
+        LiveKeys {
+            values: Arc::new(watch::Sender::new(values)),
+        }
+    }
+
+    /// The value of `key` now; `None` when it is absent (or not one of the keys followed).
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.values.borrow().get(key).cloned()
+    }
+
+    /// Takes a value this process just wrote to etcd (`None`: deleted) at once, without waiting
+    /// for the watch to bring it back.
+    pub fn note(&self, key: &'static str, value: Option<String>) {
+        self.values.send_modify(|values| match value {
+            Some(value) => {
+                values.insert(key, value);
+            }
+            None => {
+                values.remove(key);
+            }
+        });
+    }
+}
+
+/// Keeps the [`LiveKeys`] it made current while [`KeysWatcher::run`] runs.
+#[derive(Debug)]
+pub struct KeysWatcher {
+    store: EtcdStore,
+    prefix: &'static str,
+    keys: &'static [&'static str],
+    live: LiveKeys,
+}
+
+impl KeysWatcher {
+    /// Reads `keys` (all under `prefix`, which ends with `/`) once and returns them, live, with the
+    /// watcher that keeps them current once run.
+    pub async fn load(
+        store: EtcdStore,
+        prefix: &'static str,
+        keys: &'static [&'static str],
+    ) -> Result<(LiveKeys, KeysWatcher), EtcdError> {
+        let live = LiveKeys::fixed(read_keys(&store, keys).await?);
+        Ok((
+            live.clone(),
+            KeysWatcher {
+                store,
+                prefix,
+                keys,
+                live,
+            },
+        ))
+    }
+
+    /// Follows etcd until `shutdown` resolves. A change is read as soon as it is seen (the keys are
+    /// written one at a time). While etcd is away the last values read stay in effect.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+        let what = format!("etcd {}", self.prefix);
+        let prefixes = [self.prefix];
+        tokio::select! {
+            () = shutdown => {}
+            () = follow(&self.store, &what, &prefixes, Duration::ZERO, || self.refresh()) => {}
+        }
+    }
+
+    async fn refresh(&self) -> Result<(), EtcdError> {
+        let values = read_keys(&self.store, self.keys).await?;
+        self.live.values.send_if_modified(|current| {
+            if *current == values {
+                return false;
+            }
+            *current = values;
+            true
+        });
+        Ok(())
+    }
+}
+
+async fn read_keys(
+    store: &EtcdStore,
+    keys: &'static [&'static str],
+) -> Result<BTreeMap<&'static str, String>, EtcdError> {
+    let mut values = BTreeMap::new();
+    for &key in keys {
+        if let Some(value) = store.get(key, Scope::Global).await? {
+            values.insert(key, value);
+        }
+    }
+    Ok(values)
 }

@@ -20,7 +20,9 @@ pub const MAX_TXN_OPS: usize = 128;
 
 /// How long to wait for an unreachable etcd before saying so.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Each request, once connected: while etcd is down or wedged, callers (API requests among them)
+/// hear so within this bound instead of waiting for it to come back.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connecting and the first answer together: an operator hears about a dead or hung etcd within
 /// 5 s, even when it accepts the connection and then stays silent.
 const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(4);

@@ -135,7 +135,18 @@ pub struct ConsumerOptions {
     pub max_deliveries: u64,
     /// How often a failing handler runs, in all, before the entry is given up.
     pub attempts: u32,
+    /// Whether a handler's error means a store is down (the caller knows the stores; by default
+    /// none). Such a failure is not counted as an attempt: the handler runs again, with backoff,
+    /// until the store is back or [`OUTAGE_PATIENCE`] has passed, so that an outage of a few
+    /// seconds loses no event.
+    pub is_outage: fn(&(dyn std::error::Error + 'static)) -> bool,
 }
+
+/// How long a handler failing for a store outage is retried before its failures count as
+/// attempts again.
+pub const OUTAGE_PATIENCE: Duration = Duration::from_secs(60);
+/// The backoff between runs of a handler while a store is down: doubling up to this.
+const OUTAGE_MAX_DELAY: Duration = Duration::from_secs(2);
 
 impl ConsumerOptions {
     pub fn new(group: &str, consumer: String) -> ConsumerOptions {
@@ -147,6 +158,7 @@ impl ConsumerOptions {
             claim_min_idle: Duration::from_secs(10),
             max_deliveries: 5,
             attempts: 3,
+            is_outage: |_| false,
         }
     }
 }
@@ -314,7 +326,11 @@ async fn handle_batch(
     entries: Vec<StreamEntry>,
 ) {
     let ids: Vec<EntryId> = entries.iter().map(|entry| entry.id).collect();
-    let work = run_handlers(handlers, entries, Some(options.attempts));
+    let retry = Retry {
+        attempts: options.attempts,
+        is_outage: options.is_outage,
+    };
+    let work = run_handlers(handlers, entries, Some(retry));
     tokio::pin!(work);
     // Keep the entries fresh while handlers run, so that no other consumer takes them over.
     let refresh_every = (options.claim_min_idle / 3).max(Duration::from_millis(100));
@@ -331,12 +347,19 @@ async fn handle_batch(
     ack(stream, options, &ids).await;
 }
 
+/// How a consumer runs a failing handler again (see [`ConsumerOptions`]).
+#[derive(Clone, Copy)]
+struct Retry {
+    attempts: u32,
+    is_outage: fn(&(dyn std::error::Error + 'static)) -> bool,
+}
+
 /// Decodes `entries` and runs their handlers: per source in order, sources concurrently.
-/// `attempts` is how often a failing handler runs (`None`: once, failures only logged).
-async fn run_handlers(handlers: &Handlers, entries: Vec<StreamEntry>, attempts: Option<u32>) {
+/// `retry` says how a failing handler runs again (`None`: once, failures only logged).
+async fn run_handlers(handlers: &Handlers, entries: Vec<StreamEntry>, retry: Option<Retry>) {
     let mut by_source: Vec<(String, Vec<Arc<Received>>)> = Vec::new();
     for entry in entries {
-        let Some(received) = decode_entry(handlers, &entry, attempts.is_some()) else {
+        let Some(received) = decode_entry(handlers, &entry, retry.is_some()) else {
             continue;
         };
         match by_source
@@ -350,7 +373,7 @@ async fn run_handlers(handlers: &Handlers, entries: Vec<StreamEntry>, attempts: 
     futures_util::future::join_all(by_source.into_iter().map(|(_, queue)| async move {
         for received in queue {
             for (handler_name, handler) in &handlers.by_event[received.event.name()] {
-                run_one(handler_name, handler, &received, attempts).await;
+                run_one(handler_name, handler, &received, retry).await;
             }
         }
     }))
@@ -400,20 +423,55 @@ fn decode_entry(
     }
 }
 
-/// `attempts` as in [`run_handlers`]; only a consumer's runs are counted in the metrics (every
+/// `retry` as in [`run_handlers`]; only a consumer's runs are counted in the metrics (every
 /// process subscribes, one consumes).
 async fn run_one(
     handler_name: &'static str,
     handler: &Handler,
     received: &Arc<Received>,
-    attempts: Option<u32>,
+    retry: Option<Retry>,
 ) {
-    let consuming = attempts.is_some();
-    let attempts = attempts.unwrap_or(1);
+    let consuming = retry.is_some();
+    let attempts = retry.map_or(1, |retry| retry.attempts);
     let event = received.event.name();
     let mut delay = Duration::from_millis(100);
-    for attempt in 1..=attempts {
+    // When the handler first failed for a store outage, and the pause before its next run.
+    let mut outage_since: Option<tokio::time::Instant> = None;
+    let mut pause = Duration::from_millis(100);
+    let mut attempt = 0;
+    while attempt < attempts {
+        attempt += 1;
         let result = handler(Arc::clone(received)).await;
+        if let (Some(retry), Err(error)) = (retry, &result)
+            && (retry.is_outage)(&**error)
+            && outage_since
+                .get_or_insert_with(tokio::time::Instant::now)
+                .elapsed()
+                < OUTAGE_PATIENCE
+        {
+            if pause == Duration::from_millis(100) {
+                tracing::warn!(
+                    "event {} ({}, entry {}): {handler_name} failed, a store is unavailable; \
+                     retrying until it is back: {error}",
+                    received.event.name(),
+                    received.source,
+                    received.id
+                );
+            }
+            attempt -= 1;
+            drop(result);
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(OUTAGE_MAX_DELAY);
+            continue;
+        }
+        if outage_since.is_some() && result.is_ok() {
+            tracing::info!(
+                "event {} ({}, entry {}): {handler_name} succeeded after the store came back",
+                received.event.name(),
+                received.source,
+                received.id
+            );
+        }
         if consuming {
             match &result {
                 Ok(()) => bai_metrics::record::event_handled(event, handler_name),

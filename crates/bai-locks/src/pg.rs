@@ -83,9 +83,17 @@ async fn keep(
             }
             _ = checks.tick() => {
                 if let Err(error) = connection.ping().await {
-                    tracing::error!(
-                        "lock {id} (pg_advisory) lost: its connection ended ({error})"
-                    );
+                    // PostgreSQL going away is an outage the timers ride out (they lock again
+                    // once it is back); anything else is unexpected.
+                    if error.is_unavailable() {
+                        tracing::warn!(
+                            "lock {id} (pg_advisory) lost: PostgreSQL is unavailable ({error})"
+                        );
+                    } else {
+                        tracing::error!(
+                            "lock {id} (pg_advisory) lost: its connection ended ({error})"
+                        );
+                    }
                     lost.cancel();
                     connection.close().await;
                     return;

@@ -36,6 +36,29 @@ pub enum RedisConnectError {
     },
 }
 
+impl RedisConnectError {
+    /// True when the server could not be reached in time (not when it is not configured, or
+    /// refused the password).
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            RedisConnectError::NotConfigured => false,
+            RedisConnectError::Connect { source, .. } => crate::fred_error_unavailable(source),
+            RedisConnectError::Timeout { .. } => true,
+        }
+    }
+}
+
+/// How long a command may take, queueing while the connection is re-established included: while
+/// Redis is down, callers (API requests among them) hear so within this bound instead of waiting
+/// for it to come back. Blocking reads get their `BLOCK` time on top
+/// ([`crate::StreamDb`]).
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+/// Reconnecting after a connection broke: at once, then doubling from 100 ms up to 2 s between
+/// attempts, forever (0 attempts: no limit), so that service resumes within 2 s of Redis's
+/// return.
+const RECONNECT_MIN_DELAY_MS: u32 = 100;
+const RECONNECT_MAX_DELAY_MS: u32 = 2_000;
+
 /// How long a replaced client stays open after a switch, so that the commands already handed to it
 /// are answered before it is closed.
 const SWITCH_GRACE: Duration = Duration::from_secs(5);
@@ -302,8 +325,17 @@ pub(crate) async fn connect_db(
     let client = Builder::from_config(fred_config)
         .with_connection_config(|connection| {
             connection.connection_timeout = connect_timeout;
+            connection.internal_command_timeout = COMMAND_TIMEOUT;
         })
-        .set_policy(ReconnectPolicy::new_exponential(0, 100, 5_000, 2))
+        .with_performance_config(|performance| {
+            performance.default_command_timeout = COMMAND_TIMEOUT;
+        })
+        .set_policy(ReconnectPolicy::new_exponential(
+            0,
+            RECONNECT_MIN_DELAY_MS,
+            RECONNECT_MAX_DELAY_MS,
+            2,
+        ))
         .build()
         .map_err(|source| RedisConnectError::Connect {
             target: describe_target(config),

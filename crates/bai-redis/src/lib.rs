@@ -11,6 +11,7 @@
 //! Redis password.
 
 mod bgtask;
+mod call_stats;
 mod connect;
 mod db;
 mod idle;
@@ -27,6 +28,7 @@ mod stream;
 pub mod testing;
 
 pub use bgtask::BgtaskTracker;
+pub use call_stats::CallStats;
 pub use connect::{Redis, RedisConnectError, describe_target};
 pub use db::RedisDb;
 pub use idle::{IdleKeys, LastAccess, NetworkActivity, StoredIdleReport, UtilizationCollection};
@@ -49,7 +51,68 @@ pub struct RedisError {
 }
 
 impl RedisError {
+    /// True when Redis could not be reached or did not answer in time (connection refused, reset
+    /// or closed, a command timed out or was dropped while reconnecting, the server still loading
+    /// its data), as opposed to a command Redis refused.
+    pub fn is_unavailable(&self) -> bool {
+        fred_error_unavailable(&self.source)
+    }
+
     pub(crate) fn in_db(db: RedisDb) -> impl FnOnce(fred::error::Error) -> RedisError {
         move |source| RedisError { db, source }
+    }
+}
+
+/// The same question as [`RedisError::is_unavailable`] about fred's own error.
+pub(crate) fn fred_error_unavailable(error: &fred::error::Error) -> bool {
+    use fred::error::ErrorKind;
+    match error.kind() {
+        ErrorKind::IO | ErrorKind::Timeout | ErrorKind::Canceled | ErrorKind::Backpressure => true,
+        // A server that restarted answers `LOADING` until its data is read back; a replica
+        // without its master answers `MASTERDOWN`.
+        _ => ["LOADING", "MASTERDOWN"]
+            .iter()
+            .any(|prefix| error.details().starts_with(prefix)),
+    }
+}
+
+/// True when some error in `error`'s source chain (itself included) is a Redis error of the kind
+/// [`RedisError::is_unavailable`] means.
+pub fn unavailable_in_chain(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |error| error.source()).any(|error| {
+        if let Some(error) = error.downcast_ref::<RedisError>() {
+            error.is_unavailable()
+        } else if let Some(error) = error.downcast_ref::<RedisConnectError>() {
+            error.is_unavailable()
+        } else if let Some(error) = error.downcast_ref::<fred::error::Error>() {
+            fred_error_unavailable(error)
+        } else {
+            false
+        }
+    })
+}
+
+#[cfg(test)]
+mod unavailable_tests {
+    use fred::error::{Error, ErrorKind};
+
+    use super::*;
+
+    #[test]
+    fn outages_are_told_from_refused_commands() {
+        let timeout = RedisError {
+            db: RedisDb::Stat,
+            source: Error::new(ErrorKind::Timeout, "Request timed out."),
+        };
+        assert!(timeout.is_unavailable());
+        assert!(unavailable_in_chain(&timeout));
+        let loading = Error::new(ErrorKind::Unknown, "LOADING Redis is loading the dataset");
+        assert!(fred_error_unavailable(&loading));
+        let wrong_type = RedisError {
+            db: RedisDb::Stat,
+            source: Error::new(ErrorKind::InvalidArgument, "WRONGTYPE"),
+        };
+        assert!(!wrong_type.is_unavailable());
+        assert!(!unavailable_in_chain(&wrong_type));
     }
 }

@@ -3,12 +3,10 @@
 //! and abuse reports.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use bai_etcd_store::shared_config::RedisConfig;
 use fred::prelude::{Client, HashesInterface, KeysInterface};
 use fred::types::Key;
-use fred::types::scripts::Script;
 use futures_util::TryStreamExt;
 
 use crate::connect::DbConnection;
@@ -17,27 +15,17 @@ use crate::{RedisConnectError, RedisDb, RedisError};
 const DB: RedisDb = RedisDb::Stat;
 
 /// How long the per-keypair call statistics live (30 days).
-const CALL_STATS_TTL_SECONDS: u64 = 2_592_000;
+pub(crate) const CALL_STATS_TTL_SECONDS: u64 = 2_592_000;
 /// The hash of accelerator metadata agents report, slot name -> JSON.
 const REPORTED_SLOT_METADATA_KEY: &str = "computer.metadata";
 /// The hash of abuse reports, kernel id -> report.
 const ABUSE_REPORTS_KEY: &str = "abuse_report";
 
-/// KEYS[1] = `kp:{AK}:num_queries`, KEYS[2] = `kp:{AK}:last_call_time`, ARGV[1] = TTL. The time is
-/// the Redis server's, as seconds with a fraction, like the reference writes it.
-const CALL_STATS_LUA: &str = r"
-redis.call('INCR', KEYS[1])
-redis.call('EXPIRE', KEYS[1], ARGV[1])
-local now = redis.call('TIME')
-redis.call('SET', KEYS[2], string.format('%d.%06d', tonumber(now[1]), tonumber(now[2])), 'EX', ARGV[1])
-return 1
-";
-
-fn num_queries_key(access_key: &str) -> String {
+pub(crate) fn num_queries_key(access_key: &str) -> String {
     format!("kp:{access_key}:num_queries")
 }
 
-fn last_call_time_key(access_key: &str) -> String {
+pub(crate) fn last_call_time_key(access_key: &str) -> String {
     format!("kp:{access_key}:last_call_time")
 }
 
@@ -60,7 +48,6 @@ fn container_count_key(agent_id: &str) -> String {
 #[derive(Clone, Debug)]
 pub struct StatDb {
     connection: DbConnection,
-    call_stats: Arc<Script>,
 }
 
 impl StatDb {
@@ -69,10 +56,7 @@ impl StatDb {
     }
 
     pub(crate) fn over(connection: DbConnection) -> StatDb {
-        StatDb {
-            connection,
-            call_stats: Arc::new(Script::from_lua(CALL_STATS_LUA)),
-        }
+        StatDb { connection }
     }
 
     pub(crate) fn client(&self) -> Client {
@@ -81,20 +65,6 @@ impl StatDb {
 
     pub(crate) fn connection(&self) -> &DbConnection {
         &self.connection
-    }
-
-    /// Records a successful authentication of `access_key`: one more call, and its time.
-    pub async fn record_call(&self, access_key: &str) -> Result<(), RedisError> {
-        let _: i64 = self
-            .call_stats
-            .evalsha_with_reload(
-                &self.client(),
-                vec![num_queries_key(access_key), last_call_time_key(access_key)],
-                vec![CALL_STATS_TTL_SECONDS.to_string()],
-            )
-            .await
-            .map_err(RedisError::in_db(DB))?;
-        Ok(())
     }
 
     /// Successful requests signed with `access_key` in the last 30 days; 0 when unrecorded.

@@ -10,10 +10,10 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use bai_etcd_store::shared_config::RedisConfig;
-use fred::prelude::{Client, ClientLike};
+use fred::prelude::{Client, ClientLike, Options};
 use fred::types::{ClusterHash, CustomCommand, Value};
 
-use crate::connect::DbConnection;
+use crate::connect::{COMMAND_TIMEOUT, DbConnection};
 use crate::{RedisConnectError, RedisDb, RedisError};
 
 const DB: RedisDb = RedisDb::Stream;
@@ -134,10 +134,31 @@ impl StreamDb {
     }
 
     async fn command(&self, name: &'static str, args: Vec<Value>) -> Result<Value, RedisError> {
-        let blocking = matches!(name, "XREAD" | "XREADGROUP");
         self.client()
             .custom(
-                CustomCommand::new_static(name, ClusterHash::FirstKey, blocking),
+                CustomCommand::new_static(name, ClusterHash::FirstKey, false),
+                args,
+            )
+            .await
+            .map_err(RedisError::in_db(DB))
+    }
+
+    /// A read that waits up to `block` on the server: its timeout is the block time plus the usual
+    /// [`COMMAND_TIMEOUT`].
+    async fn blocking_command(
+        &self,
+        name: &'static str,
+        args: Vec<Value>,
+        block: Duration,
+    ) -> Result<Value, RedisError> {
+        let options = Options {
+            timeout: Some(block + COMMAND_TIMEOUT),
+            ..Options::default()
+        };
+        self.client()
+            .with_options(&options)
+            .custom(
+                CustomCommand::new_static(name, ClusterHash::FirstKey, true),
                 args,
             )
             .await
@@ -246,10 +267,14 @@ impl StreamDb {
             args.extend(["BLOCK".into(), block.as_millis().to_string().into()]);
         }
         args.extend(["STREAMS".into(), STREAM.into(), from.into()]);
-        let answer = match self.command("XREADGROUP", args.clone()).await {
+        let read = async |args| match block {
+            Some(block) => self.blocking_command("XREADGROUP", args, block).await,
+            None => self.command("XREADGROUP", args).await,
+        };
+        let answer = match read(args.clone()).await {
             Err(error) if error.source.details().starts_with("NOGROUP") => {
                 self.ensure_group(group).await?;
-                self.command("XREADGROUP", args).await?
+                read(args).await?
             }
             other => other?,
         };
@@ -407,7 +432,7 @@ impl StreamDb {
         block: Duration,
     ) -> Result<Vec<StreamEntry>, RedisError> {
         let answer = self
-            .command(
+            .blocking_command(
                 "XREAD",
                 vec![
                     "COUNT".into(),
@@ -418,6 +443,7 @@ impl StreamDb {
                     STREAM.into(),
                     after.to_string().into(),
                 ],
+                block,
             )
             .await?;
         parse_read(&answer).ok_or_else(|| unexpected("XREAD", &answer))

@@ -20,7 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bai_config::{HostPort, LogLevel, LoggingConfig};
-use bai_server::{App, Criticality, ServerOptions, ShutdownBudget, Tasks};
+use bai_server::{App, ConnectionLimits, Criticality, ServerOptions, ShutdownBudget, Tasks};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio_util::sync::CancellationToken;
@@ -81,6 +81,11 @@ fn parse(mut args: impl Iterator<Item = String>) -> Result<(ServerOptions, Examp
         group: None,
         tls: None,
         budget: ShutdownBudget::default(),
+        // Few connections: the open-files warning of the default limits depends on the machine.
+        limits: ConnectionLimits {
+            max_connections: 1024,
+            ..ConnectionLimits::default()
+        },
     };
     Ok((options, app))
 }

@@ -18,6 +18,8 @@
 //! must not read the environment or manager.toml (it is handed `bai-config` values), and must never
 //! log a secret: it logs paths, addresses and error messages, never configuration values wholesale.
 
+mod activity;
+pub mod limits;
 mod listener;
 pub mod logging;
 mod pidfile;
@@ -27,6 +29,7 @@ mod serve;
 mod tasks;
 mod tls;
 
+pub use limits::ConnectionLimits;
 pub use listener::{BindError, bind_listeners, resolve};
 pub use logging::LoggingError;
 pub use pidfile::{PidFile, PidFileError};

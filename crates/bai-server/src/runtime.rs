@@ -30,6 +30,7 @@ use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::{ConnectionLimits, raise_open_files_limit};
 use crate::listener::{BindError, bind_listeners, resolve};
 use crate::pidfile::{PidFile, PidFileError};
 use crate::privileges::{PrivilegeError, drop_privileges};
@@ -86,6 +87,7 @@ pub struct ServerOptions {
     pub group: Option<UnixAccount>,
     pub tls: Option<TlsFiles>,
     pub budget: ShutdownBudget,
+    pub limits: ConnectionLimits,
 }
 
 impl ServerOptions {
@@ -105,6 +107,7 @@ impl ServerOptions {
             group: manager.group.clone(),
             tls,
             budget: ShutdownBudget::default(),
+            limits: ConnectionLimits::from_config(manager),
         }
     }
 }
@@ -249,6 +252,12 @@ async fn supervise<A: App>(options: ServerOptions, app: Arc<A>) -> Result<(), Fa
         .map(load_tls_config)
         .transpose()?
         .map(TlsAcceptor::from);
+    raise_open_files_limit(options.limits.descriptors_needed(options.workers)).map_err(
+        |source| ServerError::Setup {
+            what: "the open files limit",
+            source,
+        },
+    )?;
     let listeners = bind_listeners(resolve(&options.service_addr)?, options.workers)?;
     let local_addr = listeners
         .first()
@@ -268,6 +277,7 @@ async fn supervise<A: App>(options: ServerOptions, app: Arc<A>) -> Result<(), Fa
             shutdown: shutdown.child_token(),
             reports: reports.clone(),
             budget: options.budget,
+            limits: options.limits,
         };
         let spawned = std::thread::Builder::new()
             .name(format!("worker-{index}"))
@@ -401,6 +411,7 @@ struct Worker<A> {
     shutdown: CancellationToken,
     reports: mpsc::UnboundedSender<Report>,
     budget: ShutdownBudget,
+    limits: ConnectionLimits,
 }
 
 /// Tells the main thread that the worker's thread ended, also when it panicked.
@@ -493,6 +504,7 @@ impl<A: App> Worker<A> {
                     |peer| self.app.service(&state, peer),
                     self.shutdown.cancelled(),
                     self.budget.drain,
+                    self.limits,
                 )
                 .await;
             }

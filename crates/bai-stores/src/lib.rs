@@ -11,9 +11,12 @@
 
 mod node;
 mod stores;
+mod unavailable;
 
 pub use node::{
-    MANAGER_STATUS_KEY, ManagerStatus, NODE_LEASE_TTL, NodeLease, node_key, read_manager_status,
-    register_node, register_node_with_lease, unregister_node, write_manager_status,
+    MANAGER_ANNOUNCEMENT_KEY, MANAGER_STATUS_KEY, ManagerStatus, NODE_LEASE_TTL, NodeLease,
+    node_key, read_manager_status, register_node, register_node_with_lease, unregister_node,
+    write_manager_status,
 };
 pub use stores::{Stores, StoresError};
+pub use unavailable::{UnavailableStore, is_store_outage};

@@ -17,6 +17,9 @@ const NODE_LEASE_RENEW_EVERY: Duration = Duration::from_secs(3);
 /// The etcd key of the manager status (`running`, `frozen`, ...), shared by every node.
 pub const MANAGER_STATUS_KEY: &str = "manager/status";
 
+/// The etcd key of the announcement shown to every user; absent when there is none.
+pub const MANAGER_ANNOUNCEMENT_KEY: &str = "manager/announcement";
+
 /// The manager status in etcd `manager/status`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ManagerStatus {
@@ -45,17 +48,24 @@ impl ManagerStatus {
             _ => None,
         }
     }
+
+    /// The status a value of `manager/status` stands for: a missing or unknown value reads as
+    /// `terminated`, like the reference.
+    pub fn from_etcd(value: Option<&str>) -> ManagerStatus {
+        value
+            .and_then(ManagerStatus::parse)
+            .unwrap_or(ManagerStatus::Terminated)
+    }
 }
 
 /// The manager status as etcd holds it; a missing or unknown value reads as `terminated`, like the
 /// reference.
 pub async fn read_manager_status(etcd: &EtcdStore) -> Result<ManagerStatus, EtcdError> {
-    Ok(etcd
-        .get(MANAGER_STATUS_KEY, Scope::Global)
-        .await?
-        .as_deref()
-        .and_then(ManagerStatus::parse)
-        .unwrap_or(ManagerStatus::Terminated))
+    Ok(ManagerStatus::from_etcd(
+        etcd.get(MANAGER_STATUS_KEY, Scope::Global)
+            .await?
+            .as_deref(),
+    ))
 }
 
 /// Writes the manager status for every node.

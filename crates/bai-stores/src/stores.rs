@@ -1,10 +1,19 @@
 //! [`Stores`]: the connections of one manager worker (or of an embedding service).
 
 use bai_config::ManagerConfig;
+use bai_etcd_store::Scope;
+
+use crate::node::{
+    MANAGER_ANNOUNCEMENT_KEY, MANAGER_STATUS_KEY, ManagerStatus, read_manager_status,
+    write_manager_status,
+};
+
+/// The keys under `manager/` a node reads on every request.
+const MANAGER_KEYS: &[&str] = &[MANAGER_STATUS_KEY, MANAGER_ANNOUNCEMENT_KEY];
 use bai_db_models::DbError;
 use bai_etcd_store::{
-    EtcdError, EtcdStore, EtcdTarget, LiveSharedConfig, ScopePrefixes, SharedConfigError,
-    SharedConfigWatcher,
+    EtcdError, EtcdStore, EtcdTarget, KeysWatcher, LiveKeys, LiveSharedConfig, ScopePrefixes,
+    SharedConfigError, SharedConfigWatcher,
 };
 use bai_redis::{Redis, RedisConnectError};
 use sea_orm::DatabaseConnection;
@@ -33,6 +42,9 @@ pub struct Stores {
     pub shared_config: LiveSharedConfig,
     pub db: DatabaseConnection,
     pub redis: Redis,
+    /// The manager status and the announcement, kept current from etcd's watch; `None` when the
+    /// caller made the parts itself and gave none (they are then read from etcd when asked).
+    manager_keys: Option<LiveKeys>,
     /// Stops following etcd (the configuration and the Redis it names); `None` when the caller
     /// made the parts itself.
     following: Option<CancellationToken>,
@@ -54,6 +66,8 @@ impl Stores {
         )
         .await?;
         let (shared_config, watcher) = SharedConfigWatcher::load(etcd.clone()).await?;
+        let (manager_keys, manager_watcher) =
+            KeysWatcher::load(etcd.clone(), "manager/", MANAGER_KEYS).await?;
         for warning in &shared_config.current().warnings {
             tracing::warn!(target: "bai_stores", "etcd {}: {}", warning.key, warning.message);
         }
@@ -67,6 +81,7 @@ impl Stores {
         };
         let following = CancellationToken::new();
         tokio::spawn(watcher.run(following.clone().cancelled_owned()));
+        tokio::spawn(manager_watcher.run(following.clone().cancelled_owned()));
         tokio::spawn(
             following
                 .clone()
@@ -77,6 +92,7 @@ impl Stores {
             shared_config,
             db,
             redis,
+            manager_keys: Some(manager_keys),
             following: Some(following),
         })
     }
@@ -95,7 +111,71 @@ impl Stores {
             shared_config: shared_config.into(),
             db,
             redis,
+            manager_keys: None,
             following: None,
+        }
+    }
+
+    /// Serves the manager status and the announcement from `keys` (a [`KeysWatcher`] of
+    /// `manager/` the caller runs) instead of reading etcd each time.
+    pub fn with_manager_keys(mut self, keys: LiveKeys) -> Stores {
+        self.manager_keys = Some(keys);
+        self
+    }
+
+    /// The manager status in etcd `manager/status` (a missing or unknown value reads as
+    /// `terminated`, like the reference), from memory when etcd is followed.
+    pub async fn manager_status(&self) -> Result<ManagerStatus, EtcdError> {
+        match &self.manager_keys {
+            Some(keys) => Ok(ManagerStatus::from_etcd(
+                keys.get(MANAGER_STATUS_KEY).as_deref(),
+            )),
+            None => read_manager_status(&self.etcd).await,
+        }
+    }
+
+    /// Writes the manager status for every node; this process sees it at once.
+    pub async fn set_manager_status(&self, status: ManagerStatus) -> Result<(), EtcdError> {
+        write_manager_status(&self.etcd, status).await?;
+        self.note_manager_status(status);
+        Ok(())
+    }
+
+    /// Takes a manager status this process wrote to etcd by other means (the node's registration)
+    /// at once, without waiting for the watch to bring it back.
+    pub fn note_manager_status(&self, status: ManagerStatus) {
+        if let Some(keys) = &self.manager_keys {
+            keys.note(MANAGER_STATUS_KEY, Some(status.as_str().to_owned()));
+        }
+    }
+
+    /// Enables the announcement with `message`, or disables it (`None`); this process sees it at
+    /// once.
+    pub async fn set_announcement(&self, message: Option<&str>) -> Result<(), EtcdError> {
+        match message {
+            Some(message) => {
+                self.etcd
+                    .put(MANAGER_ANNOUNCEMENT_KEY, message, Scope::Global)
+                    .await?
+            }
+            None => self
+                .etcd
+                .delete(MANAGER_ANNOUNCEMENT_KEY, Scope::Global)
+                .await
+                .map(drop)?,
+        }
+        if let Some(keys) = &self.manager_keys {
+            keys.note(MANAGER_ANNOUNCEMENT_KEY, message.map(str::to_owned));
+        }
+        Ok(())
+    }
+
+    /// The announcement shown to every user (etcd `manager/announcement`), if one is enabled,
+    /// from memory when etcd is followed.
+    pub async fn announcement(&self) -> Result<Option<String>, EtcdError> {
+        match &self.manager_keys {
+            Some(keys) => Ok(keys.get(MANAGER_ANNOUNCEMENT_KEY)),
+            None => self.etcd.get(MANAGER_ANNOUNCEMENT_KEY, Scope::Global).await,
         }
     }
 

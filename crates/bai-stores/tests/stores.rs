@@ -48,7 +48,7 @@ async fn stores_connect_to_what_etcd_and_the_config_name() {
     stores
         .redis
         .stat
-        .record_call("AKSTORESTEST")
+        .keypair_num_queries("AKSTORESTEST")
         .await
         .expect("Redis answers");
 

@@ -20,10 +20,17 @@ use crate::halfstack::etcd;
 use crate::{apt, consts, venv};
 
 mod agents;
+mod conns;
 // `cargo xtask cluster` lives beside the benchmarks and reuses their deployments and peers.
 #[path = "../cluster.rs"]
 pub mod cluster;
+// `cargo xtask faults` too: the same deployments, servers and agents, on stores of its own.
 mod events;
+#[path = "../faults.rs"]
+pub mod faults;
+// `cargo xtask fuzz` too: it reuses their deployments and server processes.
+#[path = "../fuzz.rs"]
+pub mod fuzz;
 mod peers;
 mod rescan;
 mod rpc;
@@ -65,6 +72,10 @@ enum Case {
     /// session in order. The server's memory (before, peak, after) against the same run with no
     /// client.
     Events(events::Args),
+    /// 10,000 idle connections (half with a partial request head) held by `manager-server`:
+    /// its memory per connection, `GET /` latency while they are held, and whether the server
+    /// closes them at its header and keep-alive timeouts.
+    Conns(conns::Args),
 }
 
 /// The cases that time CLI commands with hyperfine.
@@ -139,6 +150,7 @@ pub fn run(args: Args) -> Result<()> {
         Case::Rpc(args) => rpc::run(args),
         Case::Scheduler(args) => scheduler::run(args),
         Case::Events(args) => events::run(args),
+        Case::Conns(args) => conns::run(args),
     }
 }
 

@@ -263,6 +263,24 @@ impl Tools {
             agent_sim: binaries[2].clone(),
         })
     }
+
+    /// The binaries already built in `dir` (`--binaries DIR`).
+    pub(super) fn built_in(dir: &Path) -> Result<Tools> {
+        let binary = |name: &str| {
+            let path = std::path::absolute(dir.join(name))
+                .with_context(|| format!("--binaries {}", dir.display()))?;
+            if path.is_file() {
+                Ok(path)
+            } else {
+                bail!("--binaries {}: no {name} there", dir.display())
+            }
+        };
+        Ok(Tools {
+            cli: binary("manager-cli")?,
+            server: binary("manager-server")?,
+            agent_sim: binary("agent-sim")?,
+        })
+    }
 }
 
 /// Everything a run found, as written to the JSON file.

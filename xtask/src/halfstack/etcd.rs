@@ -7,18 +7,23 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::{Layout, Service};
+use super::{Layout, Ports, Service};
 use crate::cmd;
-use crate::consts::{self, ETCD_NAME};
+use crate::consts::ETCD_NAME;
 
 /// `etcdctl` (v3 API) with `--endpoints` of the halfstack's member and none of the user's
 /// `ETCDCTL_*` variables.
 pub fn etcdctl() -> Command {
+    etcdctl_of(Ports::HALFSTACK)
+}
+
+/// [`etcdctl`] for the member on `ports`.
+pub fn etcdctl_of(ports: Ports) -> Command {
     let mut command = Command::new("etcdctl");
     clear_etcdctl_env(&mut command);
     command
         .env("ETCDCTL_API", "3")
-        .arg(format!("--endpoints={}", consts::etcd_client_url()));
+        .arg(format!("--endpoints={}", ports.etcd_client_url()));
     command
 }
 
@@ -38,9 +43,9 @@ pub fn clear_etcdctl_env(command: &mut Command) {
 }
 
 /// `etcdctl endpoint health` reports the member healthy.
-pub fn answers() -> bool {
+pub fn answers(ports: Ports) -> bool {
     cmd::probe(
-        etcdctl()
+        etcdctl_of(ports)
             .args(["--dial-timeout=2s", "--command-timeout=3s"])
             .args(["endpoint", "health"]),
         Duration::from_secs(10),
@@ -52,7 +57,7 @@ pub fn answers() -> bool {
 pub fn start(layout: &Layout) -> Result<()> {
     let data = layout.data(Service::Etcd);
     let (stdout, stderr) = cmd::log_files(&layout.log(Service::Etcd))?;
-    let (client, peer) = (consts::etcd_client_url(), consts::etcd_peer_url());
+    let (client, peer) = (layout.ports.etcd_client_url(), layout.ports.etcd_peer_url());
     let mut command = Command::new("setsid");
     command
         .arg("etcd")

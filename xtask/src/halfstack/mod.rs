@@ -75,10 +75,51 @@ pub fn run(args: Args) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the halfstack keeps its files; every path is derived from `root`.
+/// Where the halfstack keeps its files (every path is derived from `root`) and the ports its
+/// services listen on.
 #[derive(Debug)]
 pub struct Layout {
     pub root: PathBuf,
+    pub ports: Ports,
+}
+
+/// The TCP ports of the services (the registry always uses [`consts::REGISTRY_PORT`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ports {
+    pub postgres: u16,
+    pub redis: u16,
+    pub etcd_client: u16,
+    pub etcd_peer: u16,
+}
+
+impl Ports {
+    /// The shared halfstack's, those of `configs/manager/halfstack.toml`.
+    pub const HALFSTACK: Ports = Ports {
+        postgres: consts::PG_PORT,
+        redis: consts::REDIS_PORT,
+        etcd_client: consts::ETCD_CLIENT_PORT,
+        etcd_peer: consts::ETCD_PEER_PORT,
+    };
+
+    /// `http://127.0.0.1:{etcd_client}`.
+    pub fn etcd_client_url(self) -> String {
+        format!("http://{}:{}", consts::HOST, self.etcd_client)
+    }
+
+    pub fn etcd_peer_url(self) -> String {
+        format!("http://{}:{}", consts::HOST, self.etcd_peer)
+    }
+
+    /// The URL of `database` with real password authentication over TCP.
+    pub fn pg_url(self, database: &str) -> String {
+        format!(
+            "postgresql://{}:{}@{}:{}/{database}",
+            consts::PG_USER,
+            consts::PG_PASSWORD,
+            consts::HOST,
+            self.postgres
+        )
+    }
 }
 
 /// A file in the root that marks the folder as ours, so `down --purge` never removes a folder
@@ -92,7 +133,16 @@ impl Layout {
             Some(dir) => std::path::absolute(dir).context("cannot read the current directory")?,
             None => default_root(),
         };
-        Ok(Self { root })
+        Ok(Self {
+            root,
+            ports: Ports::HALFSTACK,
+        })
+    }
+
+    /// A halfstack of its own in `root` on `ports` (a test's private stores, which it may stop
+    /// and start without disturbing the shared halfstack).
+    pub fn private(root: PathBuf, ports: Ports) -> Self {
+        Self { root, ports }
     }
 
     pub fn logs(&self) -> PathBuf {
@@ -218,17 +268,18 @@ impl Service {
     }
 
     /// Every port the service binds, the one clients use first; all must be free to start it.
-    fn ports(self) -> &'static [u16] {
+    fn ports(self, layout: &Layout) -> Vec<u16> {
+        let ports = layout.ports;
         match self {
-            Service::Postgres => &[consts::PG_PORT],
-            Service::Redis => &[consts::REDIS_PORT],
-            Service::Etcd => &[consts::ETCD_CLIENT_PORT, consts::ETCD_PEER_PORT],
-            Service::Registry => &[consts::REGISTRY_PORT],
+            Service::Postgres => vec![ports.postgres],
+            Service::Redis => vec![ports.redis],
+            Service::Etcd => vec![ports.etcd_client, ports.etcd_peer],
+            Service::Registry => vec![consts::REGISTRY_PORT],
         }
     }
 
-    fn address(self) -> String {
-        format!("{}:{}", consts::HOST, self.ports()[0])
+    fn address(self, layout: &Layout) -> String {
+        format!("{}:{}", consts::HOST, self.ports(layout)[0])
     }
 
     fn pid_file(self, layout: &Layout) -> PathBuf {
@@ -255,21 +306,21 @@ impl Service {
     }
 
     /// A real request with real credentials succeeds.
-    fn answers(self) -> bool {
+    fn answers(self, ports: Ports) -> bool {
         match self {
-            Service::Postgres => postgres::answers(),
-            Service::Redis => redis::answers(),
-            Service::Etcd => etcd::answers(),
+            Service::Postgres => postgres::answers(ports),
+            Service::Redis => redis::answers(ports),
+            Service::Etcd => etcd::answers(ports),
             Service::Registry => registry::answers(),
         }
     }
 
     fn state(self, layout: &Layout) -> State {
         match self.pid(layout) {
-            Some(pid) if self.answers() => State::Running(pid),
+            Some(pid) if self.answers(layout.ports) => State::Running(pid),
             Some(pid) => State::Unresponsive(pid),
-            None if self.answers() => {
-                State::Elsewhere(sys::tcp_listener(self.ports()[0]).and_then(|l| l.pid))
+            None if self.answers(layout.ports) => {
+                State::Elsewhere(sys::tcp_listener(self.ports(layout)[0]).and_then(|l| l.pid))
             }
             None => State::Stopped,
         }
@@ -277,7 +328,7 @@ impl Service {
 
     /// Starts the service in `layout`, unless something else holds one of its ports.
     fn start(self, layout: &Layout) -> Result<()> {
-        for &port in self.ports() {
+        for port in self.ports(layout) {
             if let Some(listener) = sys::tcp_listener(port) {
                 bail!(
                     "port {port} is already taken by {}, which does not answer as the halfstack's {}",
@@ -303,12 +354,12 @@ impl Service {
             Some(pid) if !sys::pid_alive(pid) => {
                 bail!("{name} (pid {pid}) exited; {}", cmd::log_tail(&log))
             }
-            _ => Ok(self.answers()),
+            _ => Ok(self.answers(layout.ports)),
         })?;
         if !answered {
             bail!(
                 "{name} did not answer on {} within {timeout:?}; {}",
-                self.address(),
+                self.address(layout),
                 cmd::log_tail(&log)
             );
         }
@@ -345,7 +396,7 @@ fn whereabouts(pid: Option<u32>) -> String {
 pub fn up(layout: &Layout, started: &mut Vec<Service>) -> Result<()> {
     apt::ensure(consts::HALFSTACK_PACKAGES)?;
     for service in Service::ALL {
-        let (name, address) = (service.name(), service.address());
+        let (name, address) = (service.name(), service.address(layout));
         let pid = match service.state(layout) {
             State::Running(pid) => Some(pid),
             State::Elsewhere(pid) => pid,
@@ -365,7 +416,34 @@ pub fn up(layout: &Layout, started: &mut Vec<Service>) -> Result<()> {
         println!("{name} already running on {address} ({})", whereabouts(pid));
     }
     // Also when postgres ran already: someone may have dropped the database since.
-    postgres::ensure_database()
+    postgres::ensure_database(layout.ports)
+}
+
+/// Starts `service` of a private halfstack (see [`Layout::private`]) and waits until it answers;
+/// returns its pid.
+pub fn start_service(layout: &Layout, service: Service) -> Result<u32> {
+    service
+        .start(layout)
+        .and_then(|()| service.wait_ready(layout))
+        .with_context(|| format!("starting {} failed", service.name()))
+}
+
+/// Stops `service` of `layout` the way `down` does (PostgreSQL `pg_ctl stop -m fast`, the others
+/// SIGTERM); an error when it is not running as ours.
+pub fn stop_service(layout: &Layout, service: Service) -> Result<()> {
+    let pid = service.pid(layout).with_context(|| {
+        format!(
+            "{} of {} is not running",
+            service.name(),
+            layout.root.display()
+        )
+    })?;
+    service.stop(layout, pid)
+}
+
+/// The pid of `service` of `layout` when it runs as ours.
+pub fn service_pid(layout: &Layout, service: Service) -> Option<u32> {
+    service.pid(layout)
 }
 
 /// Stops `services` of the halfstack in `layout`; stopped ones and those of another folder are
@@ -375,7 +453,7 @@ pub fn down(layout: &Layout, services: &[Service]) -> Result<()> {
     // Reverse order of `up`, so nothing is left half-configured if a stop fails.
     for &service in services.iter().rev() {
         let name = service.name();
-        let port = service.ports()[0];
+        let port = service.ports(layout)[0];
         if let Some(pid) = service.pid(layout) {
             match service.stop(layout, pid) {
                 Ok(()) => println!("{name} stopped (was pid {pid})"),
@@ -400,7 +478,7 @@ pub fn down(layout: &Layout, services: &[Service]) -> Result<()> {
 
 /// Whether the registry on the halfstack's port answers (ours or another folder's).
 pub fn registry_answers() -> bool {
-    Service::Registry.answers()
+    Service::Registry.answers(Ports::HALFSTACK)
 }
 
 /// Prints one line per service; true when all of them answer.
@@ -420,7 +498,7 @@ pub fn status(layout: &Layout) -> bool {
         };
         all_running &= state == "running";
         let pid = pid.map_or("-".to_owned(), |pid| pid.to_string());
-        let address = service.address();
+        let address = service.address(layout);
         println!(
             "{:<9} {state:<13} {address:<15} pid {pid:<8} {data}",
             service.name()

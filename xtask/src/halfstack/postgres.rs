@@ -15,8 +15,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use super::{Layout, Service};
-use crate::consts::{self, PG_OS_USER, PG_PORT};
+use super::{Layout, Ports, Service};
+use crate::consts::{self, PG_OS_USER};
 use crate::{cmd, sys};
 
 /// Our settings, included from `postgresql.conf`; rewritten at every start so that a moved
@@ -24,8 +24,8 @@ use crate::{cmd, sys};
 const SETTINGS_FILE: &str = "halfstack.conf";
 
 /// A real query over TCP with password authentication succeeds.
-pub fn answers() -> bool {
-    let mut select = psql(&consts::pg_url("postgres"), "select 1");
+pub fn answers(ports: Ports) -> bool {
+    let mut select = psql(&ports.pg_url("postgres"), "select 1");
     cmd::probe(&mut select, Duration::from_secs(10)).is_some_and(|out| out.trim() == "1")
 }
 
@@ -56,20 +56,20 @@ pub fn start(layout: &Layout) -> Result<()> {
 }
 
 /// Creates the `backend` database if it is missing, then checks it with a real query.
-pub fn ensure_database() -> Result<()> {
+pub fn ensure_database(ports: Ports) -> Result<()> {
     let database = consts::PG_DATABASE;
     let exists = cmd::run(&mut psql(
-        &consts::pg_url("postgres"),
+        &ports.pg_url("postgres"),
         &format!("select 1 from pg_database where datname = '{database}'"),
     ))?;
     if exists.trim() != "1" {
         cmd::run(&mut psql(
-            &consts::pg_url("postgres"),
+            &ports.pg_url("postgres"),
             &format!("create database {database}"),
         ))?;
         println!("postgres: created database {database}");
     }
-    let answer = cmd::run(&mut psql(&consts::pg_url(database), "select 1"))?;
+    let answer = cmd::run(&mut psql(&ports.pg_url(database), "select 1"))?;
     if answer.trim() != "1" {
         bail!("`select 1` on database {database} answered {answer:?}");
     }
@@ -91,7 +91,9 @@ pub fn stop(layout: &Layout) -> Result<()> {
 /// gone, but a killed server whose parent has not reaped it yet still has a pid (a zombie), and
 /// that blocks the start. Only called when no live server of ours was found.
 fn remove_stale_lock_files(layout: &Layout) {
-    let socket_lock = layout.run().join(format!(".s.PGSQL.{PG_PORT}.lock"));
+    let socket_lock = layout
+        .run()
+        .join(format!(".s.PGSQL.{}.lock", layout.ports.postgres));
     for lock in [Service::Postgres.pid_file(layout), socket_lock] {
         if sys::read_pid_file(&lock).is_some_and(|pid| !sys::pid_alive(pid)) {
             let _ = std::fs::remove_file(&lock);
@@ -214,7 +216,7 @@ fn write_settings(layout: &Layout, data: &Path) -> Result<()> {
     let socket_dir = layout.run().to_string_lossy().replace('\'', "''");
     let settings = format!(
         "# Written by `cargo xtask halfstack up` at every start (xtask/src/halfstack/postgres.rs).\n\
-         port = {PG_PORT}\n\
+         port = {port}\n\
          listen_addresses = 'localhost'\n\
          unix_socket_directories = '{socket_dir}'\n\
          max_connections = {max_connections}\n\
@@ -222,6 +224,7 @@ fn write_settings(layout: &Layout, data: &Path) -> Result<()> {
          fsync = off\n\
          synchronous_commit = off\n\
          full_page_writes = off\n",
+        port = layout.ports.postgres,
         max_connections = consts::PG_MAX_CONNECTIONS,
     );
     std::fs::write(&path, settings).with_context(|| format!("cannot write {}", path.display()))?;

@@ -10,10 +10,15 @@ mod admin_scaling_groups;
 mod admin_user_keypair_mutations;
 mod admin_users_keypairs;
 mod agents;
+mod auth_cache;
 mod batch;
 mod cluster;
 mod events;
 mod execute;
+mod fuzz;
+#[path = "../common/harness.rs"]
+mod harness;
+mod hostile_connections;
 mod idle;
 mod live_config;
 mod observability;

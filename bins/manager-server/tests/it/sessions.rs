@@ -233,6 +233,7 @@ async fn both_clients_run_sessions_and_clusters_on_the_real_dummy_agent() {
         )
         .await
         .expect("the policy");
+    crate::support::announce_change(&stack).await;
     for (client, name) in [(&CLIENT_24_03, "pair2403"), (&CLIENT_23_09, "pair2309")] {
         two_kernel_cluster(&stack, port, client, name, "i-real-session").await;
     }
@@ -294,6 +295,7 @@ async fn sessions_over_the_keypair_quota_wait_with_the_reference_messages() {
     )
     .await
     .expect("the policy");
+    crate::support::announce_change(&stack).await;
     let agent = registered_real_agent(&stack, "i-real-quota").await;
     let client = &CLIENT_24_03;
     let first = ready_session_id(&create_session(client, &stack, port, "first", &[]));
@@ -343,6 +345,7 @@ async fn sessions_over_the_keypair_quota_wait_with_the_reference_messages() {
     )
     .await
     .expect("the policy");
+    crate::support::announce_change(&stack).await;
     let printed = create_session(client, &stack, port, "third", &["--enqueue-only"]);
     assert!(printed.contains("is enqueued for scheduling"), "{printed}");
     let third = created_session_id(&printed);

@@ -514,3 +514,12 @@ pub fn created_session_id(printed: &str) -> String {
         .unwrap_or_else(|| panic!("no session id in {printed}"))
         .to_owned()
 }
+
+/// Announces that the test changed cached rows (policies, keypairs, users) behind the server's back,
+/// as every write of ours does, and gives the server a moment to hear it through PostgreSQL.
+pub async fn announce_change(stack: &Stack) {
+    bai_db_models::changes::announce(&stack.db.connection, "a test's direct write")
+        .await
+        .expect("announcing the change");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}

@@ -1,16 +1,20 @@
 //! Request authentication (api-auth-client.md §3.2): who signed a request, checked against the
-//! keypair in PostgreSQL. Only a user's main access key authenticates.
+//! keypair in PostgreSQL. Only a user's main access key authenticates. Signers are read from the
+//! process's cache (`crate::cache`): no database round trip in the common case.
 
 pub mod signature;
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::ConnectInfo;
 use bai_db_models::entities::enums::{UserRole, UserStatus};
 use bai_db_models::entities::{keypair_resource_policies, keypairs, user_resource_policies, users};
 use bai_db_models::queries;
 use chrono::Utc;
+use futures_util::FutureExt;
 use http::request::Parts;
+use sea_orm::DatabaseConnection;
 use subtle::ConstantTimeEq;
 
 use crate::context::ApiContext;
@@ -46,13 +50,60 @@ impl Caller {
     }
 }
 
+/// A keypair as the signer cache keeps it: with the caller it makes when it is its user's main
+/// key, or on its own (a valid signature with it is an anonymous request).
+#[derive(Debug)]
+pub enum Signer {
+    Main(Arc<Caller>),
+    Other(Box<keypairs::Model>),
+}
+
+impl Signer {
+    fn keypair(&self) -> &keypairs::Model {
+        match self {
+            Signer::Main(caller) => &caller.keypair,
+            Signer::Other(keypair) => keypair,
+        }
+    }
+
+    /// Reads the keypair `access_key` with its policy, and the user whose main key it is.
+    async fn load(db: &DatabaseConnection, access_key: &str) -> Result<Option<Signer>, ApiError> {
+        let (keypair, user) = tokio::try_join!(
+            async {
+                queries::keypairs::by_access_key(db, access_key)
+                    .await
+                    .map_err(|error| ApiError::internal("loading the signing keypair", &error))
+            },
+            async {
+                queries::users::by_main_access_key(db, access_key)
+                    .await
+                    .map_err(|error| {
+                        ApiError::internal("loading the user of the signing keypair", &error)
+                    })
+            },
+        )?;
+        let Some(keypair) = keypair else {
+            return Ok(None);
+        };
+        Ok(Some(match user {
+            Some(user) => Signer::Main(Arc::new(Caller {
+                keypair: keypair.keypair,
+                keypair_policy: keypair.resource_policy,
+                user: user.user,
+                user_policy: user.resource_policy,
+            })),
+            None => Signer::Other(Box::new(keypair.keypair)),
+        }))
+    }
+}
+
 /// Authenticates a request to a route that requires it. `Ok(None)` is an anonymous request (no
 /// `Authorization` header, or a valid key that is not its user's main key): the route then refuses
 /// it with 401 "Unauthorized access".
 pub(crate) async fn authenticate(
     ctx: &ApiContext,
     parts: &Parts,
-) -> Result<Option<Caller>, ApiError> {
+) -> Result<Option<Arc<Caller>>, ApiError> {
     let headers = &parts.headers;
     let sync_error = || ApiError::invalid_auth("Date/time sync error");
     let raw_date = ["date", "x-backendai-date", "x-sorna-date"]
@@ -75,15 +126,17 @@ pub(crate) async fn authenticate(
             .map_err(|_| ApiError::invalid_auth("Malformed authorization header"))?,
     )?;
 
-    let db = ctx.db();
-    let keypair = queries::keypairs::by_access_key(db, &authorization.access_key)
-        .await
-        .map_err(|error| ApiError::internal("loading the signing keypair", &error))?
-        .filter(|found| found.keypair.is_active == Some(true))
+    let signer = ctx
+        .caches()
+        .signers
+        .get_or_try_load(
+            &authorization.access_key,
+            Signer::load(ctx.db(), &authorization.access_key)
+                .map(|loaded| loaded.map(|signer| signer.map(Arc::new))),
+        )
+        .await?
+        .filter(|signer| signer.keypair().is_active == Some(true))
         .ok_or_else(|| ApiError::auth_failed("Access key not found"))?;
-    let user = queries::users::by_main_access_key(db, &authorization.access_key)
-        .await
-        .map_err(|error| ApiError::internal("loading the user of the signing keypair", &error))?;
 
     let hash = SignatureHash::from_sign_method(&authorization.sign_method)?;
     let version = version_header(headers)
@@ -106,7 +159,7 @@ pub(crate) async fn authenticate(
         version_header_name: version.signed_name,
         version: version.value.to_str().unwrap_or(""),
     };
-    let secret_key = keypair.keypair.secret_key.as_deref().unwrap_or("");
+    let secret_key = signer.keypair().secret_key.as_deref().unwrap_or("");
     let expected = signed.signature(secret_key, hash);
     if !bool::from(
         expected
@@ -116,21 +169,17 @@ pub(crate) async fn authenticate(
         return Err(ApiError::auth_failed("Signature mismatch"));
     }
 
-    ctx.redis()
-        .stat
-        .record_call(&authorization.access_key)
-        .await
-        .map_err(|error| ApiError::internal("recording the keypair's API call", &error))?;
+    ctx.caches().call_stats().record(&authorization.access_key);
 
-    let Some(user) = user else {
+    let Signer::Main(caller) = &*signer else {
         return Ok(None);
     };
     // The reference lets a deactivated or deleted user's still-active keypair sign requests, so
     // `admin user update --status inactive` would not lock anyone out.
-    if user.user.status != UserStatus::Active {
+    if caller.user.status != UserStatus::Active {
         return Err(ApiError::auth_failed("User is not active"));
     }
-    if let Some(allowed) = user
+    if let Some(allowed) = caller
         .user
         .allowed_client_ip
         .as_deref()
@@ -146,12 +195,7 @@ pub(crate) async fn authenticate(
             )));
         }
     }
-    Ok(Some(Caller {
-        keypair: keypair.keypair,
-        keypair_policy: keypair.resource_policy,
-        user: user.user,
-        user_policy: user.resource_policy,
-    }))
+    Ok(Some(Arc::clone(caller)))
 }
 
 /// The client address for `allowed_client_ip`: the whole `X-Forwarded-For` value if present (as the

@@ -27,7 +27,7 @@ pub fn error(error: ApiError) -> async_graphql::Error {
 }
 
 /// A failure of ours (database, etcd), logged in full and reported without details.
-pub fn internal(context: &str, source: &dyn std::error::Error) -> async_graphql::Error {
+pub fn internal(context: &str, source: &(dyn std::error::Error + 'static)) -> async_graphql::Error {
     error(ApiError::internal(context, source))
 }
 

@@ -68,11 +68,24 @@ pub struct GqlContext {
     pub caller: Arc<Caller>,
 }
 
+/// The deepest selection a document may nest (fragments counted where they are spread). The
+/// reference has no limit. graphql-js' standard introspection query nests 13 deep; the official
+/// clients' and the WebUI's queries at most 8 (tests/it/gql_limits.rs sends the former).
+pub const MAX_DEPTH: usize = 20;
+/// The most fields a document may select (every field of every selection, fragments expanded,
+/// aliases counted separately; lists are not multiplied). The reference has no limit. The standard
+/// introspection query selects about 150; an alias bomb of a thousand fields is refused.
+pub const MAX_COMPLEXITY: usize = 1_000;
+
 /// Introspection is refused unless etcd `config/api/allow-graphql-schema-introspection` is true, as
-/// in the reference; the setting is read per request, so a change in etcd applies at once.
+/// in the reference; the setting is read per request, so a change in etcd applies at once. A
+/// document nested deeper than [`MAX_DEPTH`] or selecting more than [`MAX_COMPLEXITY`] fields is
+/// refused before it runs (an error in `errors`, answered 200 like every GraphQL error).
 pub fn schema() -> AdminSchema {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .extension(RefuseIntrospection)
+        .limit_depth(MAX_DEPTH)
+        .limit_complexity(MAX_COMPLEXITY)
         .finish()
 }
 

@@ -305,7 +305,9 @@ async fn update_password(
     Authenticated(caller): Authenticated,
     Params(params): Params<PasswordUpdate>,
 ) -> Result<Response, ApiError> {
-    let internal = |error: &dyn std::error::Error| ApiError::internal("changing a password", error);
+    let internal = |error: &(dyn std::error::Error + 'static)| {
+        ApiError::internal("changing a password", error)
+    };
     let txn = ctx.db().begin().await.map_err(|error| internal(&error))?;
     let user = queries::auth::lock_user(&txn, caller.user.uuid)
         .await
@@ -333,6 +335,8 @@ async fn update_password(
         .await
         .map_err(|error| internal(&error))?;
     txn.commit().await.map_err(|error| internal(&error))?;
+    // The signer cache keeps users' rows.
+    ctx.caches().changed(ctx.db(), "a user's password").await;
     Ok(PyJson(Empty {}).into_response())
 }
 

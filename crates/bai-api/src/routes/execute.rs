@@ -16,7 +16,7 @@
 use std::sync::Arc;
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bai_agent_rpc::{AgentConnection, ExecuteRequest, RpcError};
 use bai_agents::AgentRpcCache;
@@ -28,12 +28,13 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 
 use super::session::get_session;
-use super::session_ops::{agent_error, no_agent_rpc, pick_kernel, unexpected_agent_error};
+use super::session_ops::{agent_error, no_agent_rpc, pick_kernel};
 use super::{Access, Authenticated, Route, StatusGate};
 use crate::auth::Caller;
 use crate::context::ApiContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::json::PyJson;
+use crate::params::Path;
 use crate::version::ApiVersion;
 
 pub(super) fn routes() -> Vec<Route> {
@@ -117,16 +118,20 @@ impl KernelTarget {
         })
     }
 
-    /// The agent of the kernel; a kernel on no agent yet (a session not scheduled) fails as the
-    /// reference's lookup of a missing agent does, without an agent to blame.
+    /// The agent of the kernel. A kernel on no agent yet (a session not scheduled) is refused as
+    /// the client's mistake, 400 `generic-bad-request`: the reference fails its RPC to a missing
+    /// agent with a 500 `kernel-execution-failed`, a server error for a request that cannot work
+    /// in that state (docs/compat.md).
     pub(super) fn agent(&self, method: &str) -> Result<&str, ApiError> {
         self.agent.as_deref().ok_or_else(|| {
-            tracing::warn!(
+            tracing::info!(
                 target: "bai_api",
                 "{method} (k:{}): the kernel is on no agent",
                 self.kernel_id
             );
-            unexpected_agent_error()
+            ApiError::bad_request(
+                "The session's kernel is not on any agent yet (the session is not scheduled)",
+            )
         })
     }
 

@@ -5,7 +5,6 @@ use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bai_db_models::queries;
-use bai_etcd_store::Scope;
 use bai_events::{Event, EventProducer};
 use bai_redis::SchedulerStatus;
 use http::{Method, StatusCode};
@@ -20,9 +19,6 @@ use crate::error::{ApiError, ErrorKind};
 use crate::json::PyJson;
 use crate::params::{Params, lenient};
 use crate::version::{ApiVersion, COMPATIBLE_MANAGER_VERSION};
-
-/// The etcd key of the announcement shown to every user; absent when there is none.
-const ANNOUNCEMENT_KEY: &str = "manager/announcement";
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
@@ -297,8 +293,8 @@ struct Announcement {
 
 async fn get_announcement(State(ctx): State<ApiContext>) -> Result<PyJson<Announcement>, ApiError> {
     let message = ctx
-        .etcd()
-        .get(ANNOUNCEMENT_KEY, Scope::Global)
+        .stores()
+        .announcement()
         .await
         .map_err(|error| ApiError::internal("reading the announcement", &error))?;
     Ok(PyJson(match message {
@@ -328,21 +324,20 @@ async fn update_announcement(
     _caller: Authenticated,
     Params(update): Params<AnnouncementUpdate>,
 ) -> Result<Response, ApiError> {
-    let etcd = ctx.etcd();
-    if update.enabled {
+    let message = if update.enabled {
         let message = update.message.unwrap_or_default();
         if message.is_empty() {
             return Err(ApiError::invalid_params(
                 "Empty message not allowed to enable announcement",
             ));
         }
-        etcd.put(ANNOUNCEMENT_KEY, &message, Scope::Global)
-            .await
-            .map_err(|error| ApiError::internal("writing the announcement", &error))?;
+        Some(message)
     } else {
-        etcd.delete(ANNOUNCEMENT_KEY, Scope::Global)
-            .await
-            .map_err(|error| ApiError::internal("deleting the announcement", &error))?;
-    }
+        None
+    };
+    ctx.stores()
+        .set_announcement(message.as_deref())
+        .await
+        .map_err(|error| ApiError::internal("writing the announcement", &error))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

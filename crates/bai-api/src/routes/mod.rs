@@ -4,6 +4,7 @@
 
 mod admin;
 mod auth;
+mod body_limit;
 mod config;
 mod cors;
 mod events;
@@ -82,6 +83,8 @@ pub struct Route {
     pub gate: StatusGate,
     pub summary: &'static str,
     pub params: Option<(ParamsIn, fn() -> schemars::Schema)>,
+    /// The largest body the route accepts, in bytes; `None`: `[manager] client-max-size`.
+    pub body_limit: Option<u64>,
     handler: MethodRouter<ApiContext>,
 }
 
@@ -101,6 +104,7 @@ impl Route {
             gate: StatusGate::Ungated,
             summary: "",
             params: None,
+            body_limit: None,
             handler: on(filter, handler),
         }
     }
@@ -117,6 +121,12 @@ impl Route {
 
     fn summary(mut self, summary: &'static str) -> Route {
         self.summary = summary;
+        self
+    }
+
+    /// Bodies up to `bytes` instead of `[manager] client-max-size` (see [`body_limit`]).
+    fn body_limit(mut self, bytes: usize) -> Route {
+        self.body_limit = Some(u64::try_from(bytes).unwrap_or(u64::MAX));
         self
     }
 
@@ -171,15 +181,25 @@ const SERVER_HEADER: &str = "BackendAI";
 
 /// The whole HTTP application of one worker.
 pub fn router(ctx: ApiContext) -> Router {
+    let client_max_size = ctx.config().manager.client_max_size.bytes();
     let mut by_path: IndexMap<&'static str, MethodRouter<ApiContext>> = IndexMap::new();
     for route in routes() {
         let policy = RoutePolicy {
             access: route.access,
             gate: route.gate,
         };
+        let body_limit = route.body_limit.unwrap_or(client_max_size);
+        // The body limit comes first: an oversized body is refused before authentication.
         let guarded = route
             .handler
-            .route_layer(middleware::from_fn_with_state((ctx.clone(), policy), guard));
+            .route_layer(middleware::from_fn_with_state((ctx.clone(), policy), guard))
+            .route_layer(axum::extract::DefaultBodyLimit::max(
+                usize::try_from(body_limit).unwrap_or(usize::MAX),
+            ))
+            .route_layer(middleware::from_fn_with_state(
+                body_limit::BodyLimit::new(body_limit),
+                body_limit::limit_body,
+            ));
         let merged = match by_path.shift_remove(route.path) {
             Some(existing) => existing.merge(guarded),
             None => guarded,
@@ -194,9 +214,15 @@ pub fn router(ctx: ApiContext) -> Router {
     };
     let mut router = Router::new();
     for (path, methods) in by_path {
-        let preflight = on(MethodFilter::OPTIONS, cors::preflight).route_layer(
-            middleware::from_fn_with_state((ctx.clone(), preflight_policy), guard),
-        );
+        let preflight = on(MethodFilter::OPTIONS, cors::preflight)
+            .route_layer(middleware::from_fn_with_state(
+                (ctx.clone(), preflight_policy),
+                guard,
+            ))
+            .route_layer(middleware::from_fn_with_state(
+                body_limit::BodyLimit::new(client_max_size),
+                body_limit::limit_body,
+            ));
         router = router.route(path, methods.merge(preflight));
     }
     // One schema per router: the admin routes execute their requests on it.
@@ -341,7 +367,7 @@ async fn admit(
         return Err(ApiError::auth_failed("Unauthorized access"));
     }
     if let Some(caller) = caller {
-        parts.extensions.insert(Arc::new(caller));
+        parts.extensions.insert(caller);
     }
     Ok((Request::from_parts(parts, body), rate_limit))
 }

@@ -5,6 +5,7 @@
 //! the kernels again (`bai-sessions`).
 
 use axum::extract::State;
+use axum::response::Response;
 use bai_scheduler::{Headroom, KnownSlots, Requester, SchedulerError, Slots};
 use http::Method;
 use serde::{Deserialize, Serialize};
@@ -123,10 +124,19 @@ struct Preset {
     resource_slots: SlotStrings,
 }
 
+/// Served from the process's answer cache: the same for every caller, invalidated by every write
+/// of ours and at most `cache::ANSWER_MAX_AGE` old (a change of etcd `config/resource_slots` or a
+/// preset written with psql shows within that).
 async fn list_presets(
     _caller: Authenticated,
     State(ctx): State<ApiContext>,
-) -> Result<PyJson<PresetList>, ApiError> {
+) -> Result<Response, ApiError> {
+    ctx.caches()
+        .json_answer("GET /resource/presets", read_presets(&ctx))
+        .await
+}
+
+async fn read_presets(ctx: &ApiContext) -> Result<PresetList, ApiError> {
     let known = KnownSlots::load(ctx.etcd())
         .await
         .map_err(|error| ApiError::internal("reading etcd config/resource_slots", &error))?;
@@ -145,7 +155,7 @@ async fn list_presets(
             name: preset.name,
         })
         .collect();
-    Ok(PyJson(PresetList { presets }))
+    Ok(PresetList { presets })
 }
 
 // ----- POST /resource/check-presets -----

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use axum::Extension;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bai_db_models::entities::enums::{
     KernelStatus, SessionResult, SessionStatus, SessionType, UserRole,
@@ -40,7 +40,7 @@ use crate::auth::Caller;
 use crate::context::ApiContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::json::{PyJson, json_response};
-use crate::params::{Params, from_value, lenient, non_blank};
+use crate::params::{Params, Path, from_value, lenient, non_blank};
 use crate::version::ApiVersion;
 
 pub(super) fn routes() -> Vec<Route> {

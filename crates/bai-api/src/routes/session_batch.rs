@@ -11,7 +11,7 @@ use std::future::Future;
 use std::pin::Pin;
 
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bai_db_models::entities::enums::KernelStatus;
 use bai_db_models::queries::session_batch::{self, FolderLocation, LOGS_FOLDER};
@@ -29,7 +29,7 @@ use super::{Access, Authenticated, Route, StatusGate};
 use crate::context::ApiContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::json::PyJson;
-use crate::params::Params;
+use crate::params::{Params, Path};
 
 pub(super) fn routes() -> Vec<Route> {
     let task_logs = |method: Method| {

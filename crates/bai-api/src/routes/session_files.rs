@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::multipart::{Field, MultipartError, MultipartRejection};
-use axum::extract::{DefaultBodyLimit, Multipart, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Request, State};
 use axum::handler::Handler;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -29,7 +29,7 @@ use super::{Access, Authenticated, ParamsIn, Route, StatusGate, inline_schema};
 use crate::context::ApiContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::json::PyJson;
-use crate::params::{Params, from_value, non_blank, query_object};
+use crate::params::{Params, Path, from_value, non_blank, query_object};
 
 /// The most files one upload may carry (the reference's count).
 const MAX_UPLOAD_FILES: usize = 20;
@@ -69,6 +69,7 @@ pub(super) fn routes() -> Vec<Route> {
             "session.upload_files",
             upload_files.layer(DefaultBodyLimit::max(UPLOAD_BODY_LIMIT)),
         )
+        .body_limit(UPLOAD_BODY_LIMIT)
         .access(Access::User)
         .gate(StatusGate::ReadAllowed)
         .summary(

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bai_agent_rpc::RpcError;
 use bai_agents::AgentRpcError;
@@ -31,7 +31,7 @@ use crate::auth::Caller;
 use crate::context::ApiContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::json::PyJson;
-use crate::params::Params;
+use crate::params::{Params, Path};
 
 pub(super) fn routes() -> Vec<Route> {
     vec![
@@ -406,7 +406,7 @@ pub(super) fn agent_error(error: &AgentRpcError) -> ApiError {
     }
 }
 
-pub(super) fn unexpected_agent_error() -> ApiError {
+fn unexpected_agent_error() -> ApiError {
     ApiError::agent(
         ErrorKind::KernelExecutionFailed,
         json!({"type": AGENT_FAILURE, "title": "Unexpected exception ocurred."}),

@@ -89,11 +89,11 @@ pub fn openapi_document() -> Value {
         if route.access != Access::Anonymous {
             operation.insert("security".into(), json!([{"TokenAuth": []}]));
         }
-        let mut parameters = Vec::new();
+        let mut parameters = path_parameters(route.path);
         if let Some((location, schema)) = route.params {
             let schema = schema().to_value();
             match location {
-                ParamsIn::Query => parameters = query_parameters(&schema),
+                ParamsIn::Query => parameters.extend(query_parameters(&schema)),
                 ParamsIn::Body => {
                     operation.insert(
                         "requestBody".into(),
@@ -168,6 +168,21 @@ fn preconditions(access: Access, gate: StatusGate) -> String {
     }
 }
 
+/// One required string parameter per `{name}` segment of a route's path.
+fn path_parameters(path: &str) -> Vec<Value> {
+    path.split('/')
+        .filter_map(|segment| segment.strip_prefix('{')?.strip_suffix('}'))
+        .map(|name| {
+            json!({
+                "name": name,
+                "in": "path",
+                "required": true,
+                "schema": {"type": "string"},
+            })
+        })
+        .collect()
+}
+
 /// One query parameter per property of an object schema.
 fn query_parameters(schema: &Value) -> Vec<Value> {
     let required: Vec<&str> = schema["required"]
@@ -228,5 +243,9 @@ mod tests {
         assert_eq!(body["required"][0], "echo");
         assert!(body.get("$schema").is_none(), "{body}");
         assert_eq!(document["paths"]["/"]["get"].get("security"), None);
+        let session = &document["paths"]["/session/{session_name}"]["get"]["parameters"][0];
+        assert_eq!(session["name"], "session_name");
+        assert_eq!(session["in"], "path");
+        assert_eq!(session["required"], true);
     }
 }

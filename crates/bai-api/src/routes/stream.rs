@@ -24,9 +24,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 
 use axum::Extension;
+use axum::extract::State;
 use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path, State};
 use axum::response::Response;
 use bai_agent_rpc::PtyStreams;
 use bai_db_models::entities::{kernels, sessions};
@@ -42,6 +42,7 @@ use super::{Access, Authenticated, Route, StatusGate};
 use crate::context::ApiContext;
 use crate::error::{ApiError, ErrorKind};
 use crate::json::{PyJson, to_python_json};
+use crate::params::Path;
 use crate::version::ApiVersion;
 
 pub(super) fn routes() -> Vec<Route> {

@@ -232,6 +232,9 @@ async fn an_inactive_users_keypair_does_not_authenticate() {
             ))
             .await
             .expect("changing the user's status");
+        // As an announced write of ours would (a plain UPDATE is only seen after the signer
+        // cache's age bound).
+        api.ctx.caches().invalidation().invalidate();
         api.send(request())
             .await
             .assert_problem(401, "auth-failed", Some("User is not active"));

@@ -24,9 +24,11 @@ impl Api {
     /// The router of one worker on `cluster` (whose etcd the test may have written first).
     pub async fn on(cluster: TestCluster) -> Api {
         let ctx = cluster.context().await;
-        bai_stores::register_node(ctx.etcd(), "i-test")
+        let status = bai_stores::register_node(ctx.etcd(), "i-test")
             .await
             .expect("registering the test node");
+        // As the server does after registering: seen at once, not when the watch brings it.
+        ctx.stores().note_manager_status(status);
         let router = bai_api::router(ctx.clone());
         Api {
             cluster,

@@ -95,6 +95,9 @@ async fn presets_are_listed_with_known_slots_only() {
             .await
             .expect("etcd put");
     }
+    // The list is the same for every caller and served from the answer cache: a change in etcd
+    // shows once the cached answer is older than its bound.
+    tokio::time::sleep(bai_api::cache::ANSWER_MAX_AGE).await;
     // Not gated: a frozen manager still lists presets.
     api.ctx
         .set_manager_status(ManagerStatus::Frozen)
