@@ -629,7 +629,9 @@ fn check_samples(samples: &[Sample], phases: &mut [Phase]) -> Vec<String> {
     for phase in phases.iter_mut() {
         let mut in_phase: Vec<&Sample> = samples
             .iter()
-            .filter(|s| s.sent >= phase.begun && s.sent < phase.ended)
+            // By when the answer came: a request sent just before a stop and answered during the
+            // outage tells of the outage.
+            .filter(|s| (s.sent + s.latency) >= phase.begun && (s.sent + s.latency) < phase.ended)
             .collect();
         in_phase.sort_by_key(|s| s.sent);
         for sample in &in_phase {

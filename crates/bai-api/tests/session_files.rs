@@ -182,12 +182,9 @@ async fn file_routes_follow_the_reference() {
     padded.extend_from_slice(b"\r\n");
     padded.extend_from_slice(&form(&[("name=\"src\"; filename=\"a.txt\"", b"x")]));
     upload_body(&api, "files-a", padded).await.assert_problem(
-        400,
-        "invalid-api-params",
-        Some(
-            "The upload body exceeds 22020096 bytes (20 files smaller than 1 MiB each and their \
-             headers)",
-        ),
+        413,
+        "generic-bad-request",
+        Some("The request body exceeds the limit of 22020096 bytes"),
     );
     // A filename in raw UTF-8, as browsers send it.
     let utf8 = upload(&api, "files-a", &[("데이터.txt", b"x")]).await;
