@@ -35,7 +35,9 @@ use super::Scratch;
 use super::bench_config;
 use super::peers::{AgentSim, AgentToml, agent_config};
 use super::scheduler::{Tools, session_body, statuses, wait_for_agents};
-use super::server::{RunningServer, Server, free_ports, http_request, signed_headers};
+use super::server::{
+    RunningServer, Server, free_ports, http_request, install_guide_etcd, signed_headers,
+};
 use crate::halfstack::{self, Layout, Ports, Service};
 use crate::{apt, cmd, consts, sys};
 
@@ -328,7 +330,7 @@ fn prepare(scratch: &Scratch, cli: &Path, port: u16) -> Result<PathBuf> {
             .arg("UPDATE keypair_resource_policies SET max_concurrent_sessions = 100"),
     )?;
     let tree = scratch.0.join("faults-etcd.json");
-    std::fs::write(&tree, etcd_tree().to_string())
+    std::fs::write(&tree, install_guide_etcd(PORTS.redis).to_string())
         .with_context(|| format!("cannot write {}", tree.display()))?;
     cmd::run(&mut with_config(&[
         "etcd",
@@ -349,36 +351,6 @@ fn image_fixture() -> serde_json::Value {
         "type": "COMPUTE", "labels": {"ai.backend.service-ports": "jupyter:http:8080"},
         "resources": {"cpu": {"min": "1", "max": null}, "mem": {"min": "256m", "max": null}},
     }]})
-}
-
-/// The install guide's etcd keys, Redis being the private one.
-fn etcd_tree() -> serde_json::Value {
-    serde_json::json!({
-        "config": {
-            "redis": {
-                "addr": format!("{}:{}", consts::HOST, PORTS.redis),
-                "password": consts::REDIS_PASSWORD,
-            },
-            "docker": {
-                "image": {"auto_pull": "tag"},
-                "registry": {
-                    "cr.backend.ai": {"": "https://cr.backend.ai", "type": "harbor2", "project": "stable"},
-                },
-            },
-        },
-        "volumes": {
-            "_types": {"group": "", "user": ""},
-            "default_host": "bai-m1:local",
-            "proxies": {
-                "bai-m1": {
-                    "client_api": "http://127.0.0.1:6021",
-                    "manager_api": "http://127.0.0.1:6022",
-                    "secret": "secure-token-to-authenticate-manager-request",
-                    "ssl_verify": "false",
-                },
-            },
-        },
-    })
 }
 
 /// The agent's etcd: the private one.

@@ -27,7 +27,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 
 use super::Scratch;
-use super::scheduler::{admit_sessions, post_json, session_body};
+use super::scheduler::{admit_sessions, built_binary, post_json, session_body};
 use super::server::{Deployment, RunningServer, Server, free_ports};
 use crate::{cmd, consts, venv, workspace_root};
 
@@ -175,18 +175,9 @@ pub fn run(args: Args) -> Result<()> {
 
 /// The binaries already built in `dir`.
 fn binaries_in(dir: &Path) -> Result<Binaries> {
-    let binary = |name: &str| {
-        let path = std::path::absolute(dir.join(name))
-            .with_context(|| format!("--binaries {}", dir.display()))?;
-        if path.is_file() {
-            Ok(path)
-        } else {
-            bail!("--binaries {}: no {name} there", dir.display())
-        }
-    };
     Ok(Binaries {
-        cli: binary("manager-cli")?,
-        server: binary("manager-server")?,
+        cli: built_binary(dir, "manager-cli")?,
+        server: built_binary(dir, "manager-server")?,
     })
 }
 

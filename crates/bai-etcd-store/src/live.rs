@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -217,34 +217,38 @@ where
 /// under `manager/`), for values read on every request. Cheap to clone: clones share the values.
 #[derive(Clone, Debug)]
 pub struct LiveKeys {
-    values: Arc<watch::Sender<BTreeMap<&'static str, String>>>,
+    values: Arc<RwLock<BTreeMap<&'static str, String>>>,
 }
 
 impl LiveKeys {
-    /// Keys that change only by [`LiveKeys::note`] (an embedder's or a test's that does not
-    /// follow etcd).
-    pub fn fixed(values: BTreeMap<&'static str, String>) -> LiveKeys {
+    fn new(values: BTreeMap<&'static str, String>) -> LiveKeys {
         LiveKeys {
-            values: Arc::new(watch::Sender::new(values)),
+            values: Arc::new(RwLock::new(values)),
         }
     }
 
     /// The value of `key` now; `None` when it is absent (or not one of the keys followed).
     pub fn get(&self, key: &str) -> Option<String> {
-        self.values.borrow().get(key).cloned()
+        self.read().get(key).cloned()
     }
 
     /// Takes a value this process just wrote to etcd (`None`: deleted) at once, without waiting
     /// for the watch to bring it back.
     pub fn note(&self, key: &'static str, value: Option<String>) {
-        self.values.send_modify(|values| match value {
-            Some(value) => {
-                values.insert(key, value);
-            }
-            None => {
-                values.remove(key);
-            }
-        });
+        let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
+        match value {
+            Some(value) => values.insert(key, value),
+            None => values.remove(key),
+        };
+    }
+
+    fn replace(&self, values: BTreeMap<&'static str, String>) {
+        *self.values.write().unwrap_or_else(PoisonError::into_inner) = values;
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<&'static str, String>> {
+        // Plain values: a panic elsewhere cannot leave them inconsistent.
+        self.values.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -265,7 +269,7 @@ impl KeysWatcher {
         prefix: &'static str,
         keys: &'static [&'static str],
     ) -> Result<(LiveKeys, KeysWatcher), EtcdError> {
-        let live = LiveKeys::fixed(read_keys(&store, keys).await?);
+        let live = LiveKeys::new(read_keys(&store, keys).await?);
         Ok((
             live.clone(),
             KeysWatcher {
@@ -290,13 +294,7 @@ impl KeysWatcher {
 
     async fn refresh(&self) -> Result<(), EtcdError> {
         let values = read_keys(&self.store, self.keys).await?;
-        self.live.values.send_if_modified(|current| {
-            if *current == values {
-                return false;
-            }
-            *current = values;
-            true
-        });
+        self.live.replace(values);
         Ok(())
     }
 }

@@ -43,7 +43,7 @@ pub struct Stores {
     pub db: DatabaseConnection,
     pub redis: Redis,
     /// The manager status and the announcement, kept current from etcd's watch; `None` when the
-    /// caller made the parts itself and gave none (they are then read from etcd when asked).
+    /// caller made the parts itself (they are then read from etcd when asked).
     manager_keys: Option<LiveKeys>,
     /// Stops following etcd (the configuration and the Redis it names); `None` when the caller
     /// made the parts itself.
@@ -114,13 +114,6 @@ impl Stores {
             manager_keys: None,
             following: None,
         }
-    }
-
-    /// Serves the manager status and the announcement from `keys` (a [`KeysWatcher`] of
-    /// `manager/` the caller runs) instead of reading etcd each time.
-    pub fn with_manager_keys(mut self, keys: LiveKeys) -> Stores {
-        self.manager_keys = Some(keys);
-        self
     }
 
     /// The manager status in etcd `manager/status` (a missing or unknown value reads as

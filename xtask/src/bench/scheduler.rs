@@ -266,20 +266,22 @@ impl Tools {
 
     /// The binaries already built in `dir` (`--binaries DIR`).
     pub(super) fn built_in(dir: &Path) -> Result<Tools> {
-        let binary = |name: &str| {
-            let path = std::path::absolute(dir.join(name))
-                .with_context(|| format!("--binaries {}", dir.display()))?;
-            if path.is_file() {
-                Ok(path)
-            } else {
-                bail!("--binaries {}: no {name} there", dir.display())
-            }
-        };
         Ok(Tools {
-            cli: binary("manager-cli")?,
-            server: binary("manager-server")?,
-            agent_sim: binary("agent-sim")?,
+            cli: built_binary(dir, "manager-cli")?,
+            server: built_binary(dir, "manager-server")?,
+            agent_sim: built_binary(dir, "agent-sim")?,
         })
+    }
+}
+
+/// The program `name` already built in `dir` (`--binaries DIR`), as an absolute path.
+pub(super) fn built_binary(dir: &Path, name: &str) -> Result<PathBuf> {
+    let path = std::path::absolute(dir.join(name))
+        .with_context(|| format!("--binaries {}", dir.display()))?;
+    if path.is_file() {
+        Ok(path)
+    } else {
+        bail!("--binaries {}: no {name} there", dir.display())
     }
 }
 

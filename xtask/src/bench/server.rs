@@ -467,8 +467,11 @@ impl Deployment {
                 .arg(format!("UPDATE keypairs SET rate_limit = {RATE_LIMIT}")),
         )?;
         let tree = scratch.0.join(format!("{}-etcd.json", server.label));
-        std::fs::write(&tree, serde_json::to_string(&install_guide_etcd())?)
-            .with_context(|| format!("cannot write {}", tree.display()))?;
+        std::fs::write(
+            &tree,
+            serde_json::to_string(&install_guide_etcd(consts::REDIS_PORT))?,
+        )
+        .with_context(|| format!("cannot write {}", tree.display()))?;
         cmd::run(&mut with_config(&[
             "etcd",
             "put-json",
@@ -498,14 +501,14 @@ impl Drop for Deployment {
     }
 }
 
-/// The install guide's `etcd put`s against the halfstack, as one tree for `etcd put-json ""`:
-/// Redis, the container registry and the storage proxy (which the server validates at start-up
-/// but does not call for these routes).
-fn install_guide_etcd() -> serde_json::Value {
+/// The install guide's `etcd put`s, as one tree for `etcd put-json ""`: Redis (the halfstack's,
+/// or another on `redis_port`), the container registry and the storage proxy (which the server
+/// validates at start-up but does not call for these routes).
+pub(super) fn install_guide_etcd(redis_port: u16) -> serde_json::Value {
     serde_json::json!({
         "config": {
             "redis": {
-                "addr": format!("{}:{}", consts::HOST, consts::REDIS_PORT),
+                "addr": format!("{}:{}", consts::HOST, redis_port),
                 "password": consts::REDIS_PASSWORD,
             },
             "docker": {
