@@ -38,6 +38,13 @@ pub fn run(dir: halfstack::Dir) -> Result<ExitCode> {
         }
     }
 
+    // The WebUI test (manager-server tests/it/webui.rs) keeps a screenshot of every page it
+    // visited, also when it failed; CI uploads the folder as an artifact.
+    let screenshots = crate::target_dir().join("tmp").join("webui-screenshots");
+    if screenshots.is_dir() {
+        println!("==> WebUI screenshots: {}", screenshots.display());
+    }
+
     if started.is_empty() {
         println!("==> halfstack: leaving it running (this run started none of it)");
     } else {
@@ -64,6 +71,7 @@ fn setup(layout: &Layout, started: &mut Vec<halfstack::Service>, failed: &mut Ve
     let packages: Vec<&str> = consts::BUILD_PACKAGES
         .iter()
         .chain(consts::HALFSTACK_PACKAGES)
+        .chain(consts::TEST_PACKAGES)
         .copied()
         .collect();
     step("Debian packages", failed, || apt::ensure(&packages))

@@ -58,6 +58,9 @@ pub const BUILD_PACKAGES: &[&str] = &[
     "libsodium-dev",
     "libzmq3-dev",
 ];
+/// Debian packages the tests drive besides the halfstack: the browser the WebUI test runs in
+/// (Playwright is pointed at `/usr/bin/chromium`; it downloads no browser of its own).
+pub const TEST_PACKAGES: &[&str] = &["chromium"];
 
 /// Folder of `cargo xtask halfstack` data, relative to the workspace root.
 pub const HALFSTACK_DIR: &str = ".halfstack";

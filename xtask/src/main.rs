@@ -33,6 +33,7 @@ mod registry;
 mod sys;
 mod up;
 mod venv;
+mod webui;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -80,6 +81,8 @@ enum Task {
     /// Fuzz every REST operation (all methods) and random GraphQL documents, signed, against one
     /// manager-server: no 5xx, every error a problem+json of the reference's types.
     Fuzz(bench::fuzz::Args),
+    /// The WebUI 24.03 (backend.ai-webserver) on :8090 in front of the server `up` runs on :8081.
+    Webui,
 }
 
 fn main() -> ExitCode {
@@ -96,6 +99,7 @@ fn main() -> ExitCode {
         Task::Faults(args) => bench::faults::run(args).map(|()| ExitCode::SUCCESS),
         Task::Man(args) => man::run(args).map(|()| ExitCode::SUCCESS),
         Task::Fuzz(args) => bench::fuzz::run(args).map(|()| ExitCode::SUCCESS),
+        Task::Webui => webui::run().map(|()| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,

@@ -41,6 +41,13 @@ pub const VENVS: &[Venv] = &[
         python: "3.12.1",
         packages: &["backend.ai-agent==24.3.11"],
     },
+    // The WebUI test: the real web server, whose wheel bundles the WebUI 24.03, in front of our
+    // server, and Playwright driving Debian's Chromium through it.
+    Venv {
+        name: "webui",
+        python: "3.12.1",
+        packages: &["backend.ai-webserver==24.3.11", "playwright==1.65.3"],
+    },
     // `cargo xtask fuzz`: schemathesis (with hypothesis-graphql) against the server's API.
     Venv {
         name: "fuzz",

@@ -3,11 +3,11 @@
 //! the event stream (one of the `manager` group). Worker 0 also registers the node in etcd under
 //! `[manager] id`, bound to a lease it keeps alive (and revokes when it stops), checks for lost
 //! agents, trims the stream, scans for hung sessions, runs the global timers (`bai-locks`:
-//! `do_schedule`, `do_prepare`, `do_idle_check`, `do_log_cleanup`), follows the changes other
-//! processes announce for the API's caches (shared by the workers) and writes the call statistics
-//! the workers count. Each worker keeps its own agent RPC
-//! connections (`AgentRpcCache`), shared by its registry and API, and its own event feed for the
-//! API's server-sent events (a subscriber of the bus).
+//! `do_schedule`, `do_prepare`, `do_scale`, `do_idle_check`, `do_log_cleanup`), follows the
+//! changes other processes announce for the API's caches (shared by the workers) and writes the
+//! call statistics the workers count. Each worker keeps its own agent RPC connections
+//! (`AgentRpcCache`), shared by its registry and API, and its own event feed for the API's
+//! server-sent events (a subscriber of the bus).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -243,6 +243,29 @@ impl bai_server::App for Manager {
                 },
             );
         }
+        // Model services: every worker creates the sessions of the routes it consumes; the
+        // rounds run on the `do_scale` it consumes (worker 0's global timer produces them).
+        let scaler = Arc::new(bai_sessions::Scaler::new(
+            stores.db.clone(),
+            stores.etcd.clone(),
+            EventProducer::new(stores.redis.stream.clone()),
+            bai_sessions::Destroyer::new(
+                stores.db.clone(),
+                EventProducer::new(stores.redis.stream.clone()),
+                stores.redis.stat.clone(),
+                Arc::clone(&agent_rpc),
+            ),
+        ));
+        let (scale_trigger, scale_bursts) = bai_sessions::scale_triggers();
+        bai_sessions::scale_handlers(&scaler, &scale_trigger, &mut handlers);
+        tasks.spawn(
+            "scaler",
+            Criticality::Essential,
+            move |shutdown| async move {
+                bai_sessions::run_scaler(scaler, scale_bursts, shutdown).await;
+                Ok::<(), Infallible>(())
+            },
+        );
         tasks.spawn(
             "session-dispatcher",
             Criticality::Essential,

@@ -43,6 +43,21 @@ async fn start(label: &str, version: &str) -> (Sim, Connection) {
     (sim, connection)
 }
 
+/// Appends the console items of `result`, an answer of `execute` for `run_id`, to `stdout` and
+/// `stderr`.
+fn append_console(result: &Value, run_id: &str, stdout: &mut String, stderr: &mut String) {
+    assert_eq!(map_get(result, "runId"), &Value::from(run_id));
+    for item in map_get(result, "console").as_array().expect("console") {
+        let item = item.as_array().expect("a console item");
+        let text = item[1].as_str().expect("text");
+        match item[0].as_str() {
+            Some("stdout") => stdout.push_str(text),
+            Some("stderr") => stderr.push_str(text),
+            other => panic!("console item of {other:?}"),
+        }
+    }
+}
+
 /// The `status` of an answer of `execute`.
 fn status(answer: &Value) -> &str {
     map_get(answer, "status").as_str().expect("status")
@@ -188,16 +203,7 @@ impl Kernel {
         let mut result = first;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            assert_eq!(map_get(&result, "runId"), &Value::from(run_id));
-            for item in map_get(&result, "console").as_array().expect("console") {
-                let item = item.as_array().expect("a console item");
-                let text = item[1].as_str().expect("text");
-                match item[0].as_str() {
-                    Some("stdout") => stdout.push_str(text),
-                    Some("stderr") => stderr.push_str(text),
-                    other => panic!("console item of {other:?}"),
-                }
-            }
+            append_console(&result, run_id, &mut stdout, &mut stderr);
             answers.push(result.clone());
             if status(&result) == "finished" {
                 return (answers, stdout, stderr, result);
@@ -208,6 +214,34 @@ impl Kernel {
                 answers.iter().map(status).collect::<Vec<_>>()
             );
             result = self.resume(connection, run_id, flush_timeout).await;
+        }
+    }
+
+    /// `continue` (waiting up to 0.5 s for output) from `first` until the run's stdout holds
+    /// `text`, every answer `continued`: the stdout and stderr so far. A signal sent after this
+    /// finds the child past its setup (Python's SIGINT handler installed, a shell's trap set),
+    /// however slowly a loaded machine started it.
+    async fn until_printed(
+        &self,
+        connection: &Connection,
+        first: Value,
+        run_id: &str,
+        text: &str,
+    ) -> (String, String) {
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        let mut result = first;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert_eq!(status(&result), "continued", "{result}");
+            append_console(&result, run_id, &mut stdout, &mut stderr);
+            if stdout.contains(text) {
+                return (stdout, stderr);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{text:?} not printed within 30 s: {stdout:?} {stderr:?}"
+            );
+            result = self.resume(connection, run_id, 0.5).await;
         }
     }
 
@@ -408,25 +442,36 @@ async fn interrupt_stops_the_run_and_destroy_kills_it() {
             0.5,
         )
         .await;
-    assert_eq!(map_get(&result, "status"), &Value::from("continued"));
+    let (printed, _) = python
+        .until_printed(&connection, result, "sleepy", "start\n")
+        .await;
     let started = Instant::now();
     assert_eq!(
         python.call(&connection, "interrupt_kernel", vec![]).await,
         Value::Nil
     );
+    let result = python.resume(&connection, "sleepy", 0.5).await;
     let (_, stdout, stderr, result) = python.until_finished(&connection, result, "sleepy").await;
     assert!(started.elapsed() < Duration::from_secs(10));
-    assert_eq!(stdout, "start\n");
+    assert_eq!(printed + &stdout, "start\n");
     assert!(stderr.contains("KeyboardInterrupt"), "{stderr}");
     assert_ne!(map_get(&result, "exitCode"), &Value::from(0));
 
     // A shell ignoring SIGINT is killed after the grace period.
     let shell = create(&connection, SHELL_IMAGE, None).await;
     let result = shell
-        .query(&connection, "stubborn", "trap '' INT; sleep 60", 0.3)
+        .query(
+            &connection,
+            "stubborn",
+            "trap '' INT; echo trapped; sleep 60",
+            0.3,
+        )
         .await;
-    assert_eq!(map_get(&result, "status"), &Value::from("continued"));
+    shell
+        .until_printed(&connection, result, "stubborn", "trapped\n")
+        .await;
     shell.call(&connection, "interrupt_kernel", vec![]).await;
+    let result = shell.resume(&connection, "stubborn", 0.5).await;
     let (_, _, _, result) = shell.until_finished(&connection, result, "stubborn").await;
     assert_eq!(map_get(&result, "exitCode"), &Value::from(-9));
 
@@ -446,14 +491,19 @@ async fn interrupt_stops_the_run_and_destroy_kills_it() {
 
     // Destroying a kernel kills its run (and the grandchildren) and removes its folder.
     let marker = sim.scratch.join("grandchild-alive");
-    let code = format!("(sleep 3; touch {}) & sleep 60", marker.display());
+    let code = format!(
+        "(sleep 5; touch {}) & echo forked; sleep 60",
+        marker.display()
+    );
     let result = shell.query(&connection, "doomed", &code, 0.3).await;
-    assert_eq!(map_get(&result, "status"), &Value::from("continued"));
+    shell
+        .until_printed(&connection, result, "doomed", "forked\n")
+        .await;
     let work = sim.scratch.join(&sim.id).join(shell.kernel.to_string());
     assert!(work.join("work").is_dir());
     shell.destroy(&connection).await;
     assert!(!work.exists(), "the scratch folder is removed");
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
     assert!(!marker.exists(), "the run's process group was killed");
     sim.stop().await;
 }

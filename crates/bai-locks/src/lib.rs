@@ -29,7 +29,7 @@ pub use error::LockError;
 pub use factory::{LockFactory, LockGuard, lock_ttl};
 pub use timer::{
     GlobalTimer, IDLE_CHECK_EVERY, LOG_CLEANUP_AFTER, LOG_CLEANUP_EVERY, PREPARE_AFTER,
-    PREPARE_EVERY, SCHEDULE_EVERY, manager_timers, run_timers,
+    PREPARE_EVERY, SCALE_AFTER, SCALE_EVERY, SCHEDULE_EVERY, manager_timers, run_timers,
 };
 
 use std::fmt;

@@ -16,6 +16,9 @@ pub const SCHEDULE_EVERY: Duration = Duration::from_secs(10);
 /// `do_prepare`: lock 192, every 10 s after 5 s.
 pub const PREPARE_EVERY: Duration = Duration::from_secs(10);
 pub const PREPARE_AFTER: Duration = Duration::from_secs(5);
+/// `do_scale` (`SchedulerDispatcher`): lock 193, every 10 s after 7 s.
+pub const SCALE_EVERY: Duration = Duration::from_secs(10);
+pub const SCALE_AFTER: Duration = Duration::from_secs(7);
 /// `do_idle_check` (`IdleCheckerHost`): lock 196, every 15 s.
 pub const IDLE_CHECK_EVERY: Duration = Duration::from_secs(15);
 /// `do_log_cleanup` (`api/logs.py`): lock 195, every 20 s after 17 s.
@@ -93,8 +96,7 @@ impl GlobalTimer {
 }
 
 /// The manager's global timers, as the reference runs them in every process: `do_schedule`,
-/// `do_prepare`, `do_idle_check` and `do_log_cleanup`, each on its lock. (`do_scale`, lock 193,
-/// is left out while nothing consumes it: model serving is not there yet.)
+/// `do_prepare`, `do_scale`, `do_idle_check` and `do_log_cleanup`, each on its lock.
 pub fn manager_timers(locks: &LockFactory, producer: &EventProducer) -> Vec<GlobalTimer> {
     let timer = |lock_id, event, interval| {
         GlobalTimer::new(locks.clone(), lock_id, producer.clone(), event, interval)
@@ -103,6 +105,7 @@ pub fn manager_timers(locks: &LockFactory, producer: &EventProducer) -> Vec<Glob
         timer(LockId::SCHEDULE_TIMER, Event::DoSchedule, SCHEDULE_EVERY),
         timer(LockId::PREPARE_TIMER, Event::DoPrepare, PREPARE_EVERY)
             .with_initial_delay(PREPARE_AFTER),
+        timer(LockId::SCALE_TIMER, Event::DoScale, SCALE_EVERY).with_initial_delay(SCALE_AFTER),
         timer(
             LockId::IDLE_CHECK_TIMER,
             Event::DoIdleCheck,

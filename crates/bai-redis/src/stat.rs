@@ -44,6 +44,20 @@ fn container_count_key(agent_id: &str) -> String {
     format!("container_count.{agent_id}")
 }
 
+/// How many keys one `MGET` of live statistics asks for.
+const LIVE_STATS_PER_ROUND_TRIP: usize = 1_000;
+
+/// Live statistics as agents write them (msgpack); `None`, logged, when they cannot be decoded.
+fn decode_live_stat(key: &str, bytes: &[u8]) -> Option<serde_json::Value> {
+    match rmp_serde::from_slice(bytes) {
+        Ok(stats) => Some(stats),
+        Err(error) => {
+            tracing::warn!(key, %error, "unreadable live statistics in Redis");
+            None
+        }
+    }
+}
+
 /// Database 0.
 #[derive(Clone, Debug)]
 pub struct StatDb {
@@ -150,15 +164,29 @@ impl StatDb {
     /// or kernel id, msgpack). `None` when there are none, or when they cannot be decoded (logged).
     pub async fn live_stat(&self, id: &str) -> Result<Option<serde_json::Value>, RedisError> {
         let packed: Option<Vec<u8>> = self.client().get(id).await.map_err(RedisError::in_db(DB))?;
-        Ok(
-            packed.and_then(|bytes| match rmp_serde::from_slice(&bytes) {
-                Ok(stats) => Some(stats),
-                Err(error) => {
-                    tracing::warn!(key = id, %error, "unreadable live statistics in Redis");
-                    None
-                }
-            }),
-        )
+        Ok(packed.and_then(|bytes| decode_live_stat(id, &bytes)))
+    }
+
+    /// [`live_stat`](Self::live_stat) of each of `ids`, in their order, in one round trip per
+    /// thousand keys (the usage reports read them for every kernel of a period).
+    pub async fn live_stats(
+        &self,
+        ids: &[String],
+    ) -> Result<Vec<Option<serde_json::Value>>, RedisError> {
+        let mut stats = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(LIVE_STATS_PER_ROUND_TRIP) {
+            let packed: Vec<fred::types::Value> = self
+                .client()
+                .mget(chunk.to_vec())
+                .await
+                .map_err(RedisError::in_db(DB))?;
+            stats.extend(chunk.iter().zip(packed).map(|(id, value)| {
+                value
+                    .as_bytes()
+                    .and_then(|bytes| decode_live_stat(id, bytes))
+            }));
+        }
+        Ok(stats)
     }
 
     /// How many containers an agent runs (`container_count.{agent}`); 0 when unset.

@@ -22,6 +22,10 @@
 //! [`idle_check_report`] reads back what they reported.
 //! A BATCH session's command is started on its agent when it becomes RUNNING ([`trigger_batch`],
 //! 24.03 agents only); [`BatchResults`] records how it ended and destroys the session.
+//! [`Scaler`] keeps each model-service endpoint's number of INFERENCE sessions on `do_scale`
+//! (routes created and their sessions enqueued, extra sessions destroyed, endpoints being
+//! destroyed marked DESTROYED once their sessions are gone) and moves the routes with their
+//! sessions' events and the agents' health reports.
 //! [`feed`] carries the bus's session, kernel and background-task events to the API's
 //! server-sent-event clients: each session's labels read once, one bounded ring per worker.
 //!
@@ -41,6 +45,7 @@ mod hang;
 mod idle;
 mod lifecycle;
 mod restart;
+mod scale;
 mod schedule;
 mod start;
 pub mod status;
@@ -65,5 +70,9 @@ pub use lifecycle::{
     recompute_agent_occupancy,
 };
 pub use restart::{KernelRestart, RestartError, RestartReport, Restarter};
+pub use scale::{
+    CreationFailure, SERVICE_MAX_RETRIES, SERVICE_SCALED_DOWN, ScaleError, ScaleRound, Scaler,
+    run_scaler, scale_handlers, scale_triggers,
+};
 pub use schedule::{ScheduleError, ScheduleReport, Scheduler};
 pub use start::{CLAIM_TTL, DEFAULT_CREATE_TIMEOUT, STALL_GRACE, StartError, Starter};

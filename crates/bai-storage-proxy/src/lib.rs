@@ -5,7 +5,9 @@
 //! status line).
 //!
 //! Only what the manager uses so far: fetching a file of a folder as a stream of chunks
-//! (`folder/file/fetch`, for the task logs).
+//! (`folder/file/fetch`, for the task logs), listing every proxy's volumes (`volumes`) and a
+//! volume's file system usage (`folder/fs-usage`), for the vfolder host listings; a quota scope's
+//! usage and limit (`GET`/`PATCH quota-scope`, `DELETE quota-scope/quota`), for GraphQL.
 //!
 //! It must not know HTTP serving, SQL or which folder a user may read (callers resolve the
 //! folder); it never logs or shows a proxy's secret.
@@ -16,6 +18,7 @@ use bai_etcd_store::shared_config::StorageProxy;
 use bytes::Bytes;
 use futures_util::Stream;
 use indexmap::IndexMap;
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 /// The header a storage proxy authenticates the manager by.
@@ -65,6 +68,35 @@ pub enum StorageError {
         proxy: String,
         source: reqwest::Error,
     },
+    /// A 2xx answer whose body is not what the call expects.
+    #[error("storage proxy {proxy}: unexpected answer to {call}: {detail}")]
+    Malformed {
+        proxy: String,
+        call: &'static str,
+        detail: String,
+    },
+}
+
+/// One volume of a proxy, as its `GET volumes` lists it (other keys are ignored).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct VolumeInfo {
+    pub name: String,
+    pub backend: String,
+    pub path: String,
+    pub fsprefix: String,
+    pub capabilities: Vec<String>,
+}
+
+/// A volume's file system usage (`folder/fs-usage`), in bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct FsUsage {
+    pub used_bytes: u64,
+    pub capacity_bytes: u64,
+}
+
+#[derive(Deserialize)]
+struct VolumeList {
+    volumes: Vec<VolumeInfo>,
 }
 
 /// `proxy:volume` split as the reference's `split_host` does (everything after the first `:`
@@ -133,16 +165,70 @@ impl StorageProxies {
     ) -> Result<FileStream, StorageError> {
         let (proxy_name, volume) = split_host(host);
         let body = json!({"volume": volume, "vfid": vfid, "relpath": relpath});
-        let response = self.request(proxy_name, "folder/file/fetch", &body).await?;
+        let response = self
+            .request(
+                reqwest::Method::POST,
+                proxy_name,
+                "folder/file/fetch",
+                &body,
+            )
+            .await?;
         Ok(FileStream {
             proxy: proxy_name.to_owned(),
             response,
         })
     }
 
-    /// `POST {manager_api}/{path}` with `body` as JSON; a non-2xx answer is an error.
+    /// `GET volumes` on every proxy at once (the reference's `get_all_volumes`): each volume with
+    /// the name of its proxy, proxy by proxy in etcd's order. One proxy that cannot be reached or
+    /// answers non-2xx fails the whole listing, as in the reference.
+    pub async fn all_volumes(&self) -> Result<Vec<(String, VolumeInfo)>, StorageError> {
+        let listings = self.proxies.keys().map(|name| async move {
+            let response = self
+                .request(reqwest::Method::GET, name, "volumes", &Value::Null)
+                .await?;
+            let listing: VolumeList =
+                response
+                    .json()
+                    .await
+                    .map_err(|source| StorageError::Malformed {
+                        proxy: name.clone(),
+                        call: "GET volumes",
+                        detail: source.to_string(),
+                    })?;
+            Ok::<_, StorageError>(
+                listing
+                    .volumes
+                    .into_iter()
+                    .map(|volume| (name.clone(), volume))
+                    .collect::<Vec<_>>(),
+            )
+        });
+        let listings = futures_util::future::try_join_all(listings).await?;
+        Ok(listings.into_iter().flatten().collect())
+    }
+
+    /// `GET folder/fs-usage` of `volume` on the proxy `proxy_name`.
+    pub async fn fs_usage(&self, proxy_name: &str, volume: &str) -> Result<FsUsage, StorageError> {
+        let body = json!({ "volume": volume });
+        let response = self
+            .request(reqwest::Method::GET, proxy_name, "folder/fs-usage", &body)
+            .await?;
+        response
+            .json()
+            .await
+            .map_err(|source| StorageError::Malformed {
+                proxy: proxy_name.to_owned(),
+                call: "GET folder/fs-usage",
+                detail: source.to_string(),
+            })
+    }
+
+    /// `{method} {manager_api}/{path}`, with `body` as JSON unless it is `null`; a non-2xx answer
+    /// is an error.
     async fn request(
         &self,
+        method: reqwest::Method,
         proxy_name: &str,
         path: &str,
         body: &Value,
@@ -151,11 +237,14 @@ impl StorageProxies {
             .proxies
             .get(proxy_name)
             .ok_or_else(|| StorageError::UnknownProxy(proxy_name.to_owned()))?;
-        let response = proxy
+        let mut request = proxy
             .client
-            .post(format!("{}/{path}", proxy.manager_api))
+            .request(method, format!("{}/{path}", proxy.manager_api));
+        if !body.is_null() {
+            request = request.json(body);
+        }
+        let response = request
             .header(AUTH_TOKEN_HEADER, &proxy.secret)
-            .json(body)
             .send()
             .await
             .map_err(|source| StorageError::Unreachable {
@@ -168,6 +257,72 @@ impl StorageProxies {
         }
         Err(refusal(proxy_name, response).await)
     }
+
+    /// `GET quota-scope` of the quota scope `qsid` (`user:<uuid>` or `project:<uuid>`, passed as
+    /// given) on `volume` of the proxy `proxy_name`: its usage and limit as the proxy reports
+    /// them (a proxy answers a scope it does not know with a 4xx).
+    pub async fn quota_scope(
+        &self,
+        proxy_name: &str,
+        volume: &str,
+        qsid: &str,
+    ) -> Result<QuotaUsage, StorageError> {
+        let body = json!({"volume": volume, "qsid": qsid});
+        let response = self
+            .request(reqwest::Method::GET, proxy_name, "quota-scope", &body)
+            .await?;
+        response
+            .json()
+            .await
+            .map_err(|source| StorageError::Malformed {
+                proxy: proxy_name.to_owned(),
+                call: "GET quota-scope",
+                detail: source.to_string(),
+            })
+    }
+
+    /// `PATCH quota-scope`: sets the limit of the quota scope `qsid` on `volume` of the proxy
+    /// `proxy_name` to `limit_bytes` (`null` when `None`), creating the scope if the proxy has
+    /// none.
+    pub async fn set_quota_scope(
+        &self,
+        proxy_name: &str,
+        volume: &str,
+        qsid: &str,
+        limit_bytes: Option<i64>,
+    ) -> Result<(), StorageError> {
+        let body = json!({"volume": volume, "qsid": qsid, "options": {"limit_bytes": limit_bytes}});
+        self.request(reqwest::Method::PATCH, proxy_name, "quota-scope", &body)
+            .await?;
+        Ok(())
+    }
+
+    /// `DELETE quota-scope/quota`: removes the limit of the quota scope `qsid` on `volume` of the
+    /// proxy `proxy_name` (the scope and its folders stay).
+    pub async fn unset_quota(
+        &self,
+        proxy_name: &str,
+        volume: &str,
+        qsid: &str,
+    ) -> Result<(), StorageError> {
+        let body = json!({"volume": volume, "qsid": qsid});
+        self.request(
+            reqwest::Method::DELETE,
+            proxy_name,
+            "quota-scope/quota",
+            &body,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// A quota scope's usage and limit as `GET quota-scope` reports them, in bytes; the proxy sends
+/// `null` for what its backend cannot tell.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct QuotaUsage {
+    pub used_bytes: Option<i64>,
+    pub limit_bytes: Option<i64>,
 }
 
 /// A non-2xx answer as the reference reads it: a JSON object (by its content type) gives its

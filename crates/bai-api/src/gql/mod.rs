@@ -9,16 +9,20 @@ mod agents;
 pub mod common;
 mod container_registries;
 mod domains;
+mod endpoints;
 mod groups;
 mod images;
 mod keypair_mutations;
 mod keypairs;
+mod quota_scopes;
 mod resource_policies;
 mod resource_presets;
 mod scaling_groups;
 mod sessions;
 mod user_mutations;
 mod users;
+
+pub(crate) use endpoints::runtime_label;
 
 use std::sync::Arc;
 
@@ -45,6 +49,8 @@ pub struct Query(
     container_registries::ContainerRegistryQuery,
     resource_policies::ResourcePolicyQuery,
     resource_presets::ResourcePresetQuery,
+    endpoints::EndpointQuery,
+    quota_scopes::QuotaScopeQuery,
 );
 
 /// Every mutation root field.
@@ -57,6 +63,7 @@ pub struct Mutation(
     scaling_groups::ScalingGroupMutation,
     resource_policies::ResourcePolicyMutation,
     resource_presets::ResourcePresetMutation,
+    quota_scopes::QuotaScopeMutation,
 );
 
 pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;

@@ -14,12 +14,14 @@ mod manager;
 mod resource;
 mod root;
 mod scaling_groups;
+mod service;
 mod session;
 mod session_batch;
 mod session_files;
 mod session_ops;
 pub mod spec;
 mod stream;
+mod vfolder;
 
 use std::sync::Arc;
 
@@ -161,11 +163,13 @@ pub fn routes() -> Vec<Route> {
     routes.extend(health::routes());
     routes.extend(config::routes());
     routes.extend(auth::routes());
+    routes.extend(vfolder::routes());
     routes.extend(admin::routes());
     routes.extend(spec::routes());
     routes.extend(manager::routes());
     routes.extend(resource::routes());
     routes.extend(scaling_groups::routes());
+    routes.extend(service::routes());
     routes.extend(session::routes());
     routes.extend(session_ops::routes());
     routes.extend(execute::routes());

@@ -2,7 +2,7 @@
 //! (`check-presets`), with the caller's keypair, project and resource-group headroom. The numbers
 //! come from `bai-scheduler`; this module reads the request and writes them in the wire form.
 //! `recalculate-usage` derives the agents' occupied slots and the keypairs' session counters from
-//! the kernels again (`bai-sessions`).
+//! the kernels again (`bai-sessions`). The usage reports and statistics are in [`usage`].
 
 use axum::extract::State;
 use axum::response::Response;
@@ -17,8 +17,10 @@ use crate::error::ApiError;
 use crate::json::PyJson;
 use crate::params::Params;
 
+mod usage;
+
 pub(super) fn routes() -> Vec<Route> {
-    vec![
+    let mut routes = vec![
         Route::new(
             Method::GET,
             "/resource/presets",
@@ -50,7 +52,9 @@ pub(super) fn routes() -> Vec<Route> {
         .summary(
             "Sets every agent's occupied slots and every keypair's session counters (Redis) from the kernels again.",
         ),
-    ]
+    ];
+    routes.extend(usage::routes());
+    routes
 }
 
 // ----- POST /resource/recalculate-usage -----

@@ -21,5 +21,6 @@ mod gql_users_keypairs;
 mod hostile_input;
 mod manager_routes;
 mod resource_routes;
+mod resource_usage;
 mod scaling_groups;
 mod scheduler_usage;

@@ -9,6 +9,7 @@ pub mod agent_registry;
 pub mod agent_slots;
 pub mod auth;
 pub mod domains;
+pub mod endpoints;
 pub mod error_logs;
 pub mod event_feed;
 pub mod groups;
@@ -24,6 +25,7 @@ pub mod keypair_listing;
 pub mod keypairs;
 pub mod occupancy;
 pub mod project_membership;
+pub mod quota_scopes;
 pub mod resource_policies;
 pub mod resource_presets;
 pub mod scaling_groups;
@@ -36,9 +38,11 @@ pub mod session_lifecycle;
 pub mod session_listing;
 pub mod session_ops;
 pub mod stalled_starts;
+pub mod usage;
 pub mod user_admin;
 pub mod user_listing;
 pub mod users;
+pub mod vfolders;
 
 #[cfg(test)]
 mod test_rows;
