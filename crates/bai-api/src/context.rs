@@ -7,7 +7,9 @@ use bai_agents::AgentRpcCache;
 use bai_config::ManagerConfig;
 use bai_etcd_store::{EtcdError, EtcdStore, SharedConfig};
 use bai_redis::Redis;
+use bai_storage_proxy::{StorageError, StorageProxies};
 use bai_stores::{ManagerStatus, Stores};
+use indexmap::IndexMap;
 
 use crate::cache::ApiCaches;
 use sea_orm::DatabaseConnection;
@@ -77,6 +79,16 @@ impl ApiContext {
     /// The shared configuration in effect now (it follows etcd): read it per request.
     pub fn shared_config(&self) -> Arc<SharedConfig> {
         self.inner.stores.shared_config.current()
+    }
+
+    /// Clients for the storage proxies of etcd `volumes/proxies` in effect now (none when
+    /// `volumes/` is empty), made per request: the routes that call proxies are called rarely.
+    pub fn storage_proxies(&self) -> Result<StorageProxies, StorageError> {
+        let config = self.shared_config();
+        match config.volumes.as_ref() {
+            Some(volumes) => StorageProxies::new(&volumes.proxies),
+            None => StorageProxies::new(&IndexMap::new()),
+        }
     }
 
     pub fn db(&self) -> &DatabaseConnection {

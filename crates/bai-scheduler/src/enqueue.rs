@@ -9,6 +9,7 @@
 
 use bai_config::{BinarySizeValue, parse_binary_size};
 use bai_db_models::entities::enums::SessionType;
+use bai_db_models::entities::scaling_groups;
 use bai_etcd_store::ConfigNode;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeDelta, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
@@ -658,6 +659,18 @@ impl ScalingGroupCandidate {
                 .filter_map(|item| item.as_str().map(str::to_lowercase))
                 .collect(),
             _ => vec!["interactive".to_owned(), "batch".to_owned()],
+        }
+    }
+}
+
+impl From<&scaling_groups::Model> for ScalingGroupCandidate {
+    fn from(sgroup: &scaling_groups::Model) -> Self {
+        ScalingGroupCandidate {
+            name: sgroup.name.clone(),
+            is_public: sgroup.is_public,
+            allowed_session_types: ScalingGroupCandidate::allowed_session_types(
+                &sgroup.scheduler_opts,
+            ),
         }
     }
 }

@@ -26,6 +26,7 @@
 //! (routes created and their sessions enqueued, extra sessions destroyed, endpoints being
 //! destroyed marked DESTROYED once their sessions are gone) and moves the routes with their
 //! sessions' events and the agents' health reports.
+//! [`pending`] makes the rows of a new PENDING session, for `POST /session` and the [`Scaler`].
 //! [`feed`] carries the bus's session, kernel and background-task events to the API's
 //! server-sent-event clients: each session's labels read once, one bounded ring per worker.
 //!
@@ -44,6 +45,7 @@ pub mod feed;
 mod hang;
 mod idle;
 mod lifecycle;
+pub mod pending;
 mod restart;
 mod scale;
 mod schedule;

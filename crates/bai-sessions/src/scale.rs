@@ -11,13 +11,13 @@
 //!
 //! On `route_created`, [`Scaler::create_route_session`] enqueues the route's INFERENCE session
 //! (named `{endpoint}-{route id}`, owned by the endpoint's session owner) with the same rules as
-//! `POST /session` (`bai_scheduler::enqueue`), binds it to the route and announces
-//! `session_enqueued`; the scheduler starts it like any other. A session that cannot be created
-//! marks the route FAILED_TO_START with the reason and counts a retry. The session events move
-//! the route: `session_cancelled` to FAILED_TO_START (a retry counted), `session_terminating` to
-//! TERMINATING, `session_terminated` deletes it; the agent's `model_service_status_updated` makes
-//! it HEALTHY or UNHEALTHY, and once as many routes are HEALTHY as desired, the endpoint's errors
-//! are forgotten.
+//! `POST /session` (`bai_scheduler::enqueue`) and the same rows ([`crate::pending`]), binds it to
+//! the route and announces `session_enqueued`; the scheduler starts it like any other. A session
+//! that cannot be created marks the route FAILED_TO_START with the reason and counts a retry.
+//! The session events move the route: `session_cancelled` to FAILED_TO_START (a retry counted),
+//! `session_terminating` to TERMINATING, `session_terminated` deletes it; the agent's
+//! `model_service_status_updated` makes it HEALTHY or UNHEALTHY, and once as many routes are
+//! HEALTHY as desired, the endpoint's errors are forgotten.
 //!
 //! The model folder is mounted at `model_mount_destination` in the reference, which asks the
 //! folder's storage proxy for the mount path. Sessions here cannot mount folders yet: the route of
@@ -31,15 +31,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bai_db_models::DbError;
-use bai_db_models::entities::enums::{
-    EndpointLifecycle, KernelStatus, RouteStatus, SessionResult, SessionStatus, SessionType,
-};
-use bai_db_models::entities::{ResourceSlot, endpoints, kernels, sessions};
+use bai_db_models::entities::endpoints;
+use bai_db_models::entities::enums::{EndpointLifecycle, RouteStatus, SessionType};
 use bai_db_models::image_ref::{ImageRef, KnownRegistries};
 use bai_db_models::queries::endpoints::{self as queries, RouteOfEndpoint};
 use bai_db_models::queries::image_listing;
 use bai_db_models::queries::scaling_groups;
-use bai_db_models::queries::session_enqueue::{self, EnqueueWriteError, NewSession};
+use bai_db_models::queries::session_enqueue::{self, EnqueueWriteError};
 use bai_etcd_store::EtcdStore;
 use bai_events::{
     Coalesced, Event, EventProducer, HandlerError, Handlers, Received, SessionCreation, Trigger,
@@ -53,6 +51,7 @@ use sea_orm::prelude::Uuid;
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 
+use crate::pending::{ImageRefusal, PendingRows, PendingSession, dotfile_data, image_refusal};
 use crate::{DestroyError, DestroyRequest, Destroyer};
 
 /// An endpoint that failed to start a session more often than this is UNHEALTHY, and no more
@@ -357,20 +356,12 @@ impl Scaler {
             )));
         };
         let image = image.image;
-        if let Some(image_owner) = image
-            .labels
-            .get("ai.backend.customized-image.owner")
-            .and_then(Value::as_str)
-            .filter(|image_owner| !image_owner.is_empty())
-            && image_owner != format!("user:{}", endpoint.session_owner)
-        {
-            return Ok(Err(CreationFailure::api("ImageNotFound", "")));
-        }
-        if !image.is_local {
-            let allowed = session_enqueue::allowed_docker_registries(db, &endpoint.domain)
-                .await?
-                .unwrap_or_default();
-            if !allowed.contains(&image.registry) {
+        match image_refusal(db, &image, endpoint.session_owner, &endpoint.domain).await? {
+            None => {}
+            Some(ImageRefusal::CustomizedForAnother) => {
+                return Ok(Err(CreationFailure::api("ImageNotFound", "")));
+            }
+            Some(ImageRefusal::DisallowedRegistry) => {
                 return Ok(Err(CreationFailure::api(
                     "ImageNotFound",
                     "unknown alias or disallowed registry",
@@ -400,16 +391,8 @@ impl Scaler {
         let allowed =
             scaling_groups::allowed_for(db, &endpoint.domain, endpoint.project, &access_key)
                 .await?;
-        let candidates: Vec<ScalingGroupCandidate> = allowed
-            .iter()
-            .map(|sgroup| ScalingGroupCandidate {
-                name: sgroup.name.clone(),
-                is_public: sgroup.is_public,
-                allowed_session_types: ScalingGroupCandidate::allowed_session_types(
-                    &sgroup.scheduler_opts,
-                ),
-            })
-            .collect();
+        let candidates: Vec<ScalingGroupCandidate> =
+            allowed.iter().map(ScalingGroupCandidate::from).collect();
         let scaling_group = match rules::select_scaling_group(
             &candidates,
             Some(&endpoint.resource_group),
@@ -468,22 +451,13 @@ impl Scaler {
             "runtime_variant".to_owned(),
             json!(sea_orm::ActiveEnum::to_value(&endpoint.runtime_variant)),
         );
-        if owner.user.sudo_session_enabled {
-            internal_data.insert("sudo_session_enabled".to_owned(), Value::Bool(true));
-        }
 
-        // The rows.
-        let session_id = Uuid::new_v4();
-        let creation_id = Uuid::new_v4().simple().to_string();
         // Endpoints store the mode by name, sessions by value.
         let cluster_mode = match endpoint.cluster_mode.as_str() {
             "MULTI_NODE" => "multi-node",
             _ => "single-node",
         }
         .to_owned();
-        let placements = rules::cluster_kernels(cluster_size);
-        let requested_total = rules::session_requested(&planned.requested, placements.len());
-        let requested = ResourceSlot::from(&planned.requested);
         let environ: Vec<(String, String)> = endpoint
             .environ
             .as_ref()
@@ -500,17 +474,6 @@ impl Scaler {
                     .collect()
             })
             .unwrap_or_default();
-        let kernel_environ: Vec<String> = environ
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
-        let mut session_environ: Map<String, Value> = environ
-            .iter()
-            .map(|(key, value)| (key.clone(), Value::String(value.clone())))
-            .collect();
-        if owner.user.sudo_session_enabled {
-            session_environ.insert("SUDO_SESSION_ENABLED".to_owned(), json!("1"));
-        }
         let bootstrap_script = endpoint
             .bootstrap_script
             .clone()
@@ -520,115 +483,37 @@ impl Scaler {
             .callback_url
             .clone()
             .filter(|url| url != "None" && !url.is_empty());
-        let now = chrono::Utc::now();
-        let history =
-            json!({ "PENDING": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, false) });
-        let kernel_rows: Vec<kernels::Model> = placements
-            .iter()
-            .map(|placement| kernels::Model {
-                id: Uuid::new_v4(),
-                session_id,
-                session_creation_id: Some(creation_id.clone()),
-                session_name: Some(name.clone()),
-                session_type: SessionType::Inference,
-                cluster_mode: cluster_mode.clone(),
-                cluster_size,
-                cluster_role: placement.cluster_role.to_owned(),
-                cluster_idx: placement.cluster_idx,
-                local_rank: placement.local_rank,
-                cluster_hostname: placement.cluster_hostname.clone(),
-                scaling_group: Some(scaling_group.clone()),
-                agent: None,
-                agent_addr: None,
-                domain_name: endpoint.domain.clone(),
-                group_id: endpoint.project,
-                user_uuid: endpoint.session_owner,
-                access_key: Some(access_key.clone()),
-                image: Some(image.name.clone()),
-                architecture: Some(image.architecture.clone()),
-                registry: Some(image.registry.clone()),
-                tag: endpoint.tag.clone(),
-                container_id: None,
-                occupied_slots: requested.clone(),
-                requested_slots: requested.clone(),
-                occupied_shares: json!({}),
-                environ: Some(kernel_environ.clone()),
-                mounts: Some(Vec::new()),
-                mount_map: Some(json!({})),
-                vfolder_mounts: Some(json!([])),
-                attached_devices: Some(json!({})),
-                resource_opts: Some(Value::Object(planned.resource_opts.clone())),
-                bootstrap_script: bootstrap_script.clone(),
-                kernel_host: None,
-                repl_in_port: 0,
-                repl_out_port: 0,
-                stdin_port: 0,
-                stdout_port: 0,
-                service_ports: None,
-                preopen_ports: Some(Vec::new()),
-                use_host_network,
-                created_at: None,
-                terminated_at: None,
-                starts_at: None,
-                status: KernelStatus::Pending,
-                status_changed: None,
-                status_info: None,
-                status_data: None,
-                status_history: Some(history.clone()),
-                callback_url: callback_url.clone(),
-                startup_command: endpoint.startup_command.clone(),
-                result: SessionResult::Undefined,
-                internal_data: Some(Value::Object(internal_data.clone())),
-                container_log: None,
-                num_queries: Some(0),
-                last_stat: None,
-            })
-            .collect();
-        let session_row = sessions::Model {
-            id: session_id,
-            creation_id: Some(creation_id.clone()),
-            name: Some(name.clone()),
+        let PendingRows {
+            session_id,
+            creation_id,
+            new_session,
+        } = PendingSession {
+            name,
             session_type: SessionType::Inference,
             cluster_mode,
             cluster_size,
-            agent_ids: None,
-            scaling_group_name: Some(scaling_group),
-            target_sgroup_names: Some(Vec::new()),
+            scaling_group,
+            use_host_network,
             domain_name: endpoint.domain.clone(),
             group_id: endpoint.project,
             user_uuid: endpoint.session_owner,
-            access_key: Some(access_key),
-            images: Some(vec![image.name.clone()]),
+            access_key,
+            image: &image,
             tag: endpoint.tag.clone(),
-            occupying_slots: ResourceSlot::new(),
-            requested_slots: ResourceSlot::from(&requested_total),
-            vfolder_mounts: Some(json!([])),
-            environ: Some(Value::Object(session_environ)),
-            bootstrap_script: None,
-            use_host_network,
-            timeout: None,
-            created_at: Some(now.fixed_offset()),
-            terminated_at: None,
+            kernel_resources: &planned,
+            environ,
+            sudo_session_enabled: owner.user.sudo_session_enabled,
+            bootstrap_script,
+            preopen_ports: Vec::new(),
+            designated_agents: Vec::new(),
             starts_at: None,
-            status: SessionStatus::Pending,
-            status_info: None,
-            status_data: None,
-            status_history: Some(history),
             callback_url,
-            startup_command: None,
-            result: SessionResult::Undefined,
-            num_queries: Some(0),
-            last_stat: None,
-        };
-        let inserted = session_enqueue::enqueue(
-            db,
-            NewSession {
-                session: session_row,
-                kernels: kernel_rows,
-                dependencies: Vec::new(),
-            },
-        )
-        .await;
+            startup_command: endpoint.startup_command.clone(),
+            internal_data,
+            dependencies: Vec::new(),
+        }
+        .rows(chrono::Utc::now());
+        let inserted = session_enqueue::enqueue(db, new_session).await;
         match inserted {
             Ok(()) => {}
             Err(EnqueueWriteError::Db(error)) => return Err(error.into()),
@@ -746,55 +631,6 @@ impl Scaler {
         queries::forget_errors_when_healthy(&self.db, found.endpoint.id).await?;
         Ok(())
     }
-}
-
-/// `prepare_dotfiles` without folders: the owner keypair's SSH keypair and dotfiles, then the
-/// project's and the domain's dotfiles whose paths are not taken, the list reversed (the same
-/// rules as `POST /session`).
-fn dotfile_data(
-    keypair: &bai_db_models::entities::keypairs::Model,
-    project: Option<&[u8]>,
-    domain: Option<&[u8]>,
-) -> Map<String, Value> {
-    let decode = |bytes: &[u8]| match bai_events::codec::decode(bytes) {
-        Ok(value) => match bai_events::to_json(&value) {
-            Value::Array(items) => items,
-            _ => Vec::new(),
-        },
-        Err(_) => Vec::new(),
-    };
-    let path_of = |dotfile: &Value| {
-        dotfile
-            .get("path")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    };
-    let mut dotfiles = decode(&keypair.dotfiles);
-    let mut paths: Vec<String> = dotfiles.iter().filter_map(path_of).collect();
-    for extra in [project, domain].into_iter().flatten() {
-        for dotfile in decode(extra) {
-            if let Some(path) = path_of(&dotfile)
-                && !paths.contains(&path)
-            {
-                paths.push(path);
-                dotfiles.push(dotfile);
-            }
-        }
-    }
-    dotfiles.reverse();
-    let mut data = Map::new();
-    data.insert("dotfiles".to_owned(), Value::Array(dotfiles));
-    let non_empty = |key: &Option<String>| key.clone().filter(|key| !key.is_empty());
-    if let (Some(public_key), Some(private_key)) = (
-        non_empty(&keypair.ssh_public_key),
-        non_empty(&keypair.ssh_private_key),
-    ) {
-        data.insert(
-            "ssh_keypair".to_owned(),
-            json!({"public_key": public_key, "private_key": private_key}),
-        );
-    }
-    data
 }
 
 /// The `error_data` of the route of a cancelled session: the session's errors (every agent's,

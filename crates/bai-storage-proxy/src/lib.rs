@@ -19,6 +19,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 use indexmap::IndexMap;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 /// The header a storage proxy authenticates the manager by.
@@ -72,7 +73,8 @@ pub enum StorageError {
     #[error("storage proxy {proxy}: unexpected answer to {call}: {detail}")]
     Malformed {
         proxy: String,
-        call: &'static str,
+        /// `{method} {path}`.
+        call: String,
         detail: String,
     },
 }
@@ -184,18 +186,9 @@ impl StorageProxies {
     /// answers non-2xx fails the whole listing, as in the reference.
     pub async fn all_volumes(&self) -> Result<Vec<(String, VolumeInfo)>, StorageError> {
         let listings = self.proxies.keys().map(|name| async move {
-            let response = self
-                .request(reqwest::Method::GET, name, "volumes", &Value::Null)
+            let listing: VolumeList = self
+                .request_json(reqwest::Method::GET, name, "volumes", &Value::Null)
                 .await?;
-            let listing: VolumeList =
-                response
-                    .json()
-                    .await
-                    .map_err(|source| StorageError::Malformed {
-                        proxy: name.clone(),
-                        call: "GET volumes",
-                        detail: source.to_string(),
-                    })?;
             Ok::<_, StorageError>(
                 listing
                     .volumes
@@ -211,17 +204,8 @@ impl StorageProxies {
     /// `GET folder/fs-usage` of `volume` on the proxy `proxy_name`.
     pub async fn fs_usage(&self, proxy_name: &str, volume: &str) -> Result<FsUsage, StorageError> {
         let body = json!({ "volume": volume });
-        let response = self
-            .request(reqwest::Method::GET, proxy_name, "folder/fs-usage", &body)
-            .await?;
-        response
-            .json()
+        self.request_json(reqwest::Method::GET, proxy_name, "folder/fs-usage", &body)
             .await
-            .map_err(|source| StorageError::Malformed {
-                proxy: proxy_name.to_owned(),
-                call: "GET folder/fs-usage",
-                detail: source.to_string(),
-            })
     }
 
     /// `{method} {manager_api}/{path}`, with `body` as JSON unless it is `null`; a non-2xx answer
@@ -258,6 +242,26 @@ impl StorageProxies {
         Err(refusal(proxy_name, response).await)
     }
 
+    /// [`request`](Self::request) with the answer read as JSON.
+    async fn request_json<T: DeserializeOwned>(
+        &self,
+        method: reqwest::Method,
+        proxy_name: &str,
+        path: &str,
+        body: &Value,
+    ) -> Result<T, StorageError> {
+        let call = format!("{method} {path}");
+        let response = self.request(method, proxy_name, path, body).await?;
+        response
+            .json()
+            .await
+            .map_err(|source| StorageError::Malformed {
+                proxy: proxy_name.to_owned(),
+                call,
+                detail: source.to_string(),
+            })
+    }
+
     /// `GET quota-scope` of the quota scope `qsid` (`user:<uuid>` or `project:<uuid>`, passed as
     /// given) on `volume` of the proxy `proxy_name`: its usage and limit as the proxy reports
     /// them (a proxy answers a scope it does not know with a 4xx).
@@ -268,17 +272,8 @@ impl StorageProxies {
         qsid: &str,
     ) -> Result<QuotaUsage, StorageError> {
         let body = json!({"volume": volume, "qsid": qsid});
-        let response = self
-            .request(reqwest::Method::GET, proxy_name, "quota-scope", &body)
-            .await?;
-        response
-            .json()
+        self.request_json(reqwest::Method::GET, proxy_name, "quota-scope", &body)
             .await
-            .map_err(|source| StorageError::Malformed {
-                proxy: proxy_name.to_owned(),
-                call: "GET quota-scope",
-                detail: source.to_string(),
-            })
     }
 
     /// `PATCH quota-scope`: sets the limit of the quota scope `qsid` on `volume` of the proxy

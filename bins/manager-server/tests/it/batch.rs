@@ -14,16 +14,11 @@ use std::time::Duration;
 
 use bai_db_models::entities::enums::{SessionResult, SessionStatus};
 use bai_db_models::entities::sessions;
-
-use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
 use sea_orm::ConnectionTrait;
 
 use crate::agents::wait_for;
 use crate::session_support::{
-    local_runner_agent, put_global, serve, session_row, stack_with_server,
+    local_runner_agent, serve, serve_storage_proxy, session_row, stack_with_server,
 };
 use crate::support::{
     CLIENT_23_09, CLIENT_24_03, Client, PYTHON_IMAGE, Stack, created_session_id, printed,
@@ -213,49 +208,13 @@ async fn a_23_09_agent_runs_batch_sessions_by_itself() {
 /// The kernel id whose task log the stand-in storage proxy holds.
 const LOGGED_TASK: &str = "0123abcd-4567-89ef-0123-456789abcdef";
 
-/// A stand-in storage proxy's manager API: `folder/file/fetch` of `LOGGED_TASK`'s log, with the
-/// right token, answers its lines; anything else a JSON 404.
-async fn storage_proxy() -> String {
-    let app = Router::new().route(
-        "/folder/file/fetch",
-        post(|headers: HeaderMap, body: String| async move {
-            let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-            let token = headers.get("X-BackendAI-Storage-Auth-Token");
-            if token.is_some_and(|token| token == "proxy-secret")
-                && body["relpath"] == "task/01/23/abcd456789ef0123456789abcdef.log"
-            {
-                "task line 1\ntask line 2\n".into_response()
-            } else {
-                (
-                    StatusCode::NOT_FOUND,
-                    [("content-type", "application/json")],
-                    r#"{"msg": "No such file"}"#,
-                )
-                    .into_response()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_clients_read_task_logs_from_the_logs_folder() {
     let stack = Stack::with_install_guide_keypairs("batch_task_logs").await;
-    let manager_api = storage_proxy().await;
-    put_global(
+    serve_storage_proxy(
         &stack,
-        &[
-            ("volumes/default_host", "local:volume1"),
-            ("volumes/proxies/local/client_api", "http://127.0.0.1:1"),
-            ("volumes/proxies/local/manager_api", manager_api.as_str()),
-            ("volumes/proxies/local/secret", "proxy-secret"),
-            ("volumes/proxies/local/ssl_verify", "false"),
-        ],
+        "task/01/23/abcd456789ef0123456789abcdef.log",
+        "task line 1\ntask line 2\n",
     )
     .await;
     let (_server, port) = serve(&stack).await;

@@ -11,10 +11,7 @@
 
 use std::time::Duration;
 
-use axum::Router;
-use axum::http::{HeaderMap, Method, StatusCode};
-use axum::response::IntoResponse;
-use axum::routing::post;
+use axum::http::Method;
 use bai_api::testing::{ExampleUser, SUPERADMIN, USER, signed_request};
 use bai_db_models::entities::enums::{EndpointLifecycle, RouteStatus, SessionStatus, SessionType};
 use bai_db_models::entities::{endpoints, kernels, routings, sessions};
@@ -25,42 +22,14 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::{Value as Json, json};
 
 use crate::agents::wait_for;
-use crate::session_support::{local_runner_agent, put_global, serve, stack_with_test_image};
+use crate::session_support::{
+    local_runner_agent, serve, serve_storage_proxy, stack_with_test_image,
+};
 use crate::support::{CLIENT_23_09, CLIENT_24_03, PYTHON_IMAGE, Stack};
 
 const PATIENCE: Duration = Duration::from_secs(90);
 const SERVICE: &str = "svc-test";
 const MODEL_FOLDER: &str = "aaaabbbb-cccc-dddd-eeee-ffff00002222";
-
-/// A stand-in storage proxy's manager API: `folder/file/fetch` of `./model-definition.yaml`
-/// answers a model definition; anything else a JSON 404.
-async fn storage_proxy() -> String {
-    let app = Router::new().route(
-        "/folder/file/fetch",
-        post(|headers: HeaderMap, body: String| async move {
-            let body: Json = serde_json::from_str(&body).unwrap_or_default();
-            let token = headers.get("X-BackendAI-Storage-Auth-Token");
-            if token.is_some_and(|token| token == "proxy-secret")
-                && body["relpath"] == "./model-definition.yaml"
-            {
-                "models:\n  - name: echo\n    model_path: /models\n".into_response()
-            } else {
-                (
-                    StatusCode::NOT_FOUND,
-                    [("content-type", "application/json")],
-                    r#"{"msg": "No such file"}"#,
-                )
-                    .into_response()
-            }
-        }),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    format!("http://{addr}")
-}
 
 async fn signed(
     port: u16,
@@ -162,6 +131,17 @@ async fn do_scale(producer: &EventProducer) {
         .expect("XADD do_scale");
 }
 
+/// The agent's health check of `session`'s model passed.
+async fn report_healthy(producer: &EventProducer, session: &sessions::Model) {
+    let event = Event::ModelServiceStatusUpdated {
+        kernel_id: Uuid::new_v4(),
+        session_id: session.id,
+        model_name: "echo".to_owned(),
+        status: "healthy".to_owned(),
+    };
+    producer.produce(&event, "i-services").await.expect("XADD");
+}
+
 /// Scaling rounds until `probe` holds.
 async fn scaled_until<F, Fut, T>(producer: &EventProducer, what: &str, mut probe: F) -> T
 where
@@ -183,16 +163,10 @@ where
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_keep_their_inference_sessions() {
     let stack = stack_with_test_image("services").await;
-    let manager_api = storage_proxy().await;
-    put_global(
+    serve_storage_proxy(
         &stack,
-        &[
-            ("volumes/default_host", "local:volume1"),
-            ("volumes/proxies/local/client_api", "http://127.0.0.1:1"),
-            ("volumes/proxies/local/manager_api", manager_api.as_str()),
-            ("volumes/proxies/local/secret", "proxy-secret"),
-            ("volumes/proxies/local/ssl_verify", "false"),
-        ],
+        "./model-definition.yaml",
+        "models:\n  - name: echo\n    model_path: /models\n",
     )
     .await;
     let db = &stack.db.connection;
@@ -213,29 +187,27 @@ async fn endpoints_keep_their_inference_sessions() {
         .expect("Redis");
     let producer = EventProducer::new(stream.clone());
 
-    let create = |extra: &[&str]| {
-        let mut args = vec![
-            "service",
-            "create",
-            PYTHON_IMAGE,
-            "mymodel",
-            "2",
-            "-t",
-            SERVICE,
-            "-r",
-            "cpu=1",
-            "-r",
-            "mem=1g",
-            "--scaling-group",
-            "default",
-        ];
-        args.extend_from_slice(extra);
-        CLIENT_24_03.run(&stack, port, "backend.ai", &args)
-    };
+    // Two replicas of the model folder, 1 CPU and 1 GiB each, in the default resource group.
+    let create_args = [
+        "service",
+        "create",
+        PYTHON_IMAGE,
+        "mymodel",
+        "2",
+        "-t",
+        SERVICE,
+        "-r",
+        "cpu=1",
+        "-r",
+        "mem=1g",
+        "--scaling-group",
+        "default",
+    ];
+    let create = || CLIENT_24_03.run(&stack, port, "backend.ai", &create_args);
 
     // The default resource group takes no inference sessions; without an app proxy address (the
     // install guide gives it one) no endpoint can be created in it.
-    let output = create(&[]);
+    let output = create();
     let printed = crate::support::printed(&output);
     assert!(!output.status.success(), "{printed}");
     assert!(
@@ -249,7 +221,7 @@ async fn endpoints_keep_their_inference_sessions() {
     )
     .await
     .expect("inference allowed, no app proxy");
-    let output = create(&[]);
+    let output = create();
     let printed = crate::support::printed(&output);
     assert!(!output.status.success(), "{printed}");
     assert!(
@@ -264,25 +236,7 @@ async fn endpoints_keep_their_inference_sessions() {
     .expect("an app proxy address");
 
     // Created: the model definition was found through the storage proxy.
-    let printed = CLIENT_24_03.cli(
-        &stack,
-        port,
-        &[
-            "service",
-            "create",
-            PYTHON_IMAGE,
-            "mymodel",
-            "2",
-            "-t",
-            SERVICE,
-            "-r",
-            "cpu=1",
-            "-r",
-            "mem=1g",
-            "--scaling-group",
-            "default",
-        ],
-    );
+    let printed = CLIENT_24_03.cli(&stack, port, &create_args);
     assert!(printed.contains(SERVICE), "{printed}");
     let (status, listed) = signed(port, Method::GET, "/services", None, &SUPERADMIN).await;
     assert_eq!(status, 200, "{listed}");
@@ -299,7 +253,7 @@ async fn endpoints_keep_their_inference_sessions() {
         Some("model-definition.yaml")
     );
     // Another service of the same name is refused; another user does not see this one.
-    let output = create(&[]);
+    let output = create();
     assert!(
         crate::support::printed(&output).contains("Cannot create multiple services with same name")
     );
@@ -404,13 +358,7 @@ async fn endpoints_keep_their_inference_sessions() {
     }
     // The agents' health checks pass.
     for session in &running {
-        let event = Event::ModelServiceStatusUpdated {
-            kernel_id: Uuid::new_v4(),
-            session_id: session.id,
-            model_name: "echo".to_owned(),
-            status: "healthy".to_owned(),
-        };
-        producer.produce(&event, "i-services").await.expect("XADD");
+        report_healthy(&producer, session).await;
     }
     wait_for("both routes HEALTHY", PATIENCE, || async {
         let routes = routes_of(&stack, id).await;
@@ -518,13 +466,7 @@ async fn endpoints_keep_their_inference_sessions() {
     })
     .await;
     for session in inference_sessions(&stack, SessionStatus::Running).await {
-        let event = Event::ModelServiceStatusUpdated {
-            kernel_id: Uuid::new_v4(),
-            session_id: session.id,
-            model_name: "echo".to_owned(),
-            status: "healthy".to_owned(),
-        };
-        producer.produce(&event, "i-services").await.expect("XADD");
+        report_healthy(&producer, &session).await;
     }
     wait_for("both routes HEALTHY again", PATIENCE, || async {
         let routes = routes_of(&stack, id).await;

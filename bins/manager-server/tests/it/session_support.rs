@@ -4,6 +4,10 @@
 
 use std::time::Duration;
 
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::post;
 use bai_agent_rpc::testing::RealAgent;
 use bai_agent_sim::{AgentBehaviour, CodeRunner, LocalRunnerOptions};
 use bai_db_models::entities::{agents, sessions};
@@ -16,6 +20,50 @@ use crate::agents::{Simulated, agent_toml, real_agent, settings, wait_for};
 use crate::support::{
     Client, PYTHON_IMAGE, Server, Stack, created_session_id, free_port, python_image_fixture,
 };
+
+/// A stand-in storage proxy's manager API on a free port, as etcd's proxy `local` (volume
+/// `local:volume1` the default host): `folder/file/fetch` of `relpath` with the token
+/// `proxy-secret` answers `content`; anything else a JSON 404.
+pub(crate) async fn serve_storage_proxy(
+    stack: &Stack,
+    relpath: &'static str,
+    content: &'static str,
+) {
+    let app = Router::new().route(
+        "/folder/file/fetch",
+        post(move |headers: HeaderMap, body: String| async move {
+            let body: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+            let token = headers.get("X-BackendAI-Storage-Auth-Token");
+            if token.is_some_and(|token| token == "proxy-secret") && body["relpath"] == relpath {
+                content.into_response()
+            } else {
+                (
+                    StatusCode::NOT_FOUND,
+                    [("content-type", "application/json")],
+                    r#"{"msg": "No such file"}"#,
+                )
+                    .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let manager_api = format!("http://{addr}");
+    put_global(
+        stack,
+        &[
+            ("volumes/default_host", "local:volume1"),
+            ("volumes/proxies/local/client_api", "http://127.0.0.1:1"),
+            ("volumes/proxies/local/manager_api", manager_api.as_str()),
+            ("volumes/proxies/local/secret", "proxy-secret"),
+            ("volumes/proxies/local/ssl_verify", "false"),
+        ],
+    )
+    .await;
+}
 
 /// A stack with the install guide's keypairs, the test image and its registry, and a server.
 pub(crate) async fn stack_with_server(label: &str) -> (Stack, Server, u16) {

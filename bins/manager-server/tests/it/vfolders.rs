@@ -133,6 +133,21 @@ impl Drop for StandIn {
     }
 }
 
+/// What the SDK's `call` on a `Session()` `s` returns, printed as JSON by the client's Python.
+fn sdk_json(client: &Client, stack: &Stack, port: u16, call: &str) -> Value {
+    let script = format!(
+        "import json\nfrom ai.backend.client.session import Session\n\
+         with Session() as s:\n    print(json.dumps({call}))"
+    );
+    let output = client.run(stack, port, "python", &["-c", &script]);
+    assert!(
+        output.status.success(),
+        "{call} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("JSON")
+}
+
 async fn check_client(client: &Client, label: &str) {
     let stack = Stack::with_install_guide_keypairs(label).await;
     let proxy_port = free_port();
@@ -181,22 +196,7 @@ async fn check_client(client: &Client, label: &str) {
     );
 
     // The SDK's listing: the superadmin's own folder, then every project folder.
-    let listing = client.run(
-        &stack,
-        port,
-        "python",
-        &[
-            "-c",
-            "import json\nfrom ai.backend.client.session import Session\n\
-             with Session() as s:\n    print(json.dumps(s.VFolder.list()))",
-        ],
-    );
-    assert!(
-        listing.status.success(),
-        "VFolder.list() failed: {}",
-        String::from_utf8_lossy(&listing.stderr)
-    );
-    let folders: Value = serde_json::from_slice(&listing.stdout).expect("JSON");
+    let folders = sdk_json(client, &stack, port, "s.VFolder.list()");
     let names: Vec<(&str, &str, bool)> = folders
         .as_array()
         .expect("a list")
@@ -232,22 +232,7 @@ async fn check_client(client: &Client, label: &str) {
         "{hosts}"
     );
     assert!(hosts.contains("Usable hosts: local:volume1"), "{hosts}");
-    let details = client.run(
-        &stack,
-        port,
-        "python",
-        &[
-            "-c",
-            "import json\nfrom ai.backend.client.session import Session\n\
-             with Session() as s:\n    print(json.dumps(s.VFolder.list_hosts()))",
-        ],
-    );
-    assert!(
-        details.status.success(),
-        "VFolder.list_hosts() failed: {}",
-        String::from_utf8_lossy(&details.stderr)
-    );
-    let details: Value = serde_json::from_slice(&details.stdout).expect("JSON");
+    let details = sdk_json(client, &stack, port, "s.VFolder.list_hosts()");
     assert_eq!(
         details,
         json!({

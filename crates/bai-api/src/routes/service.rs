@@ -17,15 +17,14 @@ use bai_db_models::entities::enums::{
     EndpointLifecycle, RouteStatus, RuntimeVariant, SessionType, UserRole, VFolderOwnershipType,
     VFolderUsageMode,
 };
-use bai_db_models::entities::{endpoints, images, vfolders};
+use bai_db_models::entities::{endpoints, vfolders};
 use bai_db_models::queries::endpoints::{self as queries, EndpointRow};
-use bai_db_models::queries::images::{ImageCandidate, ImageError};
 use bai_db_models::queries::scaling_groups::{self, ProjectRef};
 use bai_db_models::queries::session_enqueue;
 use bai_db_models::queries::vfolders::{AccessFilter, Requester, accessible_vfolders};
 use bai_scheduler::KnownSlots;
 use bai_scheduler::enqueue::{self as rules, ScalingGroupCandidate};
-use bai_storage_proxy::{StorageError, StorageProxies};
+use bai_storage_proxy::StorageError;
 use http::{Method, StatusCode};
 use sea_orm::{ActiveEnum, ColumnTrait, Condition};
 use serde::de::Error as _;
@@ -33,7 +32,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::session::{owner_scope, session_name};
+use super::session::{ClusterModeParam, owner_scope, resolve_image, session_name};
+use super::vfolder::vfolder_id;
 use super::{Access, Authenticated, Route, StatusGate};
 use crate::auth::Caller;
 use crate::context::ApiContext;
@@ -372,25 +372,6 @@ impl From<RuntimeVariantParam> for RuntimeVariant {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-enum ClusterModeParam {
-    #[default]
-    #[serde(rename = "single-node")]
-    SingleNode,
-    #[serde(rename = "multi-node")]
-    MultiNode,
-}
-
-impl ClusterModeParam {
-    /// Endpoints store the mode by name.
-    fn name(self) -> &'static str {
-        match self {
-            ClusterModeParam::SingleNode => "SINGLE_NODE",
-            ClusterModeParam::MultiNode => "MULTI_NODE",
-        }
-    }
-}
-
 fn default_arch() -> String {
     DEFAULT_ARCH.to_owned()
 }
@@ -561,16 +542,8 @@ async fn check_scaling_group(
         scaling_groups::allowed_for_project(ctx.db(), Some(domain), project, owner_access_key)
             .await
             .map_err(db_error("reading the allowed resource groups"))?;
-    let candidates: Vec<ScalingGroupCandidate> = allowed
-        .iter()
-        .map(|sgroup| ScalingGroupCandidate {
-            name: sgroup.name.clone(),
-            is_public: sgroup.is_public,
-            allowed_session_types: ScalingGroupCandidate::allowed_session_types(
-                &sgroup.scheduler_opts,
-            ),
-        })
-        .collect();
+    let candidates: Vec<ScalingGroupCandidate> =
+        allowed.iter().map(ScalingGroupCandidate::from).collect();
     let name =
         rules::select_scaling_group(&candidates, Some(requested), SessionType::Inference, false)?;
     let sgroup = allowed
@@ -648,27 +621,14 @@ async fn find_model_definition(
     folder: &vfolders::Model,
     path: Option<&str>,
 ) -> Result<String, ApiError> {
-    let proxy_name = bai_storage_proxy::split_host(&folder.host).0.to_owned();
     let storage_unavailable = |error: StorageError| {
         ApiError::with_msg(
             ErrorKind::ServiceUnavailable,
             format!("Cannot read the model definition from the model folder: {error}"),
         )
     };
-    let proxies = ctx
-        .shared_config()
-        .volumes
-        .as_ref()
-        .map(|volumes| StorageProxies::new(&volumes.proxies))
-        .transpose()
-        .map_err(storage_unavailable)?
-        .ok_or_else(|| storage_unavailable(StorageError::UnknownProxy(proxy_name)))?;
-    let hex = folder.id.simple();
-    let vfid = if folder.quota_scope_id.is_empty() {
-        hex.to_string()
-    } else {
-        format!("{}/{hex}", folder.quota_scope_id)
-    };
+    let proxies = ctx.storage_proxies().map_err(storage_unavailable)?;
+    let vfid = vfolder_id(&folder.quota_scope_id, folder.id);
     let candidates: Vec<String> = match path {
         Some(path) => vec![path.to_owned()],
         None => MODEL_DEFINITION_NAMES
@@ -692,61 +652,6 @@ async fn find_model_definition(
         }
         None => "Model definition YAML file \"model-definition.yaml\" or \"model-definition.yml\" not found inside the model storage".to_owned(),
     }))
-}
-
-/// The image `reference` (or alias) as the owner may use it (`ImageRow.resolve` and the checks
-/// of `create_session`).
-async fn resolve_image(
-    ctx: &ApiContext,
-    reference: &str,
-    architecture: &str,
-    owner: Uuid,
-    domain: &str,
-) -> Result<images::Model, ApiError> {
-    let candidates = bai_db_models::queries::images::canonical_or_alias(reference, architecture);
-    let image = bai_db_models::queries::images::resolve(ctx.db(), &candidates)
-        .await
-        .map_err(|error| match error {
-            ImageError::NotFound { searched } => ApiError::with_msg(
-                ErrorKind::ObjectNotFound("environment image"),
-                format!(
-                    "Unknown image references: {}",
-                    searched
-                        .iter()
-                        .map(|candidate| match candidate {
-                            ImageCandidate::Reference(reference) =>
-                                format!("ref:{}", rules::py_repr_str(&reference.canonical())),
-                            ImageCandidate::Alias(alias) =>
-                                format!("alias:{}", rules::py_repr_str(alias)),
-                        })
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            ),
-            other => ApiError::internal("resolving the image", &other),
-        })?;
-    if let Some(image_owner) = image
-        .labels
-        .get("ai.backend.customized-image.owner")
-        .and_then(Value::as_str)
-        .filter(|image_owner| !image_owner.is_empty())
-        && image_owner != format!("user:{owner}")
-    {
-        return Err(ApiError::not_found("environment image"));
-    }
-    if !image.is_local {
-        let allowed = session_enqueue::allowed_docker_registries(ctx.db(), domain)
-            .await
-            .map_err(db_error("reading the domain's allowed registries"))?
-            .unwrap_or_default();
-        if !allowed.contains(&image.registry) {
-            return Err(ApiError::with_msg(
-                ErrorKind::ObjectNotFound("environment image"),
-                "unknown alias or disallowed registry",
-            ));
-        }
-    }
-    Ok(image)
 }
 
 async fn create(

@@ -11,15 +11,13 @@ use std::time::Duration;
 use axum::Extension;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use bai_db_models::entities::enums::{
-    KernelStatus, SessionResult, SessionStatus, SessionType, UserRole,
-};
-use bai_db_models::entities::{ResourceSlot, images, kernels, sessions};
+use bai_db_models::entities::enums::{KernelStatus, SessionStatus, SessionType, UserRole};
+use bai_db_models::entities::{ResourceSlot, images, sessions};
 use bai_db_models::image_ref::{ImageRef, KnownRegistries};
 use bai_db_models::queries::images::{ImageCandidate, ImageError};
 use bai_db_models::queries::scaling_groups;
 use bai_db_models::queries::session_enqueue::{
-    self as queries, CancelOutcome, EnqueueWriteError, KeypairOwner, NewSession,
+    self as queries, CancelOutcome, EnqueueWriteError, KeypairOwner,
 };
 use bai_events::{Event, EventProducer, KernelCreation, SessionCreation};
 use bai_redis::{EntryId, StreamDb};
@@ -27,6 +25,7 @@ use bai_scheduler::KnownSlots;
 use bai_scheduler::enqueue::{
     self as rules, EnqueueError, KernelResourceInput, ScalingGroupCandidate,
 };
+use bai_sessions::pending::{self, ImageRefusal, PendingRows, PendingSession};
 use chrono::{DateTime, SecondsFormat, Utc};
 use http::{Method, StatusCode};
 use sea_orm::ActiveEnum;
@@ -199,8 +198,9 @@ impl From<SessionTypeParam> for SessionType {
     }
 }
 
+/// A cluster mode as requests give it (`POST /session`, `POST /services`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, schemars::JsonSchema)]
-enum ClusterModeParam {
+pub(super) enum ClusterModeParam {
     #[default]
     #[serde(rename = "single-node")]
     SingleNode,
@@ -209,10 +209,19 @@ enum ClusterModeParam {
 }
 
 impl ClusterModeParam {
-    fn value(self) -> &'static str {
+    /// Sessions and kernels store the mode by value.
+    pub(super) fn value(self) -> &'static str {
         match self {
             ClusterModeParam::SingleNode => "single-node",
             ClusterModeParam::MultiNode => "multi-node",
+        }
+    }
+
+    /// Endpoints store the mode by name.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            ClusterModeParam::SingleNode => "SINGLE_NODE",
+            ClusterModeParam::MultiNode => "MULTI_NODE",
         }
     }
 }
@@ -723,7 +732,14 @@ impl Enqueue<'_> {
             })?;
         }
 
-        let image = self.resolve_image().await?;
+        let image = resolve_image(
+            ctx,
+            &params.image,
+            &params.arch,
+            scope.user_uuid,
+            &scope.domain_name,
+        )
+        .await?;
 
         // An existing session of this name of the owner.
         let mut existing = queries::match_sessions(
@@ -806,16 +822,8 @@ impl Enqueue<'_> {
         )
         .await
         .map_err(db_error("reading the allowed resource groups"))?;
-        let candidates: Vec<ScalingGroupCandidate> = allowed
-            .iter()
-            .map(|sgroup| ScalingGroupCandidate {
-                name: sgroup.name.clone(),
-                is_public: sgroup.is_public,
-                allowed_session_types: ScalingGroupCandidate::allowed_session_types(
-                    &sgroup.scheduler_opts,
-                ),
-            })
-            .collect();
+        let candidates: Vec<ScalingGroupCandidate> =
+            allowed.iter().map(ScalingGroupCandidate::from).collect();
         let scaling_group = rules::select_scaling_group(
             &candidates,
             config.scaling_group.as_deref(),
@@ -827,10 +835,15 @@ impl Enqueue<'_> {
             .find(|sgroup| sgroup.name == scaling_group)
             .is_some_and(|sgroup| sgroup.use_host_network);
         self.refuse_mounts()?;
-        let mut internal_data = self.dotfiles(&owner_keypair).await?;
-        if self.caller.user.sudo_session_enabled {
-            internal_data.insert("sudo_session_enabled".to_owned(), Value::Bool(true));
-        }
+        let (project_dotfiles, domain_dotfiles) =
+            queries::project_and_domain_dotfiles(db, scope.group_id, &scope.domain_name)
+                .await
+                .map_err(db_error("reading the dotfiles"))?;
+        let internal_data = pending::dotfile_data(
+            &owner_keypair,
+            project_dotfiles.as_deref(),
+            domain_dotfiles.as_deref(),
+        );
 
         // The kernel configuration (every kernel replicates the main one).
         let labels = &image.labels;
@@ -865,135 +878,44 @@ impl Enqueue<'_> {
             known: &known,
         })?;
 
-        // The rows.
-        let session_id = Uuid::new_v4();
-        let creation_id = token_urlsafe_16();
-        let placements = rules::cluster_kernels(params.cluster_size);
-        let requested_total = rules::session_requested(&planned.requested, placements.len());
-        let requested = ResourceSlot::from(&planned.requested);
-        let environ = config.environ.clone().unwrap_or_default();
-        let kernel_environ: Vec<String> = environ
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect();
-        let mut session_environ: Map<String, Value> = environ
-            .iter()
-            .map(|(key, value)| (key.clone(), Value::String(value.clone())))
-            .collect();
-        if self.caller.user.sudo_session_enabled {
-            session_environ.insert("SUDO_SESSION_ENABLED".to_owned(), json!("1"));
-        }
-        let now_fixed = now.fixed_offset();
-        let history = json!({ "PENDING": python_isoformat(now) });
-        let starts_at = starts_at.map(|at| at.fixed_offset());
-        let agent_list = config
-            .agent_list
-            .clone()
-            .filter(|agents| !agents.is_empty());
-        let preopen_ports_i32: Vec<i32> = preopen_ports
-            .iter()
-            .filter_map(|port| i32::try_from(*port).ok())
-            .collect();
-        let kernel_rows: Vec<kernels::Model> = placements
-            .iter()
-            .enumerate()
-            .map(|(index, placement)| kernels::Model {
-                id: Uuid::new_v4(),
-                session_id,
-                session_creation_id: Some(creation_id.clone()),
-                session_name: Some(params.name.clone()),
-                session_type,
-                cluster_mode: params.cluster_mode.value().to_owned(),
-                cluster_size: params.cluster_size,
-                cluster_role: placement.cluster_role.to_owned(),
-                cluster_idx: placement.cluster_idx,
-                local_rank: placement.local_rank,
-                cluster_hostname: placement.cluster_hostname.clone(),
-                scaling_group: Some(scaling_group.clone()),
-                agent: agent_list
-                    .as_ref()
-                    .and_then(|agents| agents.get(index).cloned()),
-                agent_addr: None,
-                domain_name: scope.domain_name.clone(),
-                group_id: scope.group_id,
-                user_uuid: scope.user_uuid,
-                access_key: Some(scope.owner_access_key.clone()),
-                image: Some(image.name.clone()),
-                architecture: Some(image.architecture.clone()),
-                registry: Some(image.registry.clone()),
-                tag: params.tag.clone(),
-                container_id: None,
-                occupied_slots: requested.clone(),
-                requested_slots: requested.clone(),
-                occupied_shares: json!({}),
-                environ: Some(kernel_environ.clone()),
-                mounts: Some(Vec::new()),
-                mount_map: Some(json!({})),
-                vfolder_mounts: Some(json!([])),
-                attached_devices: Some(json!({})),
-                resource_opts: Some(Value::Object(planned.resource_opts.clone())),
-                bootstrap_script: bootstrap_script.clone(),
-                kernel_host: None,
-                repl_in_port: 0,
-                repl_out_port: 0,
-                stdin_port: 0,
-                stdout_port: 0,
-                service_ports: None,
-                preopen_ports: Some(preopen_ports_i32.clone()),
-                use_host_network,
-                created_at: None,
-                terminated_at: None,
-                starts_at,
-                status: KernelStatus::Pending,
-                status_changed: None,
-                status_info: None,
-                status_data: None,
-                status_history: Some(history.clone()),
-                callback_url: params.callback_url.clone(),
-                startup_command: params.startup_command.clone(),
-                result: SessionResult::Undefined,
-                internal_data: Some(Value::Object(internal_data.clone())),
-                container_log: None,
-                num_queries: Some(0),
-                last_stat: None,
-            })
-            .collect();
-        let session_row = sessions::Model {
-            id: session_id,
-            creation_id: Some(creation_id.clone()),
-            name: Some(params.name.clone()),
+        let PendingRows {
+            session_id,
+            creation_id,
+            new_session,
+        } = PendingSession {
+            name: params.name.clone(),
             session_type,
             cluster_mode: params.cluster_mode.value().to_owned(),
             cluster_size: params.cluster_size,
-            agent_ids: None,
-            scaling_group_name: Some(scaling_group.clone()),
-            target_sgroup_names: Some(Vec::new()),
+            scaling_group,
+            use_host_network,
             domain_name: scope.domain_name.clone(),
             group_id: scope.group_id,
             user_uuid: scope.user_uuid,
-            access_key: Some(scope.owner_access_key.clone()),
-            images: Some(vec![image.name.clone()]),
+            access_key: scope.owner_access_key.clone(),
+            image: &image,
             tag: params.tag.clone(),
-            occupying_slots: ResourceSlot::new(),
-            requested_slots: ResourceSlot::from(&requested_total),
-            vfolder_mounts: Some(json!([])),
-            environ: Some(Value::Object(session_environ)),
-            bootstrap_script: None,
-            use_host_network,
-            timeout: None,
-            created_at: Some(now_fixed),
-            terminated_at: None,
+            kernel_resources: &planned,
+            environ: config
+                .environ
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+            sudo_session_enabled: self.caller.user.sudo_session_enabled,
+            bootstrap_script,
+            preopen_ports: preopen_ports
+                .iter()
+                .filter_map(|port| i32::try_from(*port).ok())
+                .collect(),
+            designated_agents: config.agent_list.clone().unwrap_or_default(),
             starts_at,
-            status: SessionStatus::Pending,
-            status_info: None,
-            status_data: None,
-            status_history: Some(history),
             callback_url: params.callback_url.clone(),
-            startup_command: None,
-            result: SessionResult::Undefined,
-            num_queries: Some(0),
-            last_stat: None,
-        };
+            startup_command: params.startup_command.clone(),
+            internal_data,
+            dependencies: params.dependencies.clone().unwrap_or_default(),
+        }
+        .rows(now);
 
         // Listen before inserting, so that a fast scheduler's `session_started` is not missed.
         let waiter = if params.enqueue_only {
@@ -1001,15 +923,7 @@ impl Enqueue<'_> {
         } else {
             Some(StartWaiter::subscribe(ctx).await?)
         };
-        let inserted = queries::enqueue(
-            db,
-            NewSession {
-                session: session_row,
-                kernels: kernel_rows,
-                dependencies: params.dependencies.clone().unwrap_or_default(),
-            },
-        )
-        .await;
+        let inserted = queries::enqueue(db, new_session).await;
         if let Err(error) = inserted {
             if let Some(waiter) = waiter {
                 waiter.close().await;
@@ -1074,57 +988,6 @@ impl Enqueue<'_> {
         Ok(created_response(&answer))
     }
 
-    /// The image row the request names, checked against the owner and the domain's registries.
-    async fn resolve_image(&self) -> Result<images::Model, ApiError> {
-        let params = self.params;
-        let candidates =
-            bai_db_models::queries::images::canonical_or_alias(&params.image, &params.arch);
-        let image = bai_db_models::queries::images::resolve(self.ctx.db(), &candidates)
-            .await
-            .map_err(|error| match error {
-                ImageError::NotFound { searched } => ApiError::with_msg(
-                    ErrorKind::ObjectNotFound("environment image"),
-                    format!(
-                        "Unknown image references: {}",
-                        searched
-                            .iter()
-                            .map(|candidate| match candidate {
-                                ImageCandidate::Reference(reference) =>
-                                    format!("ref:{}", rules::py_repr_str(&reference.canonical())),
-                                ImageCandidate::Alias(alias) =>
-                                    format!("alias:{}", rules::py_repr_str(alias)),
-                            })
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ),
-                other => ApiError::internal("resolving the image", &other),
-            })?;
-        if let Some(owner) = image
-            .labels
-            .get("ai.backend.customized-image.owner")
-            .and_then(Value::as_str)
-            .filter(|owner| !owner.is_empty())
-            && owner != format!("user:{}", self.scope.user_uuid)
-        {
-            return Err(ApiError::not_found("environment image"));
-        }
-        if !image.is_local {
-            let allowed =
-                queries::allowed_docker_registries(self.ctx.db(), &self.scope.domain_name)
-                    .await
-                    .map_err(db_error("reading the domain's allowed registries"))?
-                    .unwrap_or_default();
-            if !allowed.contains(&image.registry) {
-                return Err(ApiError::with_msg(
-                    ErrorKind::ObjectNotFound("environment image"),
-                    "unknown alias or disallowed registry",
-                ));
-            }
-        }
-        Ok(image)
-    }
-
     /// Virtual folders live behind a storage proxy, which this manager does not talk to yet.
     fn refuse_mounts(&self) -> Result<(), ApiError> {
         let config = self.config;
@@ -1150,87 +1013,50 @@ impl Enqueue<'_> {
             ),
         ))
     }
+}
 
-    /// `prepare_dotfiles` without vfolders: the owner keypair's SSH keypair and dotfiles, then the
-    /// project's and the domain's dotfiles whose paths are not taken, the list reversed.
-    async fn dotfiles(
-        &self,
-        keypair: &bai_db_models::entities::keypairs::Model,
-    ) -> Result<Map<String, Value>, ApiError> {
-        let (project, domain) = queries::project_and_domain_dotfiles(
-            self.ctx.db(),
-            self.scope.group_id,
-            &self.scope.domain_name,
-        )
+/// The image `reference` (or alias) as user `owner` of `domain` may use it (`ImageRow.resolve`
+/// and the checks of `create_session`), for `POST /session` and `POST /services`.
+pub(super) async fn resolve_image(
+    ctx: &ApiContext,
+    reference: &str,
+    architecture: &str,
+    owner: Uuid,
+    domain: &str,
+) -> Result<images::Model, ApiError> {
+    let candidates = bai_db_models::queries::images::canonical_or_alias(reference, architecture);
+    let image = bai_db_models::queries::images::resolve(ctx.db(), &candidates)
         .await
-        .map_err(db_error("reading the dotfiles"))?;
-        let mut internal_data = Map::new();
-        let mut dotfiles: Vec<Value> = decode_dotfiles(&keypair.dotfiles);
-        if let (Some(public_key), Some(private_key)) = (
-            keypair
-                .ssh_public_key
-                .as_deref()
-                .filter(|key| !key.is_empty()),
-            keypair
-                .ssh_private_key
-                .as_deref()
-                .filter(|key| !key.is_empty()),
-        ) {
-            internal_data.insert(
-                "ssh_keypair".to_owned(),
-                json!({"public_key": public_key, "private_key": private_key}),
-            );
-        }
-        let path_of = |dotfile: &Value| {
-            dotfile
-                .get("path")
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-        };
-        let mut paths: Vec<String> = dotfiles.iter().filter_map(path_of).collect();
-        for extra in [project, domain].iter().flatten() {
-            for dotfile in decode_dotfiles(extra) {
-                if let Some(path) = path_of(&dotfile)
-                    && !paths.contains(&path)
-                {
-                    paths.push(path);
-                    dotfiles.push(dotfile);
-                }
-            }
-        }
-        dotfiles.reverse();
-        internal_data.insert("dotfiles".to_owned(), Value::Array(dotfiles));
-        // The reference inserts `ssh_keypair` after `dotfiles`; keep that order in the map.
-        if let Some(keypair) = internal_data.remove("ssh_keypair") {
-            internal_data.insert("ssh_keypair".to_owned(), keypair);
-        }
-        Ok(internal_data)
+        .map_err(|error| match error {
+            ImageError::NotFound { searched } => ApiError::with_msg(
+                ErrorKind::ObjectNotFound("environment image"),
+                format!(
+                    "Unknown image references: {}",
+                    searched
+                        .iter()
+                        .map(|candidate| match candidate {
+                            ImageCandidate::Reference(reference) =>
+                                format!("ref:{}", rules::py_repr_str(&reference.canonical())),
+                            ImageCandidate::Alias(alias) =>
+                                format!("alias:{}", rules::py_repr_str(alias)),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            other => ApiError::internal("resolving the image", &other),
+        })?;
+    match pending::image_refusal(ctx.db(), &image, owner, domain)
+        .await
+        .map_err(db_error("reading the domain's allowed registries"))?
+    {
+        None => Ok(image),
+        Some(ImageRefusal::CustomizedForAnother) => Err(ApiError::not_found("environment image")),
+        Some(ImageRefusal::DisallowedRegistry) => Err(ApiError::with_msg(
+            ErrorKind::ObjectNotFound("environment image"),
+            "unknown alias or disallowed registry",
+        )),
     }
-}
-
-/// A msgpack list of dotfile maps as stored in `keypairs`/`groups`/`domains.dotfiles`.
-fn decode_dotfiles(bytes: &[u8]) -> Vec<Value> {
-    match bai_events::codec::decode(bytes) {
-        Ok(value) => match bai_events::to_json(&value) {
-            Value::Array(items) => items,
-            _ => Vec::new(),
-        },
-        Err(_) => Vec::new(),
-    }
-}
-
-/// `secrets.token_urlsafe(16)`: 16 random bytes, URL-safe base64 without padding.
-fn token_urlsafe_16() -> String {
-    // A v4 UUID holds 122 random bits; two give 16 random bytes without the version and
-    // variant bits.
-    let a = Uuid::new_v4().into_bytes();
-    let b = Uuid::new_v4().into_bytes();
-    let mut bytes = [0u8; 16];
-    bytes[..6].copy_from_slice(&a[..6]);
-    bytes[6] = a[7];
-    bytes[7..14].copy_from_slice(&a[9..16]);
-    bytes[14..16].copy_from_slice(&b[..2]);
-    data_encoding::BASE64URL_NOPAD.encode(&bytes)
 }
 
 /// The main kernel's `service_ports` as the creation answer lists them.

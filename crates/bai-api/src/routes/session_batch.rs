@@ -16,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use bai_db_models::entities::enums::KernelStatus;
 use bai_db_models::queries::session_batch::{self, FolderLocation, LOGS_FOLDER};
 use bai_db_models::queries::session_enqueue as queries;
-use bai_storage_proxy::{StorageError, StorageProxies};
+use bai_storage_proxy::StorageError;
 use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::StreamExt;
 use http::{HeaderValue, Method, StatusCode, header};
@@ -25,6 +25,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::session::session_not_found;
+use super::vfolder::{storage_refusal, vfolder_id};
 use super::{Access, Authenticated, Route, StatusGate};
 use crate::context::ApiContext;
 use crate::error::{ApiError, ErrorKind};
@@ -195,26 +196,14 @@ async fn get_task_logs(
                 .data(json!({ "vfolder_name": LOGS_FOLDER }))
         })?;
     // The clients are made per request: task logs are read rarely, and a client per proxy is
-    // cheap next to the file it streams.
+    // cheap next to the file it streams. A proxy etcd does not name fails the fetch.
     let proxies = ctx
-        .shared_config()
-        .volumes
-        .as_ref()
-        .map(|volumes| StorageProxies::new(&volumes.proxies))
-        .transpose()
-        .map_err(|error| storage_error(&folder, error))?
-        .ok_or_else(|| {
-            storage_error(
-                &folder,
-                StorageError::UnknownProxy(
-                    bai_storage_proxy::split_host(&folder.host).0.to_owned(),
-                ),
-            )
-        })?;
+        .storage_proxies()
+        .map_err(|error| storage_error(&folder, error))?;
     let file = proxies
         .fetch_file(
             &folder.host,
-            &folder_id(&folder),
+            &vfolder_id(&folder.quota_scope_id, folder.id),
             &task_log_path(params.task_id),
         )
         .await
@@ -240,45 +229,15 @@ fn task_log_path(task_id: Uuid) -> String {
     format!("task/{}/{}/{}.log", &hex[..2], &hex[2..4], &hex[4..])
 }
 
-/// The reference's `VFolderID` string: `{quota_scope_id}/{folder id hex}`, or the hex alone.
-fn folder_id(folder: &FolderLocation) -> String {
-    let hex = folder.id.simple();
-    if folder.quota_scope_id.is_empty() {
-        hex.to_string()
-    } else {
-        format!("{}/{hex}", folder.quota_scope_id)
-    }
-}
-
-/// A storage proxy's refusal as the reference answers it: a server error's message and data as
-/// invalid parameters, any other refusal as a failed folder operation (400); a proxy that cannot
-/// be reached or is not configured is a failure of ours.
+/// A storage proxy's refusal or failure while fetching a task log from `folder`.
 fn storage_error(folder: &FolderLocation, error: StorageError) -> ApiError {
-    match error {
-        StorageError::Rejected {
-            status, msg, data, ..
-        } => {
-            let kind = if status >= 500 {
-                ErrorKind::InvalidApiParameters
-            } else {
-                ErrorKind::VFolderOperationFailed
-            };
-            let mut error = ApiError::new(kind).data(data);
-            error.msg = msg;
-            error
-        }
-        StorageError::RejectedPlain { status, reason, .. } => ApiError::with_msg(
-            ErrorKind::VFolderOperationFailed,
-            format!("Storage proxy responded with {status} {reason}"),
+    storage_refusal(
+        error,
+        &format!(
+            "fetching a task log from the {LOGS_FOLDER} folder on {}",
+            folder.host
         ),
-        other => ApiError::internal(
-            &format!(
-                "fetching a task log from the {LOGS_FOLDER} folder on {}",
-                folder.host
-            ),
-            &other,
-        ),
-    }
+    )
 }
 
 #[cfg(test)]
@@ -297,13 +256,8 @@ mod tests {
     #[test]
     fn folder_ids_and_times_are_written_as_python_writes_them() {
         let id = Uuid::parse_str("0123abcd-4567-89ef-0123-456789abcdef").expect("uuid");
-        let folder = FolderLocation {
-            id,
-            host: "local:volume1".to_owned(),
-            quota_scope_id: "user:f38dea23-50fa-42a0-b5ae-338f5f4693f4".to_owned(),
-        };
         assert_eq!(
-            folder_id(&folder),
+            vfolder_id("user:f38dea23-50fa-42a0-b5ae-338f5f4693f4", id),
             "user:f38dea23-50fa-42a0-b5ae-338f5f4693f4/0123abcd456789ef0123456789abcdef"
         );
         let at = DateTime::parse_from_rfc3339("2024-05-01T10:00:00.5+00:00")

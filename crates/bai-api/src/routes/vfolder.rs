@@ -155,16 +155,9 @@ fn project_id(group_id: Option<&str>) -> Result<Option<Uuid>, ApiError> {
         .transpose()
 }
 
-/// The storage proxies of etcd `volumes/proxies` (none when `volumes/` is empty), with clients
-/// made for this request: the listings are called rarely.
+/// The storage proxies of etcd `volumes/proxies` (none when `volumes/` is empty).
 fn storage_proxies(ctx: &ApiContext) -> Result<StorageProxies, ApiError> {
-    let config = ctx.shared_config();
-    let configured = config
-        .volumes
-        .as_ref()
-        .map(|volumes| volumes.proxies.clone())
-        .unwrap_or_default();
-    StorageProxies::new(&configured)
+    ctx.storage_proxies()
         .map_err(|error| ApiError::internal("making the storage proxy clients", &error))
 }
 
@@ -528,10 +521,12 @@ async fn exposed_usage(
     if !(show_percentage || show_used || show_total) {
         return Ok(usage);
     }
-    let measured = proxies
-        .fs_usage(proxy, volume)
-        .await
-        .map_err(|error| storage_refusal(&format!("{proxy}:{volume}"), error))?;
+    let measured = proxies.fs_usage(proxy, volume).await.map_err(|error| {
+        storage_refusal(
+            error,
+            &format!("reading the usage of volume {proxy}:{volume}"),
+        )
+    })?;
     if show_used {
         usage.insert("used", Value::from(measured.used_bytes));
     }
@@ -557,8 +552,9 @@ async fn exposed_usage(
 
 /// A storage proxy's refusal as the reference's `StorageSessionManager.request` raises it: a
 /// server error's message and data as invalid parameters, any other refusal as a failed folder
-/// operation; anything else (unreachable, malformed answer) is a failure of ours.
-fn storage_refusal(host: &str, error: StorageError) -> ApiError {
+/// operation; anything else (unreachable, malformed answer, not configured) is a failure of ours
+/// while `doing` what the caller did.
+pub(super) fn storage_refusal(error: StorageError, doing: &str) -> ApiError {
     match error {
         StorageError::Rejected {
             status, msg, data, ..
@@ -576,7 +572,18 @@ fn storage_refusal(host: &str, error: StorageError) -> ApiError {
             ErrorKind::VFolderOperationFailed,
             format!("Storage proxy responded with {status} {reason}"),
         ),
-        other => ApiError::internal(&format!("reading the usage of volume {host}"), &other),
+        other => ApiError::internal(doing, &other),
+    }
+}
+
+/// The reference's `VFolderID` string of a folder, as the storage proxies take it:
+/// `{quota_scope_id}/{folder id hex}`, or the hex alone.
+pub(super) fn vfolder_id(quota_scope_id: &str, folder: Uuid) -> String {
+    let hex = folder.simple();
+    if quota_scope_id.is_empty() {
+        hex.to_string()
+    } else {
+        format!("{quota_scope_id}/{hex}")
     }
 }
 

@@ -32,6 +32,24 @@ pub struct OwnerScope {
     pub session_owner: Option<Uuid>,
 }
 
+impl OwnerScope {
+    /// The scope over a table's `domain`, `project` and `session_owner` columns (endpoints,
+    /// routes and tokens all have them).
+    fn condition<C: ColumnTrait>(&self, domain: C, project: C, session_owner: C) -> Condition {
+        let mut condition = Condition::all();
+        if let Some(name) = &self.domain_name {
+            condition = condition.add(domain.eq(name.as_str()));
+        }
+        if let Some(id) = self.project {
+            condition = condition.add(project.eq(id));
+        }
+        if let Some(owner) = self.session_owner {
+            condition = condition.add(session_owner.eq(owner));
+        }
+        condition
+    }
+}
+
 /// An endpoint with what the `Endpoint` type shows of its routes and users.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EndpointRow {
@@ -79,17 +97,11 @@ pub fn field_map() -> FieldMap {
 }
 
 fn endpoint_scope(scope: &OwnerScope) -> Condition {
-    let mut condition = Condition::all();
-    if let Some(domain) = &scope.domain_name {
-        condition = condition.add(endpoints::Column::Domain.eq(domain.as_str()));
-    }
-    if let Some(project) = scope.project {
-        condition = condition.add(endpoints::Column::Project.eq(project));
-    }
-    if let Some(owner) = scope.session_owner {
-        condition = condition.add(endpoints::Column::SessionOwner.eq(owner));
-    }
-    condition
+    scope.condition(
+        endpoints::Column::Domain,
+        endpoints::Column::Project,
+        endpoints::Column::SessionOwner,
+    )
 }
 
 fn scoped_endpoints(
@@ -318,17 +330,11 @@ pub async fn clear_errors(db: &impl ConnectionTrait, id: Uuid) -> Result<(), DbE
 // ----- routes -----
 
 fn route_scope(scope: &OwnerScope) -> Condition {
-    let mut condition = Condition::all();
-    if let Some(domain) = &scope.domain_name {
-        condition = condition.add(routings::Column::Domain.eq(domain.as_str()));
-    }
-    if let Some(project) = scope.project {
-        condition = condition.add(routings::Column::Project.eq(project));
-    }
-    if let Some(owner) = scope.session_owner {
-        condition = condition.add(routings::Column::SessionOwner.eq(owner));
-    }
-    condition
+    scope.condition(
+        routings::Column::Domain,
+        routings::Column::Project,
+        routings::Column::SessionOwner,
+    )
 }
 
 /// A route with its endpoint's URL (what the `Routing` type shows as `endpoint`).
@@ -418,18 +424,13 @@ pub async fn route_count(
 // ----- tokens -----
 
 fn token_scope(endpoint: Option<Uuid>, scope: &OwnerScope) -> Select<endpoint_tokens::Entity> {
-    let mut query = endpoint_tokens::Entity::find();
+    let mut query = endpoint_tokens::Entity::find().filter(scope.condition(
+        endpoint_tokens::Column::Domain,
+        endpoint_tokens::Column::Project,
+        endpoint_tokens::Column::SessionOwner,
+    ));
     if let Some(endpoint) = endpoint {
         query = query.filter(endpoint_tokens::Column::Endpoint.eq(endpoint));
-    }
-    if let Some(domain) = &scope.domain_name {
-        query = query.filter(endpoint_tokens::Column::Domain.eq(domain.as_str()));
-    }
-    if let Some(project) = scope.project {
-        query = query.filter(endpoint_tokens::Column::Project.eq(project));
-    }
-    if let Some(owner) = scope.session_owner {
-        query = query.filter(endpoint_tokens::Column::SessionOwner.eq(owner));
     }
     query
 }
