@@ -93,7 +93,11 @@ async fn a_hundred_sessions_created_and_destroyed_at_once_all_end_terminated() {
     for agent in agent_rows(&api).await {
         assert_eq!(agent.occupied_slots.to_json(), json!({}), "{}", agent.id);
     }
-    assert_eq!(concurrency_used(&api).await, 0);
+    // The count is written to Redis after the status is committed: it follows a moment later.
+    wait_until("the keypair's concurrency back to 0", PATIENCE, || async {
+        concurrency_used(&api).await == 0
+    })
+    .await;
 }
 
 /// The keypair's running sessions, as the admin API reports them (Redis
