@@ -175,6 +175,11 @@ impl bai_server::App for Manager {
             )),
             &mut handlers,
         );
+        // The agents' `agent_error` events become error logs (the reference's error monitor).
+        bai_agents::agent_error_handlers(
+            &Arc::new(bai_agents::AgentErrorCollector::new(stores.db.clone())),
+            &mut handlers,
+        );
         // Idle checks: a worker checks on a consumed `do_idle_check` (the global timer's event).
         let idle_checker = bai_sessions::IdleChecker::new(
             stores.db.clone(),

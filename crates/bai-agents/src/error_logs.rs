@@ -1,4 +1,6 @@
-//! The retention of error logs (the reference's `api/logs.py` `log_cleanup_task`): on
+//! Error logs from the bus. The agents' `agent_error` events are filed as rows of `error_logs`
+//! (the reference's `plugin/error_monitor.py` `handle_agent_error`), with the agent as their
+//! source. Their retention (the reference's `api/logs.py` `log_cleanup_task`): on
 //! `do_log_cleanup`, the rows of `error_logs` created longer ago than etcd
 //! `config/logs/error/retention` (default `90d`) are deleted. A retention that does not parse is
 //! logged and the default applies, as in the reference.
@@ -7,12 +9,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bai_db_models::DbError;
-use bai_db_models::queries::error_logs::delete_error_logs_before;
+use bai_db_models::entities::enums::ErrorLogSeverity;
+use bai_db_models::queries::error_logs::{NewErrorLog, delete_error_logs_before, insert_error_log};
 use bai_etcd_store::shared_config::parse_time_duration;
 use bai_etcd_store::{EtcdError, EtcdStore, Scope};
+use bai_events::{Event, Received};
 use bai_events::{HandlerError, Handlers};
 use chrono::{DateTime, Months, Utc};
 use sea_orm::DatabaseConnection;
+use sea_orm::prelude::{Json, Uuid};
 
 /// Where the retention is set, and its default.
 pub const RETENTION_KEY: &str = "config/logs/error/retention";
@@ -112,6 +117,119 @@ pub fn error_log_handlers(cleaner: &Arc<ErrorLogCleaner>, into: &mut Handlers) {
             cleaner.clean().await.map_err(HandlerError::from)?;
             Ok(())
         }
+    });
+}
+
+/// What stopped an `agent_error` from being filed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentErrorLogError {
+    /// `error_logs.severity` holds `critical`, `error` and `warning` only (the reference's insert
+    /// fails on the others too).
+    #[error("agent {agent}: cannot file an error log of severity {severity:?}")]
+    Severity { agent: String, severity: String },
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+/// Files the agents' `agent_error` events as error logs.
+#[derive(Clone, Debug)]
+pub struct AgentErrorCollector {
+    db: DatabaseConnection,
+}
+
+impl AgentErrorCollector {
+    pub fn new(db: DatabaseConnection) -> AgentErrorCollector {
+        AgentErrorCollector { db }
+    }
+
+    /// Files one `agent_error` of `agent`: the new row's id.
+    pub async fn collect(
+        &self,
+        agent: &str,
+        message: &str,
+        traceback: Option<&str>,
+        user: &Json,
+        context_env: &Json,
+        severity: &str,
+    ) -> Result<Uuid, AgentErrorLogError> {
+        // 24.03 agents send `ERROR`, 23.09 ones `error`; the column keeps the lowercase form.
+        let stored_severity = match severity.to_ascii_lowercase().as_str() {
+            "critical" => ErrorLogSeverity::Critical,
+            "error" => ErrorLogSeverity::Error,
+            "warning" => ErrorLogSeverity::Warning,
+            _ => {
+                return Err(AgentErrorLogError::Severity {
+                    agent: agent.to_owned(),
+                    severity: severity.to_owned(),
+                });
+            }
+        };
+        let user = match user {
+            Json::Null => None,
+            Json::String(text) => match Uuid::parse_str(text) {
+                Ok(user) => Some(user),
+                Err(_) => {
+                    // The report matters more than whom it names.
+                    tracing::warn!(
+                        "agent {agent} reported an error about user {text:?}, which is not a user id; filing it without a user"
+                    );
+                    None
+                }
+            },
+            other => {
+                tracing::warn!(
+                    "agent {agent} reported an error about user {other}, which is not a user id; filing it without a user"
+                );
+                None
+            }
+        };
+        let id = insert_error_log(
+            &self.db,
+            NewErrorLog {
+                severity: stored_severity,
+                source: agent.to_owned(),
+                user,
+                message: message.to_owned(),
+                context_lang: "python".to_owned(),
+                context_env: context_env.clone(),
+                request_url: None,
+                request_status: None,
+                traceback: traceback.map(str::to_owned),
+            },
+        )
+        .await?;
+        tracing::debug!("collected an error log [{severity}] {message:?} from agent:{agent}");
+        Ok(id)
+    }
+
+    async fn handle(self: Arc<Self>, received: Arc<Received>) -> Result<(), HandlerError> {
+        if let Event::AgentError {
+            message,
+            traceback,
+            user,
+            context_env,
+            severity,
+        } = &received.event
+        {
+            self.collect(
+                &received.source,
+                message,
+                traceback.as_deref(),
+                user,
+                context_env,
+                severity,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}
+
+/// The handler of `agent_error`.
+pub fn agent_error_handlers(collector: &Arc<AgentErrorCollector>, into: &mut Handlers) {
+    let collector = Arc::clone(collector);
+    into.on("agent_error", "handle_agent_error", move |received| {
+        Arc::clone(&collector).handle(received)
     });
 }
 

@@ -10,7 +10,8 @@
 //! when the agent restarts, terminates or is lost.
 //!
 //! [`ErrorLogCleaner`] deletes the error logs older than etcd `config/logs/error/retention` on
-//! `do_log_cleanup` ([`error_log_handlers`]).
+//! `do_log_cleanup` ([`error_log_handlers`]); [`AgentErrorCollector`] files the agents'
+//! `agent_error` events as error logs ([`agent_error_handlers`]).
 //!
 //! It must not know HTTP or manager.toml (it is handed the heartbeat timeout), and it spawns no
 //! tasks: [`handlers`] go into a consumer of `bai-events`, [`run_lost_check`] is a future the
@@ -21,8 +22,8 @@ mod registry;
 mod rpc_cache;
 
 pub use error_logs::{
-    DEFAULT_RETENTION, ErrorLogCleaner, ErrorLogCleanupError, RETENTION_KEY, Retention,
-    error_log_handlers,
+    AgentErrorCollector, AgentErrorLogError, DEFAULT_RETENTION, ErrorLogCleaner,
+    ErrorLogCleanupError, RETENTION_KEY, Retention, agent_error_handlers, error_log_handlers,
 };
 pub use registry::{AgentRegistry, UnknownGroupWarnings, handlers, run_lost_check};
 pub use rpc_cache::{AgentRpcCache, AgentRpcError, DEFAULT_REVALIDATE_AFTER};

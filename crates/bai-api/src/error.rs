@@ -40,6 +40,10 @@ pub enum ErrorKind {
     KernelExecutionFailed,
     /// A storage proxy refused a folder operation (`VFolderOperationFailed`).
     VFolderOperationFailed,
+    /// A dotfile could not be stored (`DotfileCreationFailed`): no room left, too many, too big.
+    DotfileCreationFailed,
+    /// A dotfile with that path exists (`DotfileAlreadyExists`).
+    DotfileAlreadyExists,
 }
 
 impl ErrorKind {
@@ -57,6 +61,8 @@ impl ErrorKind {
             | Self::NotImplemented
             | Self::Deprecated
             | Self::VFolderOperationFailed
+            | Self::DotfileCreationFailed
+            | Self::DotfileAlreadyExists
             | Self::GraphQlError => StatusCode::BAD_REQUEST,
             Self::GenericForbidden | Self::InsufficientPrivilege => StatusCode::FORBIDDEN,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
@@ -74,7 +80,9 @@ impl ErrorKind {
         match self {
             Self::UrlNotFound => "url-not-found",
             Self::ObjectNotFound(_) => "object-not-found",
-            Self::GenericBadRequest => "generic-bad-request",
+            Self::GenericBadRequest | Self::DotfileCreationFailed | Self::DotfileAlreadyExists => {
+                "generic-bad-request"
+            }
             Self::InvalidCredentials => "invalid-credentials",
             Self::GenericForbidden => "generic-forbidden",
             Self::InsufficientPrivilege => "insufficient-privilege",
@@ -130,6 +138,8 @@ impl ErrorKind {
             Self::TooManySessionsMatched => "Too many sessions matched.".into(),
             Self::KernelExecutionFailed => "Executing user code in the kernel has failed.".into(),
             Self::VFolderOperationFailed => "Virtual folder operation has failed.".into(),
+            Self::DotfileCreationFailed => "Dotfile creation has failed.".into(),
+            Self::DotfileAlreadyExists => "Dotfile already exists.".into(),
         }
     }
 

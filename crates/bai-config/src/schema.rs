@@ -372,6 +372,14 @@ pub struct LoggingConfig {
     pub logstash: Option<LogstashConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub graylog: Option<GraylogConfig>,
+    /// One INFO record per answered request (target `bai_api::access`), as aiohttp's access
+    /// logger writes in the reference.
+    #[serde(
+        default = "yes",
+        alias = "access_log",
+        deserialize_with = "lenient_bool"
+    )]
+    pub access_log: bool,
 }
 
 impl Default for LoggingConfig {
@@ -384,6 +392,7 @@ impl Default for LoggingConfig {
             file: None,
             logstash: None,
             graylog: None,
+            access_log: true,
         }
     }
 }

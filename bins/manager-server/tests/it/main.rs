@@ -1,6 +1,7 @@
 //! The integration tests of manager-server, in one binary: the built `manager-server` started on
 //! the halfstack, driven over HTTP and by the official clients, and stopped with signals.
 
+mod access_log;
 mod admin_agents;
 mod admin_domains;
 mod admin_groups;
@@ -13,6 +14,8 @@ mod agents;
 mod auth_cache;
 mod batch;
 mod cluster;
+mod dotfiles;
+mod error_logs;
 mod events;
 mod execute;
 mod fuzz;

@@ -7,9 +7,11 @@ mod auth;
 mod body_limit;
 mod config;
 mod cors;
+mod dotfiles;
 mod events;
 mod execute;
 mod health;
+mod logs;
 mod manager;
 mod resource;
 mod root;
@@ -177,6 +179,8 @@ pub fn routes() -> Vec<Route> {
     routes.extend(session_batch::routes());
     routes.extend(stream::routes());
     routes.extend(events::routes());
+    routes.extend(dotfiles::routes());
+    routes.extend(logs::routes());
     routes
 }
 
@@ -231,7 +235,7 @@ pub fn router(ctx: ApiContext) -> Router {
     }
     // One schema per router: the admin routes execute their requests on it.
     let schema = crate::gql::schema();
-    router
+    let router = router
         .layer(axum::Extension(schema))
         .route_layer(middleware::from_fn(cors::actual_request))
         .fallback(url_not_found)
@@ -243,8 +247,38 @@ pub fn router(ctx: ApiContext) -> Router {
             http::header::SERVER,
             HeaderValue::from_static(SERVER_HEADER),
         ))
-        .layer(middleware::from_fn(record_request_metrics))
-        .with_state(ctx)
+        .layer(middleware::from_fn(record_request_metrics));
+    let router = if ctx.config().logging.access_log {
+        router.layer(middleware::from_fn(log_access))
+    } else {
+        router
+    };
+    router.with_state(ctx)
+}
+
+/// Writes one access record per answered request: who asked (the peer address), the method and
+/// the path (never the query string nor a header: signatures and tokens travel there), the
+/// status, the body size when it is known before streaming (`-` otherwise) and the time to the
+/// response head.
+async fn log_access(request: Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(|| "-".to_owned(), |info| info.0.ip().to_string());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let size = axum::body::HttpBody::size_hint(response.body())
+        .exact()
+        .map_or_else(|| "-".to_owned(), |bytes| bytes.to_string());
+    tracing::info!(
+        target: "bai_api::access",
+        "{peer} \"{method} {path}\" {status} {size} {seconds:.6}s",
+        status = response.status().as_u16(),
+        seconds = started.elapsed().as_secs_f64(),
+    );
+    response
 }
 
 /// Counts every answered request and its latency by route template (`MatchedPath`, never the

@@ -9,6 +9,7 @@ pub mod agent_registry;
 pub mod agent_slots;
 pub mod auth;
 pub mod domains;
+pub mod dotfiles;
 pub mod endpoints;
 pub mod error_logs;
 pub mod event_feed;
