@@ -22,7 +22,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::session::owner_scope;
 use super::{Access, Authenticated, Route, StatusGate};
 use crate::auth::Caller;
 use crate::context::ApiContext;
@@ -573,20 +572,6 @@ fn list_or_get(dotfiles: Vec<StoredDotfile>, path: Option<&str>) -> Result<Value
 
 // ----- /user-config -----
 
-/// The access key a request acts for: `owner_access_key` when the caller may act for its owner
-/// (`get_access_key_scopes`).
-async fn owner_access_key(
-    ctx: &ApiContext,
-    caller: &Caller,
-    owner_access_key: Option<&str>,
-) -> Result<String, ApiError> {
-    let owner = owner_scope(ctx, caller, owner_access_key).await?;
-    Ok(owner.map_or_else(
-        || caller.access_key().to_owned(),
-        |owner| owner.keypair.access_key,
-    ))
-}
-
 fn log_scope(what: &str, caller: &Caller, owner: &str) {
     let shown = if owner == caller.access_key() {
         "*"
@@ -601,7 +586,8 @@ async fn create_user_dotfile(
     Authenticated(caller): Authenticated,
     Params(params): Params<UserWriteParams>,
 ) -> Result<PyJson<Value>, ApiError> {
-    let owner = owner_access_key(&ctx, &caller, params.owner_access_key.as_deref()).await?;
+    let owner =
+        super::session_ops::acting_for(&ctx, &caller, params.owner_access_key.as_deref()).await?;
     log_scope("USERCONFIG.CREATE", &caller, &owner);
     // Refused when the caller (not the owner) can reach a user folder of that name, such as a
     // dot-prefixed folder the agent would mount at the same place.
@@ -654,7 +640,8 @@ async fn list_or_get_user_dotfiles(
     Authenticated(caller): Authenticated,
     Params(params): Params<UserReadParams>,
 ) -> Result<PyJson<Value>, ApiError> {
-    let owner = owner_access_key(&ctx, &caller, params.owner_access_key.as_deref()).await?;
+    let owner =
+        super::session_ops::acting_for(&ctx, &caller, params.owner_access_key.as_deref()).await?;
     log_scope("USERCONFIG.LIST_OR_GET", &caller, &owner);
     // The reference lists the caller's own dotfiles even when `owner_access_key` names another
     // keypair; only a single `path` is looked up in the owner's.
@@ -671,7 +658,8 @@ async fn update_user_dotfile(
     Authenticated(caller): Authenticated,
     Params(params): Params<UserWriteParams>,
 ) -> Result<PyJson<Value>, ApiError> {
-    let owner = owner_access_key(&ctx, &caller, params.owner_access_key.as_deref()).await?;
+    let owner =
+        super::session_ops::acting_for(&ctx, &caller, params.owner_access_key.as_deref()).await?;
     log_scope("USERCONFIG.UPDATE", &caller, &owner);
     let new = StoredDotfile {
         path: params.path,
@@ -693,7 +681,8 @@ async fn delete_user_dotfile(
     Authenticated(caller): Authenticated,
     Params(params): Params<UserDeleteParams>,
 ) -> Result<PyJson<Value>, ApiError> {
-    let owner = owner_access_key(&ctx, &caller, params.owner_access_key.as_deref()).await?;
+    let owner =
+        super::session_ops::acting_for(&ctx, &caller, params.owner_access_key.as_deref()).await?;
     log_scope("USERCONFIG.DELETE", &caller, &owner);
     rewrite(
         &ctx,

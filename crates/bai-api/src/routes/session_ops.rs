@@ -171,7 +171,7 @@ fn db_error(context: &str) -> impl FnOnce(bai_db_models::DbError) -> ApiError + 
 }
 
 /// The access key a request acts for: `owner_access_key` when the caller may act for its owner.
-async fn acting_for(
+pub(super) async fn acting_for(
     ctx: &ApiContext,
     caller: &Caller,
     owner_access_key: Option<&str>,
