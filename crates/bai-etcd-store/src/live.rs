@@ -217,38 +217,62 @@ where
 /// under `manager/`), for values read on every request. Cheap to clone: clones share the values.
 #[derive(Clone, Debug)]
 pub struct LiveKeys {
-    values: Arc<RwLock<BTreeMap<&'static str, String>>>,
+    values: Arc<RwLock<KeyValues>>,
+}
+
+#[derive(Debug)]
+struct KeyValues {
+    values: BTreeMap<&'static str, String>,
+    /// How many values this process noted: a read of etcd that began before the last note may
+    /// hold an older value than the noted one, and must not replace it.
+    notes: u64,
 }
 
 impl LiveKeys {
     fn new(values: BTreeMap<&'static str, String>) -> LiveKeys {
         LiveKeys {
-            values: Arc::new(RwLock::new(values)),
+            values: Arc::new(RwLock::new(KeyValues { values, notes: 0 })),
         }
     }
 
     /// The value of `key` now; `None` when it is absent (or not one of the keys followed).
     pub fn get(&self, key: &str) -> Option<String> {
-        self.read().get(key).cloned()
+        self.read().values.get(key).cloned()
     }
 
     /// Takes a value this process just wrote to etcd (`None`: deleted) at once, without waiting
     /// for the watch to bring it back.
     pub fn note(&self, key: &'static str, value: Option<String>) {
-        let mut values = self.values.write().unwrap_or_else(PoisonError::into_inner);
+        let mut current = self.write();
+        current.notes += 1;
         match value {
-            Some(value) => values.insert(key, value),
-            None => values.remove(key),
+            Some(value) => current.values.insert(key, value),
+            None => current.values.remove(key),
         };
     }
 
-    fn replace(&self, values: BTreeMap<&'static str, String>) {
-        *self.values.write().unwrap_or_else(PoisonError::into_inner) = values;
+    /// How many values were noted so far; taken before a read of etcd for [`Self::replace`].
+    fn notes(&self) -> u64 {
+        self.read().notes
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<&'static str, String>> {
+    /// Takes the values of a read of etcd that began when [`Self::notes`] was `notes_before`.
+    /// When a value was noted since, the read may predate that write and is dropped: the write's
+    /// own watch event brings a read that includes it.
+    fn replace(&self, notes_before: u64, values: BTreeMap<&'static str, String>) {
+        let mut current = self.write();
+        if current.notes == notes_before {
+            current.values = values;
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, KeyValues> {
         // Plain values: a panic elsewhere cannot leave them inconsistent.
         self.values.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, KeyValues> {
+        self.values.write().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -293,8 +317,9 @@ impl KeysWatcher {
     }
 
     async fn refresh(&self) -> Result<(), EtcdError> {
+        let notes_before = self.live.notes();
         let values = read_keys(&self.store, self.keys).await?;
-        self.live.replace(values);
+        self.live.replace(notes_before, values);
         Ok(())
     }
 }
@@ -310,4 +335,27 @@ async fn read_keys(
         }
     }
     Ok(values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const STATUS: &str = "manager/status";
+
+    fn keys(status: &str) -> BTreeMap<&'static str, String> {
+        BTreeMap::from([(STATUS, status.to_owned())])
+    }
+
+    #[test]
+    fn a_read_that_began_before_a_note_does_not_undo_it() {
+        let live = LiveKeys::new(keys("frozen"));
+        let notes_before = live.notes();
+        live.note(STATUS, Some("running".to_owned()));
+        live.replace(notes_before, keys("terminated"));
+        assert_eq!(live.get(STATUS).as_deref(), Some("running"));
+
+        live.replace(live.notes(), keys("frozen"));
+        assert_eq!(live.get(STATUS).as_deref(), Some("frozen"));
+    }
 }
