@@ -373,13 +373,28 @@ impl bai_server::App for Manager {
         if let Some(metrics) = &self.metrics {
             metrics.start_worker(index, &stores.db, &stores.redis.stream, tasks);
         }
+        // Background tasks (`rescan_images`) end with the worker: each records `cancelled`
+        // before the worker stops.
+        let background_tasks =
+            bai_events::BackgroundTasks::new(stores.redis.stream.clone(), tasks.shutdown());
+        let supervised = background_tasks.clone();
+        tasks.spawn(
+            "background-tasks",
+            Criticality::BestEffort,
+            |shutdown| async move {
+                shutdown.cancelled().await;
+                supervised.wait().await;
+                Ok::<(), std::convert::Infallible>(())
+            },
+        );
         let router = bai_api::router(
             ApiContext::with_caches(
                 Arc::clone(&self.config),
                 stores.clone(),
                 self.api_caches.clone(),
             )
-            .with_agent_rpc(agent_rpc),
+            .with_agent_rpc(agent_rpc)
+            .with_background_tasks(background_tasks),
         )
         .layer(axum::Extension(event_feed));
         Ok(Worker {

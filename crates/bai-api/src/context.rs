@@ -1,11 +1,13 @@
 //! What a worker's request handlers share: the configuration, the connected stores, the agent RPC
-//! connections (`bai-agents`) and the process's caches (`cache`).
+//! connections (`bai-agents`), the process's caches (`cache`) and the runner of background tasks
+//! (`bai-events`).
 
 use std::sync::{Arc, OnceLock};
 
 use bai_agents::AgentRpcCache;
 use bai_config::ManagerConfig;
 use bai_etcd_store::{EtcdError, EtcdStore, SharedConfig};
+use bai_events::BackgroundTasks;
 use bai_redis::Redis;
 use bai_storage_proxy::{StorageError, StorageProxies};
 use bai_stores::{ManagerStatus, Stores};
@@ -27,6 +29,8 @@ struct Inner {
     caches: ApiCaches,
     /// The worker's RPC connections to agents, when the embedder gave them.
     agent_rpc: OnceLock<Arc<AgentRpcCache>>,
+    /// The worker's background tasks (`rescan_images`), when the embedder gave a runner.
+    background_tasks: OnceLock<BackgroundTasks>,
 }
 
 impl ApiContext {
@@ -47,6 +51,7 @@ impl ApiContext {
                 stores,
                 caches,
                 agent_rpc: OnceLock::new(),
+                background_tasks: OnceLock::new(),
             }),
         }
     }
@@ -57,6 +62,21 @@ impl ApiContext {
     pub fn with_agent_rpc(self, cache: Arc<AgentRpcCache>) -> ApiContext {
         let _ = self.inner.agent_rpc.set(cache);
         self
+    }
+
+    /// Runs background tasks with `tasks`, whose shutdown token and waiting the embedder owns;
+    /// without it, a runner of the context's own is made at the first task (its tasks end with
+    /// the runtime, without recording how). Only the first call counts.
+    pub fn with_background_tasks(self, tasks: BackgroundTasks) -> ApiContext {
+        let _ = self.inner.background_tasks.set(tasks);
+        self
+    }
+
+    /// The runner of background tasks.
+    pub fn background_tasks(&self) -> &BackgroundTasks {
+        self.inner
+            .background_tasks
+            .get_or_init(|| BackgroundTasks::unsupervised(self.inner.stores.redis.stream.clone()))
     }
 
     /// The agent RPC connections, if given.

@@ -527,6 +527,16 @@ impl Event {
                 Value::from(event.exit_code),
             ]
         }
+        /// A whole number as an integer, as the reference's counters are (Python ints), so
+        /// that its consumers print `3`, not `3.0`.
+        fn progress(value: f64) -> Value {
+            if value.fract() == 0.0 && value.abs() < 1e15 {
+                // Whole and far inside i64: the cast is exact.
+                Value::from(value as i64)
+            } else {
+                Value::from(value)
+            }
+        }
         fn bgtask_end(event: &BgtaskEnd) -> Vec<Value> {
             vec![uuid(&event.task_id), optional(&event.message)]
         }
@@ -616,8 +626,8 @@ impl Event {
             | Event::ExecutionCancelled { session_id } => vec![uuid(session_id)],
             Event::BgtaskUpdated(event) => vec![
                 uuid(&event.task_id),
-                Value::from(event.current),
-                Value::from(event.total),
+                progress(event.current),
+                progress(event.total),
                 optional(&event.message),
             ],
             Event::BgtaskDone(event)

@@ -3,7 +3,8 @@
 //! always with `ensure_ascii` (everything outside `0x20..=0x7E` escaped, DEL as `\u007f`, astral
 //! characters as surrogate pairs) and floats as Python's `repr` (`1e+20`, `1e-05`, `0.1`,
 //! `100000000000000.0`). Clients parse JSON, but operators compare bodies and `etcd get-prefix`
-//! output by eye and by checksum, so the bytes match.
+//! output by eye and by checksum, so the bytes match. [`datetime`] spells aware times as Python's
+//! `isoformat()` and `str()` do, for the same reason.
 //!
 //! A crate of its own because the etcd store (trees for `get-prefix`) and the API (response bodies)
 //! both write it, and the only crate below both, `bai-config`, is about manager.toml.
@@ -12,6 +13,8 @@
 //! cannot lift: serde_json's serializer writes a non-finite `f64` as `null` before any formatter
 //! sees it, where Python writes `NaN` or `Infinity`; `serde_json::Value` cannot hold one either, so
 //! only a struct field of type `f64` could meet it.
+
+pub mod datetime;
 
 use std::io;
 

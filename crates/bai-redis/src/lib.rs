@@ -27,7 +27,7 @@ mod stream;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use bgtask::BgtaskTracker;
+pub use bgtask::{BGTASK_TRACKER_TTL_SECONDS, BgtaskEnding, BgtaskTracker};
 pub use call_stats::CallStats;
 pub use connect::{Redis, RedisConnectError, describe_target};
 pub use db::RedisDb;

@@ -8,7 +8,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use chrono::{DateTime, Timelike, Utc};
+use bai_pyjson::datetime::isoformat;
+use chrono::Utc;
 use fred::prelude::HashesInterface;
 use fred::types::scripts::Script;
 
@@ -92,7 +93,7 @@ impl SchedulerStatus {
             .evalsha_with_reload(
                 &self.live.client(),
                 vec![self.key(task)],
-                vec![trigger_event.to_owned(), python_isoformat(Utc::now())],
+                vec![trigger_event.to_owned(), isoformat(&Utc::now())],
             )
             .await
             .map_err(RedisError::in_db(DB))?;
@@ -111,8 +112,7 @@ impl SchedulerStatus {
 
     /// The run is over.
     pub async fn finish(&self, task: SchedulerTask) -> Result<(), RedisError> {
-        self.set(task, "finish_time", python_isoformat(Utc::now()))
-            .await
+        self.set(task, "finish_time", isoformat(&Utc::now())).await
     }
 
     async fn set(&self, task: SchedulerTask, field: &str, value: String) -> Result<(), RedisError> {
@@ -144,37 +144,5 @@ impl SchedulerStatus {
             tasks.push((task, fields));
         }
         Ok(tasks)
-    }
-}
-
-/// `at` as Python's `datetime.isoformat()` writes an aware UTC time: microseconds unless there
-/// are none, then `+00:00`.
-fn python_isoformat(at: DateTime<Utc>) -> String {
-    if at.nanosecond() / 1_000 == 0 {
-        at.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
-    } else {
-        format!(
-            "{}.{:06}+00:00",
-            at.format("%Y-%m-%dT%H:%M:%S"),
-            at.nanosecond() % 1_000_000_000 / 1_000
-        )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use chrono::TimeZone;
-
-    use super::*;
-
-    #[test]
-    fn times_are_written_as_python_writes_them() {
-        let whole = Utc.with_ymd_and_hms(2024, 5, 1, 10, 0, 5).unwrap();
-        assert_eq!(python_isoformat(whole), "2024-05-01T10:00:05+00:00");
-        let fraction = whole + chrono::TimeDelta::microseconds(1_250);
-        assert_eq!(
-            python_isoformat(fraction),
-            "2024-05-01T10:00:05.001250+00:00"
-        );
     }
 }

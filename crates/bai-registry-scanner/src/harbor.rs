@@ -131,7 +131,7 @@ const PATH_PIECE_SAFE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
     .remove(b'~');
 
-fn encode(text: &str) -> String {
+pub(crate) fn encode(text: &str) -> String {
     utf8_percent_encode(text, PATH_PIECE_SAFE).to_string()
 }
 

@@ -76,7 +76,7 @@ pub fn check_mount_aliases(mount_map: &[(String, String)]) -> Result<(), Enqueue
 }
 
 /// `verify_vfolder_name`: not a reserved path and no shell rc/profile file.
-fn is_allowed_vfolder_name(name: &str) -> bool {
+pub fn is_allowed_vfolder_name(name: &str) -> bool {
     const RESERVED: [&str; 23] = [
         ".terminfo",
         ".jupyter",

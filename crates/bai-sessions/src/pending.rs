@@ -10,7 +10,7 @@ use bai_db_models::entities::enums::{KernelStatus, SessionResult, SessionStatus,
 use bai_db_models::entities::{ResourceSlot, images, kernels, keypairs, sessions};
 use bai_db_models::queries::session_enqueue::{self, NewSession};
 use bai_scheduler::enqueue::{self as rules, KernelResources};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use sea_orm::DatabaseConnection;
 use sea_orm::prelude::Uuid;
 use serde_json::{Map, Value, json};
@@ -179,7 +179,7 @@ impl PendingSession<'_> {
             session_environ.insert("SUDO_SESSION_ENABLED".to_owned(), json!("1"));
             internal_data.insert("sudo_session_enabled".to_owned(), Value::Bool(true));
         }
-        let history = json!({ "PENDING": python_isoformat(now) });
+        let history = json!({ "PENDING": bai_pyjson::datetime::isoformat(&now) });
         let starts_at = self.starts_at.map(|at| at.fixed_offset());
         let kernel_rows: Vec<kernels::Model> = placements
             .iter()
@@ -303,13 +303,4 @@ fn token_urlsafe_16() -> String {
     bytes[7..14].copy_from_slice(&a[9..16]);
     bytes[14..16].copy_from_slice(&b[..2]);
     data_encoding::BASE64URL_NOPAD.encode(&bytes)
-}
-
-/// Python's `datetime.isoformat()` of an aware time (microseconds only when not zero).
-fn python_isoformat(at: DateTime<Utc>) -> String {
-    if at.timestamp_subsec_micros() == 0 {
-        at.to_rfc3339_opts(SecondsFormat::Secs, false)
-    } else {
-        at.to_rfc3339_opts(SecondsFormat::Micros, false)
-    }
 }

@@ -1,14 +1,16 @@
 //! The official clients' `backend.ai dotfile create|list|get|update|delete` against our server,
 //! for the keypair's (`/user-config`), the domain's (`-d`, `/domain-config`) and the project's
 //! (`-g`, `/group-config`) dotfiles; and a session created afterwards, whose kernels are given
-//! them in the order the reference's `prepare_dotfiles` puts them.
+//! them in the order the reference's `prepare_dotfiles` puts them. A domain admin writes the
+//! domain's dotfiles, which its users read but may not write.
 
+use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, USER};
 use bai_db_models::entities::kernels;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use serde_json::json;
 
 use crate::session_support::{create_session, session_row, stack_with_server};
-use crate::support::{CLIENT_23_09, CLIENT_24_03, Client, Stack, created_session_id};
+use crate::support::{CLIENT_23_09, CLIENT_24_03, Client, Stack, created_session_id, printed};
 
 /// `dotfile create PATH --perm PERM -f FILE {scope}` with `content` in FILE.
 fn create(client: &Client, stack: &Stack, port: u16, path: &str, content: &str, scope: &[&str]) {
@@ -156,4 +158,78 @@ async fn both_clients_manage_dotfiles_and_a_new_session_gets_them() {
         ])
     );
     assert!(server.is_running(), "{}", server.stderr());
+}
+
+/// `backend.ai ARGS` of `client` with `who`'s keypair.
+fn run_as(
+    client: &Client,
+    stack: &Stack,
+    port: u16,
+    who: &ExampleUser,
+    args: &[&str],
+) -> std::process::Output {
+    client
+        .command(stack, port, "backend.ai", args)
+        .env("BACKEND_ACCESS_KEY", who.access_key)
+        .env("BACKEND_SECRET_KEY", who.secret_key)
+        .output()
+        .expect("backend.ai runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn domain_admins_write_their_domains_dotfiles_and_users_only_read_them() {
+    let (stack, _server, port) = stack_with_server("dotfiles_roles").await;
+    let content = stack.path("content");
+    std::fs::write(&content, "shared\n").expect("writing the dotfile's content");
+    let content = content.to_str().expect("a UTF-8 path");
+
+    for client in [&CLIENT_24_03, &CLIENT_23_09] {
+        let path = format!(".{}-domainrc", client.venv);
+        let output = run_as(
+            client,
+            &stack,
+            port,
+            &DOMAIN_ADMIN,
+            &["dotfile", "create", &path, "-f", content, "-d", "default"],
+        );
+        let said = printed(&output);
+        assert!(output.status.success(), "{}: {said}", client.venv);
+
+        let output = run_as(
+            client,
+            &stack,
+            port,
+            &USER,
+            &["dotfile", "list", "-d", "default"],
+        );
+        let listed = printed(&output);
+        assert!(
+            output.status.success() && listed.contains(&path),
+            "{}: {listed}",
+            client.venv
+        );
+
+        let output = run_as(
+            client,
+            &stack,
+            port,
+            &USER,
+            &[
+                "dotfile", "create", ".userrc", "-f", content, "-d", "default",
+            ],
+        );
+        let said = printed(&output);
+        assert!(!output.status.success(), "{}: {said}", client.venv);
+        assert!(said.contains("401"), "{}: {said}", client.venv);
+
+        let output = run_as(
+            client,
+            &stack,
+            port,
+            &USER,
+            &["dotfile", "delete", "-f", &path, "-d", "default"],
+        );
+        let said = printed(&output);
+        assert!(!output.status.success(), "{}: {said}", client.venv);
+    }
 }

@@ -2,7 +2,8 @@
 //! 23.9.10 on Python 3.11): `backend.ai session events NAME` follows a session on a simulated
 //! agent from `session_enqueued` to `session_terminated` in the order of the bus, and the SDK's
 //! `BackgroundTask.listen_events()` follows a background task to its end (the test produces the
-//! task's events on the bus: no manager feature runs background tasks yet).
+//! task's events on the bus itself, so that their timing is its own; `admin_image_mutations`
+//! follows a real one, a registry rescan).
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};

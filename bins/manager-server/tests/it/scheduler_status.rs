@@ -1,6 +1,6 @@
 //! The scheduler's status, the usage recalculation and the containers of sessions and agents,
 //! through the official 24.3.11 client against a running `manager-server`: `backend.ai admin
-//! resource recalculate-usage` repairing agents' occupied slots and keypairs' session counters
+//! resource recalculate-usage` (of the 23.9.10 client too) repairing agents' occupied slots and keypairs' session counters
 //! corrupted on purpose, and, through its SDK (`official_client/scheduler_checks.py`: the CLI has
 //! no command for these), `GET /manager/scheduler/status` after the server's own scheduling
 //! rounds, `compute_container`, `compute_container_list` and an agent's `compute_containers` as a
@@ -8,7 +8,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{CLIENT_24_03, Client, Server, Settings, Stack, free_port, workspace_file};
+use crate::support::{
+    CLIENT_23_09, CLIENT_24_03, Client, Server, Settings, Stack, free_port, workspace_file,
+};
 use bai_db_models::fixtures::{self, FixtureFile};
 use bai_redis::StatDb;
 use sea_orm::ConnectionTrait;
@@ -151,46 +153,50 @@ async fn scheduler_status_usage_and_containers_through_the_official_client() {
     let mut server = Server::start(&stack, &config, "server");
     server.wait_ready(port).await;
 
-    // Corrupted on purpose once the server has derived the occupancy at its start.
-    stack
-        .db
-        .connection
-        .execute_unprepared(r#"UPDATE agents SET occupied_slots = '{"cpu": "7", "mem": "1"}'"#)
-        .await
-        .expect("UPDATE agents");
+    // Corrupted on purpose once the server has derived the occupancy at its start, then
+    // repaired by each client's command.
     let stat = StatDb::connect(&stack.redis.config()).await.expect("Redis");
-    stat.set_keypair_concurrency(USER_ACCESS_KEY, 9, 9)
-        .await
-        .expect("MSET");
-    stat.set_keypair_concurrency(IDLE_ACCESS_KEY, 4, 2)
-        .await
-        .expect("MSET");
+    for recalculating in [&CLIENT_24_03, &CLIENT_23_09] {
+        stack
+            .db
+            .connection
+            .execute_unprepared(r#"UPDATE agents SET occupied_slots = '{"cpu": "7", "mem": "1"}'"#)
+            .await
+            .expect("UPDATE agents");
+        stat.set_keypair_concurrency(USER_ACCESS_KEY, 9, 9)
+            .await
+            .expect("MSET");
+        stat.set_keypair_concurrency(IDLE_ACCESS_KEY, 4, 2)
+            .await
+            .expect("MSET");
 
-    let printed = client.cli(&stack, port, &["admin", "resource", "recalculate-usage"]);
-    assert!(
-        printed.contains("Resource allocation is re-calculated."),
-        "{printed}"
-    );
-    assert_eq!(
-        occupied(&stack, AGENT_A).await,
-        json!({"cpu": "2", "mem": "2147483648"})
-    );
-    assert_eq!(
-        occupied(&stack, AGENT_B).await,
-        json!({"cpu": "1", "mem": "1073741824"})
-    );
-    for (access_key, used) in [
-        (USER_ACCESS_KEY, 1),
-        (ADMIN_ACCESS_KEY, 1),
-        (IDLE_ACCESS_KEY, 0),
-    ] {
-        assert_eq!(
-            stat.keypair_concurrency_used(access_key)
-                .await
-                .expect("GET"),
-            used,
-            "{access_key}"
+        let printed = recalculating.cli(&stack, port, &["admin", "resource", "recalculate-usage"]);
+        assert!(
+            printed.contains("Resource allocation is re-calculated."),
+            "{}: {printed}",
+            recalculating.venv
         );
+        assert_eq!(
+            occupied(&stack, AGENT_A).await,
+            json!({"cpu": "2", "mem": "2147483648"})
+        );
+        assert_eq!(
+            occupied(&stack, AGENT_B).await,
+            json!({"cpu": "1", "mem": "1073741824"})
+        );
+        for (access_key, used) in [
+            (USER_ACCESS_KEY, 1),
+            (ADMIN_ACCESS_KEY, 1),
+            (IDLE_ACCESS_KEY, 0),
+        ] {
+            assert_eq!(
+                stat.keypair_concurrency_used(access_key)
+                    .await
+                    .expect("GET"),
+                used,
+                "{access_key}"
+            );
+        }
     }
 
     // The server's first rounds ran at its start; wait until one is recorded as finished.

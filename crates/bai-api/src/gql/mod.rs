@@ -11,9 +11,11 @@ mod container_registries;
 mod domains;
 mod endpoints;
 mod groups;
+mod image_mutations;
 mod images;
 mod keypair_mutations;
 mod keypairs;
+mod permissions;
 mod quota_scopes;
 mod resource_policies;
 mod resource_presets;
@@ -51,6 +53,7 @@ pub struct Query(
     resource_presets::ResourcePresetQuery,
     endpoints::EndpointQuery,
     quota_scopes::QuotaScopeQuery,
+    permissions::PermissionQuery,
 );
 
 /// Every mutation root field.
@@ -64,6 +67,7 @@ pub struct Mutation(
     resource_policies::ResourcePolicyMutation,
     resource_presets::ResourcePresetMutation,
     quota_scopes::QuotaScopeMutation,
+    image_mutations::ImageMutation,
 );
 
 pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;

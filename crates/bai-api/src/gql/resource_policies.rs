@@ -311,7 +311,7 @@ pub struct CreateKeyPairResourcePolicyInput {
     #[graphql(default_with = "Some(0)")]
     pub max_session_lifetime: Option<i32>,
     pub max_concurrent_sessions: i32,
-    #[graphql(default_with = "Some(1)")]
+    /// Without it, `max_concurrent_sessions`, as the reference stores (which ignores a given one).
     pub max_concurrent_sftp_sessions: Option<i32>,
     pub max_containers_per_session: i32,
     pub idle_timeout: BigInt,
@@ -511,7 +511,9 @@ impl CreateKeyPairResourcePolicyInput {
                 .unwrap_or_default(),
             max_session_lifetime: self.max_session_lifetime.unwrap_or(0),
             max_concurrent_sessions: self.max_concurrent_sessions,
-            max_concurrent_sftp_sessions: self.max_concurrent_sftp_sessions.unwrap_or(1),
+            max_concurrent_sftp_sessions: self
+                .max_concurrent_sftp_sessions
+                .unwrap_or(self.max_concurrent_sessions),
             max_containers_per_session: self.max_containers_per_session,
             idle_timeout: self.idle_timeout.0,
             allowed_vfolder_hosts: self

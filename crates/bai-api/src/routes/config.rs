@@ -21,7 +21,6 @@ use crate::json::PyJson;
 use crate::params::{Params, lenient};
 
 /// etcd prefix of the vfolder types that are enabled (`user`, `group`).
-const VFOLDER_TYPES_PREFIX: &str = "volumes/_types";
 /// etcd prefix of the container registries, one subtree per (quoted) registry name.
 const REGISTRIES_PREFIX: &str = "config/docker/registry/";
 /// The most keys one `POST /config/set` may write.
@@ -399,16 +398,7 @@ async fn get_resource_metadata(
 // ----- vfolder types and registries -----
 
 async fn get_vfolder_types(State(ctx): State<ApiContext>) -> Result<PyJson<Vec<String>>, ApiError> {
-    let types = ctx
-        .etcd()
-        .get_prefix(VFOLDER_TYPES_PREFIX, Scope::Global)
-        .await
-        .map_err(etcd_failure("reading etcd volumes/_types"))?;
-    let mut names: Vec<String> = types.keys().cloned().collect();
-    if names.is_empty() {
-        names.push("user".to_owned());
-    }
-    Ok(PyJson(names))
+    Ok(PyJson(super::vfolder::vfolder_types(&ctx).await?))
 }
 
 async fn get_docker_registries(

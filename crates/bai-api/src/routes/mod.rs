@@ -5,6 +5,7 @@
 mod admin;
 mod auth;
 mod body_limit;
+mod cluster_template;
 mod config;
 mod cors;
 mod dotfiles;
@@ -21,6 +22,7 @@ mod session;
 mod session_batch;
 mod session_files;
 mod session_ops;
+mod session_template;
 pub mod spec;
 mod stream;
 mod vfolder;
@@ -171,6 +173,8 @@ pub fn routes() -> Vec<Route> {
     routes.extend(manager::routes());
     routes.extend(resource::routes());
     routes.extend(scaling_groups::routes());
+    routes.extend(cluster_template::routes());
+    routes.extend(session_template::routes());
     routes.extend(service::routes());
     routes.extend(session::routes());
     routes.extend(session_ops::routes());

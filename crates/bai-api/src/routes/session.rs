@@ -20,13 +20,14 @@ use bai_db_models::queries::session_enqueue::{
     self as queries, CancelOutcome, EnqueueWriteError, KeypairOwner,
 };
 use bai_events::{Event, EventProducer, KernelCreation, SessionCreation};
+use bai_pyjson::datetime::{isoformat, str_datetime, str_datetime_or_none};
 use bai_redis::{EntryId, StreamDb};
 use bai_scheduler::KnownSlots;
 use bai_scheduler::enqueue::{
     self as rules, EnqueueError, KernelResourceInput, ScalingGroupCandidate,
 };
 use bai_sessions::pending::{self, ImageRefusal, PendingRows, PendingSession};
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::Utc;
 use http::{Method, StatusCode};
 use sea_orm::ActiveEnum;
 use serde::de::Error as _;
@@ -90,7 +91,7 @@ const FORCE_TERMINATED: &str = "force-terminated";
 /// `POST /session` (`create_from_params`). Unknown keys are refused.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct CreateParams {
+pub(super) struct CreateParams {
     /// The session name (`^(?=.{4,64}$)\w[\w.-]*\w$`); aliases `session_name`, `clientSessionToken`.
     #[serde(
         alias = "session_name",
@@ -478,7 +479,7 @@ fn too_many_matched(matches: &[sessions::Model]) -> ApiError {
                 "id": session.id.to_string(),
                 "name": session.name,
                 "status": session.status.to_value(),
-                "created_at": session.created_at.map(|at| python_isoformat(at.with_timezone(&Utc))),
+                "created_at": session.created_at.as_ref().map(isoformat),
             })
         })
         .collect();
@@ -555,19 +556,19 @@ pub(super) async fn owner_scope(
 // ----- POST /session -----
 
 /// Who a new session belongs to and where it goes (`query_userinfo` and the `UserScope`).
-struct Scope {
+pub(super) struct Scope {
     owner_access_key: String,
     policy_max_containers: i32,
     /// The requester's (the reference's `UserScope.user_uuid`, even on behalf of another user).
     user_uuid: Uuid,
     domain_name: String,
-    group_id: Uuid,
+    pub(super) group_id: Uuid,
 }
 
 /// `query_userinfo`: the owner's domain must be active; the project is looked up by name in the
 /// requested domain, which users and domain admins may not change (admins and superadmins acting
 /// for another user may pick any active project there, users only their own).
-async fn resolve_scope(
+pub(super) async fn resolve_scope(
     ctx: &ApiContext,
     caller: &Caller,
     owner: Option<&KeypairOwner>,
@@ -645,7 +646,19 @@ async fn create(
             params.name
         )));
     }
-    let config = creation_config(&version, params.config.clone())?;
+    enqueue_session(&ctx, &version, &caller, &params).await
+}
+
+/// `POST /session` past its own checks, also the end of `POST /session/_/create-from-template`:
+/// the config read for the API version, agent pinning, the owner and the project resolved, then
+/// the session enqueued (and, with `enqueueOnly` false, waited for).
+pub(super) async fn enqueue_session(
+    ctx: &ApiContext,
+    version: &ApiVersion,
+    caller: &Caller,
+    params: &CreateParams,
+) -> Result<Response, ApiError> {
+    let config = creation_config(version, params.config.clone())?;
     if config.agent_list.is_some() && !caller.is_superadmin() {
         return Err(ApiError::with_msg(
             ErrorKind::InsufficientPrivilege,
@@ -671,7 +684,7 @@ async fn create(
         }
     }
 
-    let owner = owner_scope(&ctx, &caller, params.owner_access_key.as_deref()).await?;
+    let owner = owner_scope(ctx, caller, params.owner_access_key.as_deref()).await?;
     tracing::info!(
         target: "bai_api",
         "GET_OR_CREATE (ak:{}/{}, img:{}, s:{})",
@@ -680,11 +693,11 @@ async fn create(
         params.image,
         params.name
     );
-    let scope = resolve_scope(&ctx, &caller, owner.as_ref(), &params.domain, &params.group).await?;
+    let scope = resolve_scope(ctx, caller, owner.as_ref(), &params.domain, &params.group).await?;
     let enqueue = Enqueue {
-        ctx: &ctx,
-        caller: &caller,
-        params: &params,
+        ctx,
+        caller,
+        params,
         config: &config,
         scope: &scope,
     };
@@ -1090,24 +1103,6 @@ pub(super) fn wire_service_ports(service_ports: Option<&Value>) -> Vec<Value> {
         .collect()
 }
 
-/// Python's `datetime.isoformat()` of an aware time (microseconds only when not zero).
-fn python_isoformat(at: DateTime<Utc>) -> String {
-    if at.timestamp_subsec_micros() == 0 {
-        at.to_rfc3339_opts(SecondsFormat::Secs, false)
-    } else {
-        at.to_rfc3339_opts(SecondsFormat::Micros, false)
-    }
-}
-
-/// Python's `str()` of an aware datetime: `2024-05-01 10:00:00.123456+00:00`.
-fn python_str_datetime(at: DateTime<Utc>) -> String {
-    if at.timestamp_subsec_micros() == 0 {
-        at.format("%Y-%m-%d %H:%M:%S+00:00").to_string()
-    } else {
-        at.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
-    }
-}
-
 // ----- waiting for the start -----
 
 /// A broadcast reader of the event stream from the moment it was created (the reference's
@@ -1336,10 +1331,8 @@ async fn get_info(
             .unwrap_or_else(|| "None".to_owned()),
         status_data: session.status_data.clone().unwrap_or(Value::Null),
         age: created_at.map_or(0, |at| (Utc::now() - at).num_milliseconds()),
-        creation_time: created_at.map_or_else(|| "None".to_owned(), python_str_datetime),
-        termination_time: session
-            .terminated_at
-            .map(|at| python_str_datetime(at.with_timezone(&Utc))),
+        creation_time: str_datetime_or_none(created_at.as_ref()),
+        termination_time: session.terminated_at.as_ref().map(str_datetime),
         num_queries_executed: session.num_queries,
         last_stat: session.last_stat.clone().unwrap_or(Value::Null),
         idle_checks,

@@ -16,8 +16,8 @@ use axum::response::{IntoResponse, Response};
 use bai_db_models::entities::enums::KernelStatus;
 use bai_db_models::queries::session_batch::{self, FolderLocation, LOGS_FOLDER};
 use bai_db_models::queries::session_enqueue as queries;
+use bai_pyjson::datetime::str_datetime_or_none;
 use bai_storage_proxy::StorageError;
-use chrono::{DateTime, SecondsFormat, Utc};
 use futures_util::StreamExt;
 use http::{HeaderValue, Method, StatusCode, header};
 use serde::{Deserialize, Serialize};
@@ -124,10 +124,7 @@ fn graph_node<'a>(
         let (status, status_changed) = match node.kernel {
             Some((status, changed)) => (
                 kernel_status_repr(status),
-                changed.map_or_else(
-                    || "None".to_owned(),
-                    |at| python_str_datetime(at.with_timezone(&Utc)),
-                ),
+                str_datetime_or_none(changed.as_ref()),
             ),
             None => ("None".to_owned(), "None".to_owned()),
         };
@@ -154,16 +151,6 @@ fn graph_node<'a>(
 fn kernel_status_repr(status: KernelStatus) -> String {
     use sea_orm::ActiveEnum;
     format!("KernelStatus.{}", status.to_value())
-}
-
-/// Python's `str()` of an aware datetime.
-fn python_str_datetime(at: DateTime<Utc>) -> String {
-    let format = if at.timestamp_subsec_micros() == 0 {
-        SecondsFormat::Secs
-    } else {
-        SecondsFormat::Micros
-    };
-    at.to_rfc3339_opts(format, false).replacen('T', " ", 1)
 }
 
 // ----- GET/HEAD /session/_/logs -----
@@ -260,14 +247,6 @@ mod tests {
             vfolder_id("user:f38dea23-50fa-42a0-b5ae-338f5f4693f4", id),
             "user:f38dea23-50fa-42a0-b5ae-338f5f4693f4/0123abcd456789ef0123456789abcdef"
         );
-        let at = DateTime::parse_from_rfc3339("2024-05-01T10:00:00.5+00:00")
-            .expect("time")
-            .with_timezone(&Utc);
-        assert_eq!(python_str_datetime(at), "2024-05-01 10:00:00.500000+00:00");
-        let whole = DateTime::parse_from_rfc3339("2024-05-01T10:00:00+00:00")
-            .expect("time")
-            .with_timezone(&Utc);
-        assert_eq!(python_str_datetime(whole), "2024-05-01 10:00:00+00:00");
         assert_eq!(
             kernel_status_repr(KernelStatus::Terminated),
             "KernelStatus.TERMINATED"

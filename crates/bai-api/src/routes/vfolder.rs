@@ -11,8 +11,8 @@ use bai_db_models::queries::vfolders::{
     AccessFilter, AccessibleVFolder, InvitationParty, PendingInvitation, Requester,
 };
 use bai_etcd_store::Scope;
+use bai_pyjson::datetime::str_datetime_or_none;
 use bai_storage_proxy::{StorageError, StorageProxies, VolumeInfo};
-use chrono::{DateTime, FixedOffset, Utc};
 use http::Method;
 use indexmap::IndexMap;
 use sea_orm::ActiveEnum;
@@ -117,7 +117,7 @@ pub(super) fn routes() -> Vec<Route> {
 
 /// The enabled vfolder types: the keys under etcd `volumes/_types` in etcd's order, `user` alone
 /// when there is none (the reference's `get_vfolder_types`).
-async fn vfolder_types(ctx: &ApiContext) -> Result<Vec<String>, ApiError> {
+pub(super) async fn vfolder_types(ctx: &ApiContext) -> Result<Vec<String>, ApiError> {
     let types = ctx
         .etcd()
         .get_prefix(VFOLDER_TYPES_PREFIX, Scope::Global)
@@ -181,19 +181,6 @@ async fn default_host(
         .await
         .map_err(|error| ApiError::internal("reading etcd volumes/default_host", &error))?;
     Ok(configured.filter(|host| hosts.into_iter().any(|known| known.as_ref() == host)))
-}
-
-/// Python's `str()` of an aware datetime as asyncpg returns it (in UTC), `None` as `"None"`.
-fn python_str_datetime(at: Option<DateTime<FixedOffset>>) -> String {
-    let Some(at) = at else {
-        return "None".to_owned();
-    };
-    let at = at.with_timezone(&Utc);
-    if at.timestamp_subsec_micros() == 0 {
-        at.format("%Y-%m-%d %H:%M:%S+00:00").to_string()
-    } else {
-        at.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
-    }
 }
 
 // ----- GET /folders -----
@@ -301,7 +288,7 @@ impl From<AccessibleVFolder> for FolderEntry {
             host: folder.host,
             status: folder.status.to_value(),
             usage_mode: folder.usage_mode.to_value(),
-            created_at: python_str_datetime(folder.created_at),
+            created_at: str_datetime_or_none(folder.created_at.as_ref()),
             is_owner: entry.is_owner,
             permission: entry.permission.map(|permission| permission.to_value()),
             user: folder.user.map(|user| user.to_string()),
@@ -666,8 +653,8 @@ impl From<PendingInvitation> for InvitationEntry {
                 .permission
                 .map(|permission| permission.to_value()),
             state: invitation.state.map(|state| state.to_value()),
-            created_at: python_str_datetime(invitation.created_at),
-            modified_at: python_str_datetime(invitation.modified_at),
+            created_at: str_datetime_or_none(invitation.created_at.as_ref()),
+            modified_at: str_datetime_or_none(invitation.modified_at.as_ref()),
             vfolder_id: invitation.vfolder.to_string(),
             vfolder_name: pending.vfolder_name,
         }
@@ -741,21 +728,6 @@ mod tests {
         ] {
             assert!(!is_email(bad), "{bad}");
         }
-    }
-
-    #[test]
-    fn times_are_written_as_python_str_writes_them() {
-        let at = DateTime::parse_from_rfc3339("2024-05-01T19:00:00.5+09:00").expect("time");
-        assert_eq!(
-            python_str_datetime(Some(at)),
-            "2024-05-01 10:00:00.500000+00:00"
-        );
-        let whole = DateTime::parse_from_rfc3339("2024-05-01T10:00:00+00:00").expect("time");
-        assert_eq!(
-            python_str_datetime(Some(whole)),
-            "2024-05-01 10:00:00+00:00"
-        );
-        assert_eq!(python_str_datetime(None), "None");
     }
 
     #[test]

@@ -346,7 +346,7 @@ async fn keypair_resource_policy_mutations() {
         data(&answer)["create_keypair_resource_policy"],
         json!({"ok": true, "msg": "success", "resource_policy": {
             "name": "small", "default_for_unspecified": "LIMITED", "total_resource_slots": "{}",
-            "max_session_lifetime": 0, "max_concurrent_sessions": 2, "max_concurrent_sftp_sessions": 1,
+            "max_session_lifetime": 0, "max_concurrent_sessions": 2, "max_concurrent_sftp_sessions": 2,
             "max_containers_per_session": 1, "idle_timeout": 600, "allowed_vfolder_hosts": "{}",
             "max_pending_session_count": null, "max_pending_session_resource_slots": null,
         }})

@@ -10,6 +10,7 @@ mod gql_agents;
 mod gql_container_registries;
 mod gql_domains;
 mod gql_groups;
+mod gql_image_mutations;
 mod gql_images;
 mod gql_limits;
 mod gql_resource_policies;

@@ -95,6 +95,10 @@ pub enum ImageError {
         architecture: String,
         count: u64,
     },
+    #[error(
+        "the images of registry {registry} are used by {count} model service endpoint(s); delete them first"
+    )]
+    RegistryUsedByEndpoints { registry: String, count: u64 },
     #[error("image {canonical} ({architecture}): {reason}")]
     InvalidLimit {
         canonical: String,
@@ -432,7 +436,11 @@ async fn by_alias(
     Ok(found.and_then(|(_, image)| image))
 }
 
-async fn aliases_of(db: &impl ConnectionTrait, image: Uuid) -> Result<Vec<String>, DbError> {
+/// The aliases pointing to `image`, sorted.
+pub(crate) async fn aliases_of(
+    db: &impl ConnectionTrait,
+    image: Uuid,
+) -> Result<Vec<String>, DbError> {
     let rows = image_aliases::Entity::find()
         .filter(image_aliases::Column::Image.eq(image))
         .order_by_asc(image_aliases::Column::Alias)

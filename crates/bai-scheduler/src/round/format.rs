@@ -7,7 +7,6 @@
 
 use bai_db_models::entities::SlotAmount;
 use bai_etcd_store::ConfigNode;
-use chrono::{DateTime, Timelike, Utc};
 use rust_decimal::{Decimal, RoundingStrategy};
 
 use crate::slots::KnownSlots;
@@ -99,22 +98,11 @@ pub(crate) fn jsonb_order<'a>(keys: impl IntoIterator<Item = &'a str>) -> Vec<&'
     keys
 }
 
-/// `datetime.now(tzutc()).isoformat()`: microseconds only when there are any.
-pub(crate) fn python_isoformat(time: DateTime<Utc>) -> String {
-    let micros = time.nanosecond() / 1000 % 1_000_000;
-    if micros == 0 {
-        time.format("%Y-%m-%dT%H:%M:%S+00:00").to_string()
-    } else {
-        format!("{}.{micros:06}+00:00", time.format("%Y-%m-%dT%H:%M:%S"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use bai_db_models::entities::SlotAmount;
-    use chrono::{TimeZone, Utc};
 
-    use super::{humanize, jsonb_order, python_isoformat};
+    use super::{humanize, jsonb_order};
 
     fn amount(text: &str) -> SlotAmount {
         text.parse().expect("amount")
@@ -146,17 +134,6 @@ mod tests {
         assert_eq!(
             jsonb_order(["mem", "cuda.device", "cpu", "tpu.device"]),
             ["cpu", "mem", "tpu.device", "cuda.device"]
-        );
-    }
-
-    #[test]
-    fn isoformat_omits_zero_microseconds() {
-        let whole = Utc.with_ymd_and_hms(2024, 5, 1, 12, 0, 3).unwrap();
-        assert_eq!(python_isoformat(whole), "2024-05-01T12:00:03+00:00");
-        let fraction = whole + chrono::TimeDelta::microseconds(1500);
-        assert_eq!(
-            python_isoformat(fraction),
-            "2024-05-01T12:00:03.001500+00:00"
         );
     }
 }

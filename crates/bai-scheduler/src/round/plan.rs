@@ -19,7 +19,7 @@ use crate::round::agents::{
     AgentTable, DenseRequest, Preference, add_into, priority_order, sub_amounts,
 };
 use crate::round::dense::SlotSpace;
-use crate::round::format::{jsonb_order, python_isoformat};
+use crate::round::format::jsonb_order;
 use crate::round::pickers::Picker;
 use crate::round::predicates::{
     FailedPredicate, Owner, QuotaInputs, Quotas, kernel_occupancy, limit_slots,
@@ -361,7 +361,7 @@ impl<'a> Round<'a> {
         let mut quotas = Quotas::new(known, &space, inputs);
 
         let mut plan = RoundPlan {
-            last_try: python_isoformat(snapshot.now),
+            last_try: bai_pyjson::datetime::isoformat(&snapshot.now),
             timed_out: Vec::new(),
             scheduled: Vec::new(),
             failed: Vec::new(),

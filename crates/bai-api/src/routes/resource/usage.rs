@@ -19,10 +19,9 @@ use bai_db_models::entities::{ResourceSlot, SlotAmount};
 use bai_db_models::queries::usage::{
     self as queries, Attribution, BinnedKernel, LocalPeriod, UsageKernel, UsageOrder,
 };
+use bai_pyjson::datetime::{str_datetime, str_datetime_or_none};
 use bai_scheduler::enqueue::py_repr_str;
-use chrono::{
-    DateTime, Datelike, Duration, FixedOffset, Months, NaiveDate, NaiveDateTime, SubsecRound, Utc,
-};
+use chrono::{DateTime, Datelike, Duration, Months, NaiveDate, NaiveDateTime, SubsecRound, Utc};
 use http::Method;
 use sea_orm::prelude::{Decimal, Uuid};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -211,16 +210,6 @@ fn midnight(date: NaiveDate) -> NaiveDateTime {
 }
 
 // ----- Python spellings -----
-
-/// `str(datetime)` of a timestamp read from PostgreSQL (always in UTC).
-fn python_str_datetime(at: DateTime<FixedOffset>) -> String {
-    let at = at.with_timezone(&Utc);
-    if at.timestamp_subsec_micros() == 0 {
-        at.format("%Y-%m-%d %H:%M:%S+00:00").to_string()
-    } else {
-        at.format("%Y-%m-%d %H:%M:%S%.6f+00:00").to_string()
-    }
-}
 
 /// `str(timedelta)`: `0:05:00`, `1 day, 2:03:04.500000`, `-1 day, 23:59:59`.
 fn python_str_timedelta(duration: Duration) -> String {
@@ -611,10 +600,6 @@ fn optional_jsonb_ordered<S: Serializer>(
     value.as_ref().map(JsonbOrdered).serialize(serializer)
 }
 
-fn str_or_none(at: Option<DateTime<FixedOffset>>) -> String {
-    at.map_or_else(|| "None".to_owned(), python_str_datetime)
-}
-
 impl KernelMonth {
     fn of(kernel: &UsageKernel, stat: &Value) -> KernelMonth {
         let usage = ResourceUsage::of(kernel, stat);
@@ -648,11 +633,11 @@ impl KernelMonth {
             nfs: mount_hosts(kernel),
             image_id: kernel.image.clone(),
             image_name: kernel.image.clone(),
-            created_at: str_or_none(kernel.created_at),
-            terminated_at: str_or_none(kernel.terminated_at),
+            created_at: str_datetime_or_none(kernel.created_at.as_ref()),
+            terminated_at: str_datetime_or_none(kernel.terminated_at.as_ref()),
             status: kernel.status.clone(),
             status_info: kernel.status_info.clone(),
-            status_changed: str_or_none(kernel.status_changed),
+            status_changed: str_datetime_or_none(kernel.status_changed.as_ref()),
             status_history: kernel
                 .status_history
                 .clone()
@@ -798,7 +783,7 @@ impl UsageBase {
             ResourceUsage::default()
         };
         UsageBase {
-            created_at: kernel.created_at.map(python_str_datetime),
+            created_at: kernel.created_at.as_ref().map(str_datetime),
             used_time: used_time(kernel),
             used_days: kernel.used_days,
             user_id: Some(kernel.user_uuid.to_string()),
@@ -826,7 +811,7 @@ impl UsageBase {
                 .and_then(|history| history.get("SCHEDULED"))
                 .filter(|at| !at.is_null())
                 .map(py_str_jsonb),
-            terminated_at: kernel.terminated_at.map(python_str_datetime),
+            terminated_at: kernel.terminated_at.as_ref().map(str_datetime),
             total_usage,
         }
     }
