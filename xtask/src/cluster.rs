@@ -41,7 +41,8 @@ use super::Scratch;
 use super::peers::{AgentSim, AgentToml, PrivateRedis, agent_config};
 use super::scheduler::{Tools, admit_sessions, session_body, statuses, wait_for_agents};
 use super::server::{
-    Deployment, Response, RunningServer, Server, free_ports, http_request, signed_headers,
+    Deployment, Response, RunningServer, Server, free_ports, http_request, metrics_addr_line,
+    signed_headers,
 };
 use crate::{apt, cmd, consts, sys};
 
@@ -495,6 +496,12 @@ fn node_configs(
     let lock_line = "distributed-lock = \"pg_advisory\"";
     let service_a = format!("service-addr = {{ host = \"127.0.0.1\", port = {port_a} }}");
     let pid_a = format!("{label_a}.pid\"");
+    let Some(metrics_line) = text
+        .lines()
+        .find(|line| line.starts_with("metrics-addr = "))
+    else {
+        bail!("{} has no `metrics-addr`", deployment.display());
+    };
     for needed in [lock_line, "[manager]\n", service_a.as_str(), pid_a.as_str()] {
         if !text.contains(needed) {
             bail!("{} no longer holds `{needed}`", deployment.display());
@@ -502,13 +509,8 @@ fn node_configs(
     }
     let node = |id: &str, port: u16, metrics: u16, label: &str| {
         text.replace(lock_line, &format!("distributed-lock = \"{backend}\""))
-            .replace(
-                "[manager]\n",
-                &format!(
-                    "[manager]\nid = \"{id}\"\nmetrics-addr = {{ host = \"{}\", port = {metrics} }}\n",
-                    consts::HOST
-                ),
-            )
+            .replace("[manager]\n", &format!("[manager]\nid = \"{id}\"\n"))
+            .replace(metrics_line, &metrics_addr_line(metrics))
             .replace(
                 &service_a,
                 &format!("service-addr = {{ host = \"127.0.0.1\", port = {port} }}"),

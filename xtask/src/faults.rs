@@ -36,7 +36,8 @@ use super::bench_config;
 use super::peers::{AgentSim, AgentToml, agent_config};
 use super::scheduler::{Tools, session_body, statuses, wait_for_agents};
 use super::server::{
-    RunningServer, Server, free_ports, http_request, install_guide_etcd, signed_headers,
+    RunningServer, Server, add_to_manager_table, free_ports, http_request, install_guide_etcd,
+    metrics_addr_line, signed_headers,
 };
 use crate::halfstack::{self, Layout, Ports, Service};
 use crate::{apt, cmd, consts, sys};
@@ -280,20 +281,7 @@ fn prepare(scratch: &Scratch, cli: &Path, port: u16) -> Result<PathBuf> {
         ],
     )?;
     // The metrics listener on a free port (the default one may be another server's).
-    let text = std::fs::read_to_string(&config)
-        .with_context(|| format!("cannot read {}", config.display()))?;
-    if text.matches("[manager]\n").count() != 1 {
-        bail!("{} has no single [manager] table", config.display());
-    }
-    let text = text.replace(
-        "[manager]\n",
-        &format!(
-            "[manager]\nmetrics-addr = {{ host = \"{}\", port = {} }}\n",
-            consts::HOST,
-            free_ports(1)?
-        ),
-    );
-    std::fs::write(&config, text).with_context(|| format!("cannot write {}", config.display()))?;
+    add_to_manager_table(&config, &format!("{}\n", metrics_addr_line(free_ports(1)?)))?;
     println!("==> database {DATABASE} and etcd namespace {NAMESPACE} of the private stores");
     cmd::run(
         Command::new("psql")

@@ -68,15 +68,7 @@ fn print_summary(summary: &ScanSummary) -> std::io::Result<()> {
             Outcome::Failed(reason) => writeln!(out, "failed    {item}: {reason}")?,
         }
     }
-    writeln!(
-        out,
-        "{} added, {} updated, {} unchanged, {} skipped, {} failed",
-        summary.added(),
-        summary.updated(),
-        summary.unchanged(),
-        summary.skipped(),
-        summary.failed()
-    )
+    writeln!(out, "{summary}")
 }
 
 impl Reporter for Progress {

@@ -211,6 +211,21 @@ impl ScanSummary {
     }
 }
 
+/// The counts: `2 added, 0 updated, 5 unchanged, 1 skipped, 0 failed`.
+impl fmt::Display for ScanSummary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} added, {} updated, {} unchanged, {} skipped, {} failed",
+            self.added(),
+            self.updated(),
+            self.unchanged(),
+            self.skipped(),
+            self.failed()
+        )
+    }
+}
+
 /// Scans `target` among `registries` and saves what it finds into `images` (one transaction per
 /// registry). Only an unknown registry or a failing database end the scan with an error; everything
 /// else is an item of the summary.

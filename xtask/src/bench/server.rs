@@ -338,21 +338,39 @@ pub(super) fn reference_python(python: Option<&Path>) -> Result<Option<PathBuf>>
 }
 
 /// Sets `[manager] aiomonitor-termui-port` and `aiomonitor-webui-port` of `config` to the first
-/// of `num_proc` free ports each (each worker of the reference adds its index). At the defaults
-/// (48100, 49100) a worker whose port is taken, by any other process on the machine, never starts
-/// serving: its monitor thread dies and the worker waits for it forever.
-fn monitor_ports(config: &Path, num_proc: usize) -> Result<()> {
+/// of `num_proc` free ports each (each worker of the reference adds its index), and
+/// `metrics-addr` (ours; the reference ignores it) to a free port. At the defaults (48100, 49100,
+/// 9464) a server whose port is taken, by any other process on the machine (such as `cargo xtask
+/// up`'s server), never starts: a worker of the reference waits forever for its dead monitor
+/// thread, ours refuses to start.
+fn listener_ports(config: &Path, num_proc: usize) -> Result<()> {
+    let termui = free_ports(num_proc)?;
+    let webui = free_ports(num_proc)?;
+    add_to_manager_table(
+        config,
+        &format!(
+            "{}\naiomonitor-termui-port = {termui}\naiomonitor-webui-port = {webui}\n",
+            metrics_addr_line(free_ports(1)?)
+        ),
+    )
+}
+
+/// The `[manager] metrics-addr` line for `port` of the halfstack host.
+pub(super) fn metrics_addr_line(port: u16) -> String {
+    format!(
+        "metrics-addr = {{ host = \"{}\", port = {port} }}",
+        consts::HOST
+    )
+}
+
+/// Puts `lines` (each ending with a newline) first in `config`'s single `[manager]` table.
+pub(super) fn add_to_manager_table(config: &Path, lines: &str) -> Result<()> {
     let text = std::fs::read_to_string(config)
         .with_context(|| format!("cannot read {}", config.display()))?;
     if text.matches("[manager]\n").count() != 1 {
         bail!("{} has no single [manager] table", config.display());
     }
-    let termui = free_ports(num_proc)?;
-    let webui = free_ports(num_proc)?;
-    let text = text.replace(
-        "[manager]\n",
-        &format!("[manager]\naiomonitor-termui-port = {termui}\naiomonitor-webui-port = {webui}\n"),
-    );
+    let text = text.replace("[manager]\n", &format!("[manager]\n{lines}"));
     std::fs::write(config, text).with_context(|| format!("cannot write {}", config.display()))
 }
 
@@ -416,7 +434,7 @@ impl Deployment {
                 ("colored = true", "colored = false"),
             ],
         )?;
-        monitor_ports(&config, num_proc)?;
+        listener_ports(&config, num_proc)?;
         // From here on, drop cleans up whatever was made.
         let deployment = Deployment {
             database,

@@ -83,6 +83,12 @@ fn as_user(client: &Client, stack: &Stack, port: u16, program: &str, args: &[&st
         .expect("the client runs")
 }
 
+/// What `backend.ai ARGS` printed as the install guide's plain user, asserting the exit code.
+#[track_caller]
+fn user_cli(client: &Client, stack: &Stack, port: u16, args: &[&str], code: i32) -> String {
+    expect(&as_user(client, stack, port, "backend.ai", args), code)
+}
+
 /// One GraphQL request through the client (as the user when `user`), its answer parsed.
 fn gql(
     client: &Client,
@@ -182,28 +188,22 @@ async fn check(client: &Client, label: &str) {
         printed.contains("Aliasing has failed: alias \"py3\" already exists"),
         "{printed}"
     );
-    let refused = expect(
-        &as_user(
-            client,
-            &stack,
-            port,
-            "backend.ai",
-            &["admin", "image", "alias", "mine", PYTHON_IMAGE],
-        ),
+    let refused = user_cli(
+        client,
+        &stack,
+        port,
+        &["admin", "image", "alias", "mine", PYTHON_IMAGE],
         0,
     );
     assert!(
         refused.contains("Aliasing has failed: no permission to execute alias_image"),
         "{refused}"
     );
-    let refused = expect(
-        &as_user(
-            client,
-            &stack,
-            port,
-            "backend.ai",
-            &["admin", "image", "dealias", "py3"],
-        ),
+    let refused = user_cli(
+        client,
+        &stack,
+        port,
+        &["admin", "image", "dealias", "py3"],
         0,
     );
     assert!(
@@ -224,14 +224,11 @@ async fn check(client: &Client, label: &str) {
 
     // Rescans: refused to a user and for an unknown registry; the halfstack's registry read in
     // a background task the client follows to its end.
-    let refused = expect(
-        &as_user(
-            client,
-            &stack,
-            port,
-            "backend.ai",
-            &["admin", "image", "rescan", "-r", REGISTRY_NAME],
-        ),
+    let refused = user_cli(
+        client,
+        &stack,
+        port,
+        &["admin", "image", "rescan", "-r", REGISTRY_NAME],
         1,
     );
     assert!(

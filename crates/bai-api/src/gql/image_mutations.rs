@@ -146,12 +146,17 @@ macro_rules! agent_task_payloads {
         }
 
         impl $name {
-            fn answer(msg: String) -> Option<$name> {
-                Some($name {
+            /// `ok: false` with the guard's refusal, or with "Not implemented." to a superadmin.
+            async fn refuse(
+                ctx: &Context<'_>,
+                mutation: &str,
+            ) -> async_graphql::Result<Option<$name>> {
+                let refusal = mutation_guard(ctx, Allowed::SuperAdmin, mutation).await?;
+                Ok(Some($name {
                     ok: Some(false),
-                    msg: Some(msg),
+                    msg: Some(refusal.unwrap_or_else(|| NOT_IMPLEMENTED.to_owned())),
                     task_id: None,
-                })
+                }))
             }
         }
     )*};
@@ -231,10 +236,7 @@ impl ImageMutation {
         target_agents: Vec<Option<String>>,
     ) -> async_graphql::Result<Option<PreloadImage>> {
         let _ = (references, target_agents);
-        let refusal = mutation_guard(ctx, Allowed::SuperAdmin, "preload_image").await?;
-        Ok(PreloadImage::answer(
-            refusal.unwrap_or_else(|| NOT_IMPLEMENTED.to_owned()),
-        ))
+        PreloadImage::refuse(ctx, "preload_image").await
     }
 
     /// Not implemented, as in the reference.
@@ -245,10 +247,7 @@ impl ImageMutation {
         target_agents: Vec<Option<String>>,
     ) -> async_graphql::Result<Option<UnloadImage>> {
         let _ = (references, target_agents);
-        let refusal = mutation_guard(ctx, Allowed::SuperAdmin, "unload_image").await?;
-        Ok(UnloadImage::answer(
-            refusal.unwrap_or_else(|| NOT_IMPLEMENTED.to_owned()),
-        ))
+        UnloadImage::refuse(ctx, "unload_image").await
     }
 
     /// Makes `alias` point to the image `target` (a canonical reference) names for
@@ -273,7 +272,6 @@ impl ImageMutation {
         let db = gql(ctx).api.db();
         match image_queries::create_alias(db, &alias, &target, &architecture).await {
             Ok(_) => Ok(AliasImage::answer(Ok(()))),
-            Err(ImageError::NotFound { .. }) => Err(image_not_found()),
             Err(refusal) => Ok(AliasImage::answer(Err(refusal_message(refusal)?))),
         }
     }
@@ -368,7 +366,6 @@ impl ImageMutation {
         let forgotten = image_admin::forget(gql(ctx).api.db(), &candidates, forgetter(ctx)).await;
         match forgotten {
             Ok(outcome) => Ok(ForgetImage::answer(forget_result(outcome))),
-            Err(ImageError::NotFound { .. }) => Err(image_not_found()),
             Err(refusal) => Ok(ForgetImage::answer(Err(refusal_message(refusal)?))),
         }
     }
@@ -450,9 +447,11 @@ fn forget_result(outcome: ForgetOutcome) -> Result<ImageListing, String> {
     }
 }
 
-/// A refusal's message; a database failure is logged and answered as a GraphQL error.
+/// A refusal's message; an image that is not there is answered as the reference's
+/// `ImageNotFound`, and a database failure is logged and answered as a GraphQL error.
 fn refusal_message(refusal: ImageError) -> async_graphql::Result<String> {
     match refusal {
+        ImageError::NotFound { .. } => Err(image_not_found()),
         ImageError::Db(source) => Err(internal("writing the image catalogue", &source)),
         other => Ok(other.to_string()),
     }
@@ -598,12 +597,5 @@ fn summary_text(summary: &ScanSummary) -> String {
             tracing::warn!("rescan: {item}: {reason}");
         }
     }
-    format!(
-        "{} added, {} updated, {} unchanged, {} skipped, {} failed",
-        summary.added(),
-        summary.updated(),
-        summary.unchanged(),
-        summary.skipped(),
-        summary.failed()
-    )
+    summary.to_string()
 }

@@ -1,12 +1,13 @@
-//! Sending requests through the real router of a test cluster and reading the answers.
+//! Sending requests through the real router of a test cluster and reading the answers, GraphQL
+//! requests included.
 
 use std::net::SocketAddr;
 
 use axum::Router;
 use axum::body::Body;
-use bai_api::testing::TestCluster;
-use http::{HeaderMap, Request, StatusCode};
-use serde_json::Value;
+use bai_api::testing::{ExampleUser, TestCluster, signed_request};
+use http::{HeaderMap, Method, Request, StatusCode};
+use serde_json::{Value, json};
 use tower::ServiceExt;
 
 /// A test cluster and the router of one worker on it.
@@ -107,6 +108,58 @@ impl Answer {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|value| value.to_str().ok())
     }
+
+    /// The `data` of a GraphQL answer that must have no errors.
+    #[track_caller]
+    pub fn data(&self) -> &Value {
+        assert!(self.json.get("errors").is_none(), "{}", self.text);
+        &self.json["data"]
+    }
+
+    /// The message of a GraphQL answer's first error.
+    #[track_caller]
+    pub fn error_message(&self) -> &str {
+        self.json["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_else(|| panic!("an error: {}", self.text))
+    }
+}
+
+/// Sends a GraphQL request to `/admin/gql` signed by `who`; the answer must be a 200 (errors are
+/// in its body).
+pub async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
+    let body = json!({"query": query, "variables": variables});
+    let answer = api
+        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.text);
+    answer
+}
+
+/// The `data` of a GraphQL request that must have no errors.
+pub async fn data(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Value {
+    ask(api, who, query, variables).await.data().clone()
+}
+
+/// The message of the first error of a GraphQL request.
+pub async fn error_message(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> String {
+    ask(api, who, query, variables)
+        .await
+        .error_message()
+        .to_owned()
+}
+
+/// The schema's SDL without descriptions, on one line with single spaces and no space inside
+/// parentheses, for comparing declarations with the reference's.
+pub fn bare_sdl() -> String {
+    let sdl = bai_api::gql::schema().sdl();
+    let without_descriptions: String = sdl.split("\"\"\"").step_by(2).collect();
+    without_descriptions
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .replace("( ", "(")
+        .replace(" )", ")")
 }
 
 /// Serves `router` on a local port; returns its address.

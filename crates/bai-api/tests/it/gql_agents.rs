@@ -2,30 +2,14 @@
 //! `agent`, `agents` and `agent_list` for superadmins (with the live statistics from Redis), and
 //! the summaries everyone may read for the resource groups they may use.
 
-use crate::common::{Answer, Api};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
+use crate::common::{Api, ask, data};
+use bai_api::testing::{DOMAIN_ADMIN, MONITOR, SUPERADMIN, USER};
 use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::entities::{ResourceSlot, agents};
 use bai_db_models::queries::scaling_groups::{self as sgroups, NewScalingGroup};
-use http::Method;
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{Value, json};
 use uuid::Uuid;
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
-
-async fn data(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Value {
-    let answer = ask(api, who, query, variables).await;
-    assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-    answer.json["data"].clone()
-}
 
 /// Agent ids of one test, with their live statistics in the test's Redis.
 struct Agents {

@@ -3,20 +3,10 @@
 //! registry added after the worker started shows), for superadmins only, with the password
 //! masked.
 
-use crate::common::{Answer, Api};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, SUPERADMIN, USER, signed_request};
+use crate::common::{Api, ask};
+use bai_api::testing::{DOMAIN_ADMIN, SUPERADMIN, USER};
 use bai_etcd_store::Scope;
-use http::Method;
-use serde_json::{Value, json};
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
+use serde_json::json;
 
 const ALL: &str = "{ container_registries { id hostname config { url type project username password ssl_verify } } }";
 const ONE: &str = "query($hostname: String!) { container_registry(hostname: $hostname) { id hostname config { url type project username password ssl_verify } } }";

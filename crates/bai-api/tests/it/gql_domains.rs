@@ -1,26 +1,22 @@
 //! The GraphQL domain queries on the real router: `domains` for superadmins only, `domain` for the
 //! caller's own domain unless a superadmin names another.
 
-use crate::common::{Answer, Api};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, SUPERADMIN, USER, signed_request};
-use http::Method;
+use crate::common::{Api, ask};
+use bai_api::testing::{DOMAIN_ADMIN, SUPERADMIN, USER};
 use serde_json::{Value, json};
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str) -> Answer {
-    let body = json!({"query": query, "variables": null});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
 
 #[tokio::test]
 async fn domains_and_domain_by_role() {
     let api = Api::start("gql_domains").await;
     let fields = "name description is_active created_at total_resource_slots allowed_vfolder_hosts allowed_docker_registries integration_id";
 
-    let answer = ask(&api, &SUPERADMIN, &format!("{{ domains {{ {fields} }} }}")).await;
+    let answer = ask(
+        &api,
+        &SUPERADMIN,
+        &format!("{{ domains {{ {fields} }} }}"),
+        Value::Null,
+    )
+    .await;
     assert!(answer.json.get("errors").is_none(), "{}", answer.text);
     let domains = answer.json["data"]["domains"].as_array().expect("a list");
     let default = domains
@@ -41,6 +37,7 @@ async fn domains_and_domain_by_role() {
         &api,
         &SUPERADMIN,
         "{ domains(is_active: false) { name is_active } }",
+        Value::Null,
     )
     .await;
     assert!(
@@ -54,7 +51,7 @@ async fn domains_and_domain_by_role() {
     );
 
     for who in [&DOMAIN_ADMIN, &USER] {
-        let answer = ask(&api, who, "{ domains { name } }").await;
+        let answer = ask(&api, who, "{ domains { name } }", Value::Null).await;
         assert_eq!(
             answer.json["errors"][0]["message"],
             "Forbidden operation. (superadmin privilege required)",
@@ -69,19 +66,31 @@ async fn domains_and_domain_by_role() {
             answer.text
         );
 
-        let answer = ask(&api, who, "{ domain { name is_active } }").await;
+        let answer = ask(&api, who, "{ domain { name is_active } }", Value::Null).await;
         assert_eq!(
             answer.json["data"]["domain"]["name"], "default",
             "{}",
             answer.text
         );
-        let answer = ask(&api, who, "{ domain(name: \"default\") { name } }").await;
+        let answer = ask(
+            &api,
+            who,
+            "{ domain(name: \"default\") { name } }",
+            Value::Null,
+        )
+        .await;
         assert_eq!(
             answer.json["data"]["domain"]["name"], "default",
             "{}",
             answer.text
         );
-        let answer = ask(&api, who, "{ domain(name: \"elsewhere\") { name } }").await;
+        let answer = ask(
+            &api,
+            who,
+            "{ domain(name: \"elsewhere\") { name } }",
+            Value::Null,
+        )
+        .await;
         assert_eq!(
             answer.json["errors"][0]["message"], "No such domain.",
             "{}",
@@ -93,6 +102,7 @@ async fn domains_and_domain_by_role() {
         &api,
         &SUPERADMIN,
         "{ domain(name: \"elsewhere\") { name } }",
+        Value::Null,
     )
     .await;
     assert_eq!(
@@ -102,15 +112,6 @@ async fn domains_and_domain_by_role() {
         answer.text
     );
     assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-}
-
-async fn mutate(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
 }
 
 const CREATE: &str = "mutation($name: String!, $props: DomainInput!) { create_domain(name: $name, props: $props) { ok msg domain { name description is_active total_resource_slots allowed_vfolder_hosts allowed_docker_registries integration_id } } }";
@@ -127,7 +128,7 @@ async fn stored(api: &Api, name: &str) -> Option<bai_db_models::entities::domain
 #[tokio::test]
 async fn create_domain_with_the_defaults_and_with_every_property() {
     let api = Api::start("gql_domain_create").await;
-    let answer = mutate(
+    let answer = ask(
         &api,
         &SUPERADMIN,
         CREATE,
@@ -152,7 +153,7 @@ async fn create_domain_with_the_defaults_and_with_every_property() {
         "allowed_docker_registries": ["cr.backend.ai"],
         "integration_id": "ext-7",
     });
-    let answer = mutate(
+    let answer = ask(
         &api,
         &SUPERADMIN,
         CREATE,
@@ -204,7 +205,7 @@ async fn create_domain_refuses_bad_input_and_writes_nothing() {
         ),
     ];
     for (variables, msg) in refusals {
-        let answer = mutate(&api, &SUPERADMIN, CREATE, variables.clone()).await;
+        let answer = ask(&api, &SUPERADMIN, CREATE, variables.clone()).await;
         let payload = &answer.json["data"]["create_domain"];
         assert_eq!(payload["ok"], false, "{variables}: {}", answer.text);
         assert!(
@@ -220,14 +221,14 @@ async fn create_domain_refuses_bad_input_and_writes_nothing() {
 #[tokio::test]
 async fn modify_domain_changes_only_the_given_fields() {
     let api = Api::start("gql_domain_modify").await;
-    mutate(
+    ask(
         &api,
         &SUPERADMIN,
         CREATE,
         json!({"name": "lab", "props": {"description": "old", "integration_id": "x"}}),
     )
     .await;
-    let answer = mutate(
+    let answer = ask(
         &api,
         &SUPERADMIN,
         MODIFY,
@@ -245,7 +246,7 @@ async fn modify_domain_changes_only_the_given_fields() {
     );
     let before = stored(&api, "lab").await.expect("stored");
 
-    let answer = mutate(
+    let answer = ask(
         &api,
         &SUPERADMIN,
         MODIFY,
@@ -281,7 +282,7 @@ async fn modify_domain_changes_only_the_given_fields() {
         ),
     ];
     for (variables, msg) in refusals {
-        let answer = mutate(&api, &SUPERADMIN, MODIFY, variables.clone()).await;
+        let answer = ask(&api, &SUPERADMIN, MODIFY, variables.clone()).await;
         assert_eq!(
             answer.json["data"]["modify_domain"],
             json!({"ok": false, "msg": msg, "domain": null}),
@@ -295,7 +296,7 @@ async fn modify_domain_changes_only_the_given_fields() {
 #[tokio::test]
 async fn delete_domain_deactivates_and_purge_domain_deletes_an_empty_one() {
     let api = Api::start("gql_domain_delete").await;
-    mutate(
+    ask(
         &api,
         &SUPERADMIN,
         CREATE,
@@ -303,7 +304,7 @@ async fn delete_domain_deactivates_and_purge_domain_deletes_an_empty_one() {
     )
     .await;
 
-    let answer = mutate(&api, &SUPERADMIN, DELETE, json!({"name": "lab"})).await;
+    let answer = ask(&api, &SUPERADMIN, DELETE, json!({"name": "lab"})).await;
     assert_eq!(
         answer.json["data"]["delete_domain"],
         json!({"ok": true, "msg": "success"})
@@ -313,7 +314,7 @@ async fn delete_domain_deactivates_and_purge_domain_deletes_an_empty_one() {
         Some(false)
     );
 
-    let answer = mutate(&api, &SUPERADMIN, PURGE, json!({"name": "default"})).await;
+    let answer = ask(&api, &SUPERADMIN, PURGE, json!({"name": "default"})).await;
     let payload = &answer.json["data"]["purge_domain"];
     assert_eq!(payload["ok"], false, "{}", answer.text);
     assert!(
@@ -326,7 +327,7 @@ async fn delete_domain_deactivates_and_purge_domain_deletes_an_empty_one() {
     );
     assert!(stored(&api, "default").await.is_some());
 
-    let answer = mutate(&api, &SUPERADMIN, PURGE, json!({"name": "lab"})).await;
+    let answer = ask(&api, &SUPERADMIN, PURGE, json!({"name": "lab"})).await;
     assert_eq!(
         answer.json["data"]["purge_domain"],
         json!({"ok": true, "msg": "success"})
@@ -334,7 +335,7 @@ async fn delete_domain_deactivates_and_purge_domain_deletes_an_empty_one() {
     assert_eq!(stored(&api, "lab").await, None);
 
     for mutation in [DELETE, PURGE] {
-        let answer = mutate(&api, &SUPERADMIN, mutation, json!({"name": "lab"})).await;
+        let answer = ask(&api, &SUPERADMIN, mutation, json!({"name": "lab"})).await;
         let payload = answer.json["data"]
             .as_object()
             .unwrap()
@@ -355,14 +356,14 @@ async fn delete_domain_deactivates_and_purge_domain_deletes_an_empty_one() {
 async fn domain_mutations_are_for_superadmins_and_refused_while_frozen() {
     let api = Api::start("gql_domain_roles").await;
     for who in [&DOMAIN_ADMIN, &USER] {
-        let answer = mutate(&api, who, CREATE, json!({"name": "lab", "props": {}})).await;
+        let answer = ask(&api, who, CREATE, json!({"name": "lab", "props": {}})).await;
         assert_eq!(
             answer.json["data"]["create_domain"],
             json!({"ok": false, "msg": "no permission to execute create_domain", "domain": null}),
             "{}",
             answer.text
         );
-        let answer = mutate(&api, who, PURGE, json!({"name": "default"})).await;
+        let answer = ask(&api, who, PURGE, json!({"name": "default"})).await;
         assert_eq!(
             answer.json["data"]["purge_domain"],
             json!({"ok": false, "msg": "no permission to execute purge_domain"}),
@@ -374,7 +375,7 @@ async fn domain_mutations_are_for_superadmins_and_refused_while_frozen() {
         .set_manager_status(bai_api::ManagerStatus::Frozen)
         .await
         .unwrap();
-    let answer = mutate(
+    let answer = ask(
         &api,
         &SUPERADMIN,
         CREATE,

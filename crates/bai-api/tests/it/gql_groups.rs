@@ -3,14 +3,13 @@
 //! changes), `delete_group` and `purge_group` for superadmins and for domain admins within their
 //! domain, refusals that write nothing, and the frozen manager.
 
-use crate::common::{Answer, Api};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
+use crate::common::{Api, ask, bare_sdl};
+use bai_api::testing::{DOMAIN_ADMIN, MONITOR, SUPERADMIN, USER};
 use bai_db_models::entities::enums::{
     VFolderOperationStatus, VFolderOwnershipType, VFolderPermission, VFolderUsageMode,
 };
 use bai_db_models::entities::{association_groups_users, groups, vfolders};
 use bai_db_models::queries;
-use http::Method;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, Set,
 };
@@ -27,27 +26,6 @@ const CREATE: &str = "mutation($name: String!, $props: GroupInput!) { create_gro
 const MODIFY: &str = "mutation($gid: UUID!, $props: ModifyGroupInput!) { modify_group(gid: $gid, props: $props) { ok msg group { name description is_active domain_name total_resource_slots integration_id resource_policy container_registry } } }";
 const DELETE: &str = "mutation($gid: UUID!) { delete_group(gid: $gid) { ok msg } }";
 const PURGE: &str = "mutation($gid: UUID!) { purge_group(gid: $gid) { ok msg } }";
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
-
-/// The data of an answer that must have no errors.
-fn data(answer: &Answer) -> &Value {
-    assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-    &answer.json["data"]
-}
-
-fn first_error(answer: &Answer) -> &str {
-    answer.json["errors"][0]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an error: {}", answer.text))
-}
 
 fn names(list: &Value) -> Vec<&str> {
     list.as_array()
@@ -87,7 +65,7 @@ async fn create(api: &Api, name: &str, domain: &str) -> String {
         json!({"name": name, "props": {"domain_name": domain}}),
     )
     .await;
-    let payload = &data(&answer)["create_group"];
+    let payload = &answer.data()["create_group"];
     assert_eq!(payload["ok"], true, "{}", answer.text);
     payload["group"]["id"].as_str().expect("an id").to_owned()
 }
@@ -101,23 +79,11 @@ async fn create_domain(api: &Api, name: &str) {
     )
     .await;
     assert_eq!(
-        data(&answer)["create_domain"]["ok"],
+        answer.data()["create_domain"]["ok"],
         true,
         "{}",
         answer.text
     );
-}
-
-/// The SDL without descriptions, on one line, without spaces inside parentheses.
-fn bare_sdl() -> String {
-    let sdl = bai_api::gql::schema().sdl();
-    let without_descriptions: String = sdl.split("\"\"\"").step_by(2).collect();
-    without_descriptions
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace("( ", "(")
-        .replace(" )", ")")
 }
 
 #[test]
@@ -165,7 +131,7 @@ async fn group_queries_by_role() {
     )
     .await;
     assert_eq!(
-        data(&answer)["associate_scaling_group_with_user_group"]["ok"],
+        answer.data()["associate_scaling_group_with_user_group"]["ok"],
         true,
         "{}",
         answer.text
@@ -188,12 +154,12 @@ async fn group_queries_by_role() {
     let by_id = format!("query($id: UUID!) {{ group(id: $id) {{ {FIELDS} }} }}");
     for who in [&SUPERADMIN, &DOMAIN_ADMIN, &USER] {
         let answer = ask(&api, who, &by_id, json!({"id": DEFAULT_GROUP})).await;
-        assert_eq!(data(&answer)["group"], expected_default, "{}", answer.text);
+        assert_eq!(answer.data()["group"], expected_default, "{}", answer.text);
     }
 
     // Superadmins: every domain, the types asked for.
     let answer = ask(&api, &SUPERADMIN, "{ groups { name } }", json!(null)).await;
-    assert_eq!(names(&data(&answer)["groups"]), ["default", "research"]);
+    assert_eq!(names(&answer.data()["groups"]), ["default", "research"]);
     let answer = ask(
         &api,
         &SUPERADMIN,
@@ -202,7 +168,7 @@ async fn group_queries_by_role() {
     )
     .await;
     assert_eq!(
-        data(&answer)["groups"],
+        answer.data()["groups"],
         json!([{"name": "default", "type": "GENERAL"}, {"name": "model-store", "type": "MODEL_STORE"}])
     );
     let answer = ask(
@@ -212,7 +178,7 @@ async fn group_queries_by_role() {
         json!(null),
     )
     .await;
-    assert_eq!(data(&answer)["groups"], json!([]));
+    assert_eq!(answer.data()["groups"], json!([]));
     let answer = ask(
         &api,
         &SUPERADMIN,
@@ -221,7 +187,7 @@ async fn group_queries_by_role() {
     )
     .await;
     assert_eq!(
-        first_error(&answer),
+        answer.error_message(),
         "Missing or invalid API parameters. (type: \"NEITHER\" is not a project type (GENERAL, MODEL_STORE))"
     );
     let answer = ask(
@@ -231,7 +197,7 @@ async fn group_queries_by_role() {
         json!({"id": lab_group}),
     )
     .await;
-    assert_eq!(data(&answer)["group"]["name"], "research");
+    assert_eq!(answer.data()["group"]["name"], "research");
     let answer = ask(
         &api,
         &SUPERADMIN,
@@ -239,7 +205,7 @@ async fn group_queries_by_role() {
         json!({"id": lab_group}),
     )
     .await;
-    assert_eq!(data(&answer)["group"], Value::Null);
+    assert_eq!(answer.data()["group"], Value::Null);
     let answer = ask(
         &api,
         &SUPERADMIN,
@@ -248,13 +214,13 @@ async fn group_queries_by_role() {
     )
     .await;
     assert_eq!(
-        data(&answer)["groups_by_name"],
+        answer.data()["groups_by_name"],
         json!([{"name": "research", "domain_name": "lab"}])
     );
 
     // Domain admins: their own domain only.
     let answer = ask(&api, &DOMAIN_ADMIN, "{ groups { name } }", json!(null)).await;
-    assert_eq!(names(&data(&answer)["groups"]), ["default"]);
+    assert_eq!(names(&answer.data()["groups"]), ["default"]);
     let answer = ask(
         &api,
         &DOMAIN_ADMIN,
@@ -262,7 +228,7 @@ async fn group_queries_by_role() {
         json!({"id": lab_group}),
     )
     .await;
-    assert_eq!(data(&answer)["group"], Value::Null);
+    assert_eq!(answer.data()["group"], Value::Null);
     let answer = ask(
         &api,
         &DOMAIN_ADMIN,
@@ -270,7 +236,7 @@ async fn group_queries_by_role() {
         json!(null),
     )
     .await;
-    assert_eq!(data(&answer)["groups_by_name"], json!([]));
+    assert_eq!(answer.data()["groups_by_name"], json!([]));
 
     // Users: only the general groups they belong to.
     let answer = ask(
@@ -280,7 +246,7 @@ async fn group_queries_by_role() {
         json!(null),
     )
     .await;
-    assert_eq!(names(&data(&answer)["groups"]), ["default"]);
+    assert_eq!(names(&answer.data()["groups"]), ["default"]);
     let answer = ask(
         &api,
         &USER,
@@ -289,7 +255,7 @@ async fn group_queries_by_role() {
     )
     .await;
     assert_eq!(
-        data(&answer)["groups_by_name"],
+        answer.data()["groups_by_name"],
         json!([{"id": DEFAULT_GROUP}])
     );
     for (id, kind) in [
@@ -304,7 +270,7 @@ async fn group_queries_by_role() {
             json!({"id": id}),
         )
         .await;
-        assert_eq!(first_error(&answer), "Insufficient privilege.", "{id}");
+        assert_eq!(answer.error_message(), "Insufficient privilege.", "{id}");
     }
 
     // Another domain is refused to all but superadmins; monitors are not a known role here.
@@ -314,7 +280,7 @@ async fn group_queries_by_role() {
             "{ groups_by_name(name: \"research\", domain_name: \"lab\") { name } }",
         ] {
             let answer = ask(&api, who, query, json!(null)).await;
-            assert_eq!(first_error(&answer), "Insufficient privilege.", "{query}");
+            assert_eq!(answer.error_message(), "Insufficient privilege.", "{query}");
         }
         let answer = ask(
             &api,
@@ -323,7 +289,7 @@ async fn group_queries_by_role() {
             json!({"id": lab_group}),
         )
         .await;
-        assert_eq!(first_error(&answer), "Insufficient privilege.");
+        assert_eq!(answer.error_message(), "Insufficient privilege.");
     }
     for query in [
         "{ groups { name } }",
@@ -331,7 +297,7 @@ async fn group_queries_by_role() {
     ] {
         let answer = ask(&api, &MONITOR, query, json!(null)).await;
         assert_eq!(
-            first_error(&answer),
+            answer.error_message(),
             "Missing or invalid API parameters. (Unknown client role)"
         );
     }
@@ -347,7 +313,7 @@ async fn create_group_with_the_defaults_and_with_every_property() {
         json!({"name": "lab", "props": {"domain_name": "default"}}),
     )
     .await;
-    let mut payload = data(&answer)["create_group"].clone();
+    let mut payload = answer.data()["create_group"].clone();
     let id = payload["group"]
         .as_object_mut()
         .expect("a group")
@@ -383,7 +349,7 @@ async fn create_group_with_the_defaults_and_with_every_property() {
         json!({"name": "models", "props": props}),
     )
     .await;
-    let group = &data(&answer)["create_group"]["group"];
+    let group = &answer.data()["create_group"]["group"];
     assert_eq!(group["type"], "MODEL_STORE", "{}", answer.text);
     let slots: Value =
         serde_json::from_str(group["total_resource_slots"].as_str().unwrap()).unwrap();
@@ -443,7 +409,7 @@ async fn create_group_refuses_bad_input_and_writes_nothing() {
     ];
     for (variables, msg) in refusals {
         let answer = ask(&api, &SUPERADMIN, CREATE, variables.clone()).await;
-        let payload = &data(&answer)["create_group"];
+        let payload = &answer.data()["create_group"];
         assert_eq!(payload["ok"], false, "{variables}: {}", answer.text);
         assert!(
             payload["msg"].as_str().unwrap().starts_with(msg),
@@ -475,7 +441,7 @@ async fn modify_group_changes_the_given_fields_and_the_members() {
     )
     .await;
     assert_eq!(
-        data(&answer)["modify_group"],
+        answer.data()["modify_group"],
         json!({"ok": true, "msg": "success", "group": {
             "name": "lab2", "description": null, "is_active": false, "domain_name": "default",
             "total_resource_slots": "{\"cpu\": \"4\"}", "integration_id": "ext-1",
@@ -496,7 +462,7 @@ async fn modify_group_changes_the_given_fields_and_the_members() {
     )
     .await;
     assert_eq!(
-        data(&answer)["modify_group"]["msg"],
+        answer.data()["modify_group"]["msg"],
         "success",
         "{}",
         answer.text
@@ -520,7 +486,7 @@ async fn modify_group_changes_the_given_fields_and_the_members() {
         json!({"gid": id, "props": {"user_update_mode": "remove", "user_uuids": [USER2_UUID, "f38dea23-50fa-42a0-b5ae-338f5f4693f4"]}}),
     )
     .await;
-    assert_eq!(data(&answer)["modify_group"]["ok"], true, "{}", answer.text);
+    assert_eq!(answer.data()["modify_group"]["ok"], true, "{}", answer.text);
     assert_eq!(
         members(&api, &id).await,
         [Uuid::parse_str(USER_UUID).unwrap()]
@@ -571,7 +537,7 @@ async fn modify_group_changes_the_given_fields_and_the_members() {
     ];
     for (variables, msg) in refusals {
         let answer = ask(&api, &SUPERADMIN, MODIFY, variables.clone()).await;
-        let payload = &data(&answer)["modify_group"];
+        let payload = &answer.data()["modify_group"];
         assert_eq!(payload["ok"], false, "{variables}: {}", answer.text);
         assert!(
             payload["msg"].as_str().unwrap().starts_with(&msg),
@@ -596,7 +562,7 @@ async fn modify_group_changes_the_given_fields_and_the_members() {
         json!({"gid": id, "props": {"domain_name": "lab"}}),
     )
     .await;
-    assert_eq!(data(&answer)["modify_group"]["group"]["domain_name"], "lab");
+    assert_eq!(answer.data()["modify_group"]["group"]["domain_name"], "lab");
 }
 
 /// Inserts a session of the group `group` (as the example user) with one kernel in `status`.
@@ -635,11 +601,11 @@ async fn delete_group_deactivates_and_purge_group_deletes_it() {
         json!({"gid": id, "props": {"integration_id": "ext-1", "user_update_mode": "add", "user_uuids": [USER_UUID]}}),
     )
     .await;
-    assert_eq!(data(&answer)["modify_group"]["ok"], true);
+    assert_eq!(answer.data()["modify_group"]["ok"], true);
 
     let answer = ask(&api, &DOMAIN_ADMIN, DELETE, json!({"gid": id})).await;
     assert_eq!(
-        data(&answer)["delete_group"],
+        answer.data()["delete_group"],
         json!({"ok": true, "msg": "success"})
     );
     let row = stored(&api, &id).await.expect("kept");
@@ -648,7 +614,7 @@ async fn delete_group_deactivates_and_purge_group_deletes_it() {
     let session = session_with_kernel(&api, &id, "RUNNING").await;
     let answer = ask(&api, &SUPERADMIN, PURGE, json!({"gid": id})).await;
     assert_eq!(
-        data(&answer)["purge_group"],
+        answer.data()["purge_group"],
         json!({"ok": false, "msg": format!("group {id} has 1 active kernel(s); terminate its sessions first")})
     );
     let db = &api.cluster.database.connection;
@@ -676,7 +642,7 @@ async fn delete_group_deactivates_and_purge_group_deletes_it() {
     .expect("vfolder");
     let answer = ask(&api, &DOMAIN_ADMIN, PURGE, json!({"gid": id})).await;
     assert_eq!(
-        data(&answer)["purge_group"],
+        answer.data()["purge_group"],
         json!({"ok": false, "msg": format!("group {id} owns 1 vfolder(s); purging needs the storage proxy, which this manager does not use yet: delete them first")})
     );
     assert!(stored(&api, &id).await.is_some());
@@ -687,7 +653,7 @@ async fn delete_group_deactivates_and_purge_group_deletes_it() {
 
     let answer = ask(&api, &DOMAIN_ADMIN, PURGE, json!({"gid": id})).await;
     assert_eq!(
-        data(&answer)["purge_group"],
+        answer.data()["purge_group"],
         json!({"ok": true, "msg": "success"})
     );
     assert_eq!(stored(&api, &id).await, None);
@@ -706,7 +672,8 @@ async fn delete_group_deactivates_and_purge_group_deletes_it() {
 
     for mutation in [DELETE, PURGE] {
         let answer = ask(&api, &SUPERADMIN, mutation, json!({"gid": id})).await;
-        let payload = data(&answer)
+        let payload = answer
+            .data()
             .as_object()
             .unwrap()
             .values()
@@ -744,7 +711,7 @@ async fn group_mutations_by_role_and_refused_while_frozen() {
     for who in [&USER, &MONITOR] {
         for (mutation, variables, field) in &cases {
             let answer = ask(&api, who, mutation, variables.clone()).await;
-            let payload = &data(&answer)[field];
+            let payload = &answer.data()[field];
             assert_eq!(payload["ok"], false, "{field}: {}", answer.text);
             assert_eq!(payload["msg"], format!("no permission to execute {field}"));
         }
@@ -778,7 +745,7 @@ async fn group_mutations_by_role_and_refused_while_frozen() {
     ];
     for (mutation, variables, field) in &cases {
         let answer = ask(&api, &DOMAIN_ADMIN, mutation, variables.clone()).await;
-        let payload = &data(&answer)[field];
+        let payload = &answer.data()[field];
         assert_eq!(payload["ok"], false, "{variables}: {}", answer.text);
         assert_eq!(payload["msg"], format!("no permission to execute {field}"));
     }
@@ -819,7 +786,7 @@ async fn group_mutations_by_role_and_refused_while_frozen() {
     ] {
         let answer = ask(&api, &SUPERADMIN, mutation, variables).await;
         assert_eq!(answer.json["data"][field], Value::Null, "{}", answer.text);
-        assert!(first_error(&answer).contains("frozen"), "{}", answer.text);
+        assert!(answer.error_message().contains("frozen"), "{}", answer.text);
     }
     let own = stored(&api, &own_group).await.expect("kept");
     assert_eq!(

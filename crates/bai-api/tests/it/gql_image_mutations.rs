@@ -6,43 +6,19 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::common::{Answer, Api, serve};
+use crate::common::{Api, bare_sdl, data, error_message, serve};
 use axum::Router;
 use axum::http::{HeaderMap, Method as AxumMethod, StatusCode, Uri};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, SUPERADMIN, TestCluster, USER, signed_request};
+use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, SUPERADMIN, TestCluster, USER};
 use bai_db_models::entities::enums::ImageType;
 use bai_db_models::entities::images;
 use bai_etcd_store::Scope;
-use http::Method;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// `user@lablup.com` of the example fixtures.
 const USER_UUID: &str = "dfa9da54-4b28-432f-be29-c0d680c7a412";
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
-
-async fn data(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Value {
-    let answer = ask(api, who, query, variables).await;
-    assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-    answer.json["data"].clone()
-}
-
-async fn error_message(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> String {
-    let answer = ask(api, who, query, variables).await;
-    answer.json["errors"][0]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an error: {}", answer.text))
-        .to_owned()
-}
 
 async fn insert(api: &Api, registry: &str, name: &str, tag: &str, labels: Value) -> Uuid {
     let id = Uuid::new_v4();
@@ -73,18 +49,6 @@ async fn row(api: &Api, id: Uuid) -> Option<images::Model> {
         .one(&api.cluster.database.connection)
         .await
         .expect("reading an image")
-}
-
-/// The SDL without descriptions, on one line, without spaces inside parentheses.
-fn bare_sdl() -> String {
-    let sdl = bai_api::gql::schema().sdl();
-    let without_descriptions: String = sdl.split("\"\"\"").step_by(2).collect();
-    without_descriptions
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .replace("( ", "(")
-        .replace(" )", ")")
 }
 
 #[test]
@@ -119,6 +83,11 @@ fn the_schema_declares_the_image_mutations_as_the_reference() {
 const MODIFY: &str = "mutation($target: String!, $props: ModifyImageInput!) { \
                       modify_image(target: $target, props: $props) { ok msg } }";
 
+/// The data of `modify_image` of `target` with `props`, sent by `who`.
+async fn modify(api: &Api, who: &ExampleUser, target: &str, props: Value) -> Value {
+    data(api, who, MODIFY, json!({"target": target, "props": props})).await
+}
+
 #[tokio::test]
 async fn modify_image_changes_only_the_given_columns() {
     let api = Api::start("gql_image_modify").await;
@@ -139,13 +108,7 @@ async fn modify_image_changes_only_the_given_columns() {
     });
     let target = "cr.backend.ai/stable/python:3.9";
     assert_eq!(
-        data(
-            &api,
-            &SUPERADMIN,
-            MODIFY,
-            json!({"target": target, "props": props})
-        )
-        .await,
+        modify(&api, &SUPERADMIN, target, props).await,
         json!({"modify_image": {"ok": true, "msg": ""}})
     );
     let changed = row(&api, id).await.expect("the image");
@@ -172,24 +135,12 @@ async fn modify_image_changes_only_the_given_columns() {
         ),
     ] {
         assert_eq!(
-            data(
-                &api,
-                &SUPERADMIN,
-                MODIFY,
-                json!({"target": target, "props": props})
-            )
-            .await,
+            modify(&api, &SUPERADMIN, target, props).await,
             json!({"modify_image": {"ok": false, "msg": msg}})
         );
     }
     assert_eq!(
-        data(
-            &api,
-            &DOMAIN_ADMIN,
-            MODIFY,
-            json!({"target": target, "props": {"tag": "x"}})
-        )
-        .await,
+        modify(&api, &DOMAIN_ADMIN, target, json!({"tag": "x"})).await,
         json!({"modify_image": {"ok": false, "msg": "no permission to execute modify_image"}})
     );
 }

@@ -3,40 +3,16 @@
 //! registries their domain allows), which agents hold each image (Redis image database),
 //! `customized_images`, and `image` by id, canonical name or alias.
 
-use crate::common::{Answer, Api};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
+use crate::common::{Api, data, error_message};
+use bai_api::testing::{DOMAIN_ADMIN, MONITOR, SUPERADMIN, USER};
 use bai_db_models::entities::enums::ImageType;
 use bai_db_models::entities::{image_aliases, images};
-use http::Method;
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// `user@lablup.com` of the example fixtures.
 const USER_UUID: &str = "dfa9da54-4b28-432f-be29-c0d680c7a412";
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
-
-async fn data(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Value {
-    let answer = ask(api, who, query, variables).await;
-    assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-    answer.json["data"].clone()
-}
-
-async fn error_message(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> String {
-    let answer = ask(api, who, query, variables).await;
-    answer.json["errors"][0]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an error: {}", answer.text))
-        .to_owned()
-}
 
 /// Image rows of one test, with the agents holding them in the test's Redis image database.
 struct Images {

@@ -1,38 +1,14 @@
 //! The GraphQL resource policy queries and mutations on the real router: keypair, user and
 //! project policies by role, and their create/modify/delete for superadmins only.
 
-use crate::common::{Answer, Api};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
+use crate::common::{Api, ask};
+use bai_api::testing::{DOMAIN_ADMIN, MONITOR, SUPERADMIN, USER};
 use bai_db_models::entities::enums::DefaultForUnspecified;
 use bai_db_models::entities::{
     ResourceSlot, keypair_resource_policies, project_resource_policies, user_resource_policies,
 };
 use bai_db_models::queries::resource_policies;
-use http::Method;
 use serde_json::{Value, json};
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
-
-/// The `data` of an answer that must have no errors.
-#[track_caller]
-fn data(answer: &Answer) -> &Value {
-    assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-    &answer.json["data"]
-}
-
-#[track_caller]
-fn error_message(answer: &Answer) -> &str {
-    answer.json["errors"][0]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("an error: {}", answer.text))
-}
 
 /// A JSONString field, parsed.
 #[track_caller]
@@ -86,7 +62,7 @@ async fn add_other_policies(api: &Api) {
     )
     .await;
     assert_eq!(
-        data(&answer)["create_keypair_resource_policy"]["ok"],
+        answer.data()["create_keypair_resource_policy"]["ok"],
         true,
         "{}",
         answer.text
@@ -98,7 +74,7 @@ async fn add_other_policies(api: &Api) {
         json!({"name": "other", "props": {"max_vfolder_count": 1, "max_quota_scope_size": 1, "max_session_count_per_model_session": 1}}),
     )
     .await;
-    assert_eq!(data(&answer)["create_user_resource_policy"]["ok"], true);
+    assert_eq!(answer.data()["create_user_resource_policy"]["ok"], true);
     let answer = ask(
         api,
         &SUPERADMIN,
@@ -106,7 +82,7 @@ async fn add_other_policies(api: &Api) {
         json!({"name": "other", "props": {"max_vfolder_count": 1, "max_quota_scope_size": 1}}),
     )
     .await;
-    assert_eq!(data(&answer)["create_project_resource_policy"]["ok"], true);
+    assert_eq!(answer.data()["create_project_resource_policy"]["ok"], true);
 }
 
 fn names(list: &Value) -> Vec<&str> {
@@ -127,7 +103,7 @@ async fn keypair_resource_policies_by_role() {
         Value::Null,
     )
     .await;
-    let mut listed = data(&answer)["keypair_resource_policies"].clone();
+    let mut listed = answer.data()["keypair_resource_policies"].clone();
     let created_at = listed[0]
         .as_object_mut()
         .expect("a policy")
@@ -167,7 +143,7 @@ async fn keypair_resource_policies_by_role() {
         )
         .await;
         assert_eq!(
-            names(&data(&answer)["keypair_resource_policies"]),
+            names(&answer.data()["keypair_resource_policies"]),
             expected,
             "{}",
             who.email
@@ -179,7 +155,7 @@ async fn keypair_resource_policies_by_role() {
             Value::Null,
         )
         .await;
-        assert_eq!(data(&answer)["keypair_resource_policy"]["name"], "default");
+        assert_eq!(answer.data()["keypair_resource_policy"]["name"], "default");
         // As in the reference, a policy named is shown to anyone.
         let answer = ask(
             &api,
@@ -189,7 +165,7 @@ async fn keypair_resource_policies_by_role() {
         )
         .await;
         assert_eq!(
-            data(&answer)["keypair_resource_policy"],
+            answer.data()["keypair_resource_policy"],
             json!({"name": "other", "max_concurrent_sessions": 1})
         );
     }
@@ -200,7 +176,7 @@ async fn keypair_resource_policies_by_role() {
         Value::Null,
     )
     .await;
-    assert_eq!(data(&answer)["keypair_resource_policy"], Value::Null);
+    assert_eq!(answer.data()["keypair_resource_policy"], Value::Null);
 
     let answer = ask(
         &api,
@@ -210,7 +186,7 @@ async fn keypair_resource_policies_by_role() {
     )
     .await;
     assert_eq!(
-        error_message(&answer),
+        answer.error_message(),
         "Missing or invalid API parameters. (Unknown client role)"
     );
 }
@@ -225,7 +201,7 @@ async fn user_and_project_resource_policies_by_role() {
         Value::Null,
     )
     .await;
-    let mut own = data(&answer)["user_resource_policy"].clone();
+    let mut own = answer.data()["user_resource_policy"].clone();
     assert!(own["created_at"].is_string(), "{own}");
     own["created_at"] = Value::Null;
     assert_eq!(
@@ -243,7 +219,7 @@ async fn user_and_project_resource_policies_by_role() {
         Value::Null,
     )
     .await;
-    let mut project = data(&answer)["project_resource_policy"].clone();
+    let mut project = answer.data()["project_resource_policy"].clone();
     assert!(project["created_at"].is_string(), "{project}");
     project["created_at"] = Value::Null;
     assert_eq!(
@@ -276,7 +252,7 @@ async fn user_and_project_resource_policies_by_role() {
         )
         .await;
         assert_eq!(
-            names(&data(&answer)["user_resource_policies"]),
+            names(&answer.data()["user_resource_policies"]),
             users,
             "{}",
             who.email
@@ -290,10 +266,10 @@ async fn user_and_project_resource_policies_by_role() {
         .await;
         match projects {
             Some(projects) => {
-                assert_eq!(names(&data(&answer)["project_resource_policies"]), projects)
+                assert_eq!(names(&answer.data()["project_resource_policies"]), projects)
             }
             None => assert_eq!(
-                error_message(&answer),
+                answer.error_message(),
                 "Missing or invalid API parameters. (Unknown client role)"
             ),
         }
@@ -305,7 +281,7 @@ async fn user_and_project_resource_policies_by_role() {
         )
         .await;
         assert_eq!(
-            data(&answer),
+            answer.data(),
             &json!({"user_resource_policy": {"name": "other"}, "project_resource_policy": {"name": "other"}})
         );
     }
@@ -315,7 +291,7 @@ async fn user_and_project_resource_policies_by_role() {
     ] {
         let answer = ask(&api, &MONITOR, query, Value::Null).await;
         assert_eq!(
-            error_message(&answer),
+            answer.error_message(),
             "Missing or invalid API parameters. (Unknown client role)"
         );
     }
@@ -327,7 +303,7 @@ async fn user_and_project_resource_policies_by_role() {
     )
     .await;
     assert_eq!(
-        data(&answer),
+        answer.data(),
         &json!({"user_resource_policy": {"name": "default"}, "project_resource_policy": null})
     );
 }
@@ -343,7 +319,7 @@ async fn keypair_resource_policy_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["create_keypair_resource_policy"],
+        answer.data()["create_keypair_resource_policy"],
         json!({"ok": true, "msg": "success", "resource_policy": {
             "name": "small", "default_for_unspecified": "LIMITED", "total_resource_slots": "{}",
             "max_session_lifetime": 0, "max_concurrent_sessions": 2, "max_concurrent_sftp_sessions": 2,
@@ -374,7 +350,7 @@ async fn keypair_resource_policy_mutations() {
         json!({"name": "large", "props": props}),
     )
     .await;
-    let created = &data(&answer)["create_keypair_resource_policy"];
+    let created = &answer.data()["create_keypair_resource_policy"];
     assert_eq!(created["ok"], true, "{}", answer.text);
     assert_eq!(
         parsed(&created["resource_policy"]["total_resource_slots"]),
@@ -441,7 +417,7 @@ async fn keypair_resource_policy_mutations() {
     ];
     for (variables, msg) in refusals {
         let answer = ask(&api, &SUPERADMIN, CREATE_KEYPAIR, variables.clone()).await;
-        let payload = &data(&answer)["create_keypair_resource_policy"];
+        let payload = &answer.data()["create_keypair_resource_policy"];
         assert_eq!(payload["ok"], false, "{variables}: {}", answer.text);
         assert!(
             payload["msg"].as_str().unwrap().starts_with(msg),
@@ -467,7 +443,7 @@ async fn keypair_resource_policy_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["modify_keypair_resource_policy"],
+        answer.data()["modify_keypair_resource_policy"],
         json!({"ok": true, "msg": "success"})
     );
     let modified = keypair_policy(&api, "large").await.expect("kept");
@@ -492,7 +468,7 @@ async fn keypair_resource_policy_mutations() {
     ] {
         let answer = ask(&api, &SUPERADMIN, MODIFY_KEYPAIR, variables.clone()).await;
         assert_eq!(
-            data(&answer)["modify_keypair_resource_policy"],
+            answer.data()["modify_keypair_resource_policy"],
             json!({"ok": false, "msg": msg}),
             "{variables}"
         );
@@ -507,19 +483,19 @@ async fn keypair_resource_policy_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["delete_keypair_resource_policy"],
+        answer.data()["delete_keypair_resource_policy"],
         json!({"ok": false, "msg": "keypair resource policy \"default\" is used by 5 keypairs; give them another policy first"})
     );
     assert!(keypair_policy(&api, "default").await.is_some());
     let answer = ask(&api, &SUPERADMIN, DELETE_KEYPAIR, json!({"name": "small"})).await;
     assert_eq!(
-        data(&answer)["delete_keypair_resource_policy"],
+        answer.data()["delete_keypair_resource_policy"],
         json!({"ok": true, "msg": "success"})
     );
     assert_eq!(keypair_policy(&api, "small").await, None);
     let answer = ask(&api, &SUPERADMIN, DELETE_KEYPAIR, json!({"name": "small"})).await;
     assert_eq!(
-        data(&answer)["delete_keypair_resource_policy"],
+        answer.data()["delete_keypair_resource_policy"],
         json!({"ok": false, "msg": "no such keypair resource policy \"small\""})
     );
 }
@@ -535,7 +511,7 @@ async fn user_and_project_resource_policy_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["create_user_resource_policy"],
+        answer.data()["create_user_resource_policy"],
         json!({"ok": true, "msg": "success", "resource_policy": {
             "id": "UserResourcePolicy:big", "name": "big", "max_vfolder_count": 10,
             "max_quota_scope_size": 1_099_511_627_776_i64, "max_session_count_per_model_session": 4,
@@ -554,7 +530,7 @@ async fn user_and_project_resource_policy_mutations() {
     ] {
         let answer = ask(&api, &SUPERADMIN, CREATE_USER, variables.clone()).await;
         assert_eq!(
-            data(&answer)["create_user_resource_policy"],
+            answer.data()["create_user_resource_policy"],
             json!({"ok": false, "msg": msg, "resource_policy": null}),
             "{variables}"
         );
@@ -568,7 +544,7 @@ async fn user_and_project_resource_policy_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["modify_user_resource_policy"],
+        answer.data()["modify_user_resource_policy"],
         json!({"ok": true, "msg": "success"})
     );
     let row = user_policy(&api, "big").await.expect("stored");
@@ -588,17 +564,17 @@ async fn user_and_project_resource_policy_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["modify_user_resource_policy"],
+        answer.data()["modify_user_resource_policy"],
         json!({"ok": false, "msg": "no such user resource policy \"nowhere\""})
     );
     let answer = ask(&api, &SUPERADMIN, DELETE_USER, json!({"name": "default"})).await;
     assert_eq!(
-        data(&answer)["delete_user_resource_policy"],
+        answer.data()["delete_user_resource_policy"],
         json!({"ok": false, "msg": "user resource policy \"default\" is used by 5 users; give them another policy first"})
     );
     let answer = ask(&api, &SUPERADMIN, DELETE_USER, json!({"name": "big"})).await;
     assert_eq!(
-        data(&answer)["delete_user_resource_policy"],
+        answer.data()["delete_user_resource_policy"],
         json!({"ok": true, "msg": "success"})
     );
     assert_eq!(user_policy(&api, "big").await, None);
@@ -611,7 +587,7 @@ async fn user_and_project_resource_policy_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["create_project_resource_policy"],
+        answer.data()["create_project_resource_policy"],
         json!({"ok": true, "msg": "success", "resource_policy": {
             "id": "ProjectResourcePolicy:team", "name": "team", "max_vfolder_count": 2,
             "max_quota_scope_size": 1024, "max_vfolder_size": 1024,
@@ -625,7 +601,7 @@ async fn user_and_project_resource_policy_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["create_project_resource_policy"],
+        answer.data()["create_project_resource_policy"],
         json!({"ok": false, "msg": "max_vfolder_count: required", "resource_policy": null})
     );
     assert_eq!(project_policy(&api, "half").await, None);
@@ -637,7 +613,7 @@ async fn user_and_project_resource_policy_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["modify_project_resource_policy"],
+        answer.data()["modify_project_resource_policy"],
         json!({"ok": true, "msg": "success"})
     );
     let row = project_policy(&api, "team").await.expect("stored");
@@ -650,17 +626,17 @@ async fn user_and_project_resource_policy_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["delete_project_resource_policy"],
+        answer.data()["delete_project_resource_policy"],
         json!({"ok": false, "msg": "project resource policy \"default\" is used by 2 projects; give them another policy first"})
     );
     let answer = ask(&api, &SUPERADMIN, DELETE_PROJECT, json!({"name": "team"})).await;
     assert_eq!(
-        data(&answer)["delete_project_resource_policy"],
+        answer.data()["delete_project_resource_policy"],
         json!({"ok": true, "msg": "success"})
     );
     let answer = ask(&api, &SUPERADMIN, DELETE_PROJECT, json!({"name": "team"})).await;
     assert_eq!(
-        data(&answer)["delete_project_resource_policy"],
+        answer.data()["delete_project_resource_policy"],
         json!({"ok": false, "msg": "no such project resource policy \"team\""})
     );
 }
@@ -718,7 +694,7 @@ async fn resource_policy_mutations_are_for_superadmins_and_refused_while_frozen(
     for who in [&DOMAIN_ADMIN, &USER, &MONITOR] {
         for (mutation, field, variables) in &mutations {
             let answer = ask(&api, who, mutation, variables.clone()).await;
-            let payload = &data(&answer)[field];
+            let payload = &answer.data()[field];
             assert_eq!(payload["ok"], false, "{}: {}", who.email, answer.text);
             assert_eq!(payload["msg"], format!("no permission to execute {field}"));
         }
@@ -736,7 +712,7 @@ async fn resource_policy_mutations_are_for_superadmins_and_refused_while_frozen(
     for (mutation, field, variables) in &mutations {
         let answer = ask(&api, &SUPERADMIN, mutation, variables.clone()).await;
         assert_eq!(answer.json["data"][field], Value::Null, "{}", answer.text);
-        assert!(error_message(&answer).contains("frozen"), "{}", answer.text);
+        assert!(answer.error_message().contains("frozen"), "{}", answer.text);
     }
     assert_eq!(keypair_policy(&api, "x").await, None);
     assert_eq!(user_policy(&api, "x").await, None);

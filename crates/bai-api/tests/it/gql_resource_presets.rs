@@ -1,26 +1,10 @@
 //! The GraphQL resource preset queries (anyone) and mutations (superadmins) on the real router.
 
-use crate::common::{Answer, Api};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
+use crate::common::{Api, ask};
+use bai_api::testing::{DOMAIN_ADMIN, MONITOR, SUPERADMIN, USER};
 use bai_db_models::entities::{ResourceSlot, resource_presets};
 use bai_db_models::queries;
-use http::Method;
 use serde_json::{Value, json};
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
-
-#[track_caller]
-fn data(answer: &Answer) -> &Value {
-    assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-    &answer.json["data"]
-}
 
 async fn preset(api: &Api, name: &str) -> Option<resource_presets::Model> {
     queries::resource_presets::by_name(&api.cluster.database.connection, name)
@@ -47,7 +31,7 @@ async fn resource_presets_for_everyone() {
             Value::Null,
         )
         .await;
-        let presets = data(&answer)["resource_presets"]
+        let presets = answer.data()["resource_presets"]
             .as_array()
             .expect("a list");
         let names: Vec<&str> = presets
@@ -81,7 +65,7 @@ async fn resource_presets_for_everyone() {
         )
         .await;
         assert_eq!(
-            data(&answer)["resource_preset"],
+            answer.data()["resource_preset"],
             json!({"name": "cuda03-large", "shared_memory": 2147483648_i64})
         );
     }
@@ -92,7 +76,7 @@ async fn resource_presets_for_everyone() {
         Value::Null,
     )
     .await;
-    assert_eq!(data(&answer)["resource_preset"], Value::Null);
+    assert_eq!(answer.data()["resource_preset"], Value::Null);
     let answer = ask(&api, &USER, "{ resource_preset { name } }", Value::Null).await;
     assert_eq!(
         answer.json["errors"][0]["message"],
@@ -112,7 +96,7 @@ async fn resource_preset_mutations() {
         json!({"name": "gpu", "props": {"resource_slots": "{\"cpu\": \"2\", \"mem\": \"4g\", \"cuda.shares\": \"0.5\"}", "shared_memory": "1g"}}),
     )
     .await;
-    let created = &data(&answer)["create_resource_preset"];
+    let created = &answer.data()["create_resource_preset"];
     assert_eq!(created["ok"], true, "{}", answer.text);
     assert_eq!(created["msg"], "success");
     assert_eq!(created["resource_preset"]["shared_memory"], 1 << 30);
@@ -131,7 +115,7 @@ async fn resource_preset_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["create_resource_preset"]["resource_preset"],
+        answer.data()["create_resource_preset"]["resource_preset"],
         json!({"name": "bare", "resource_slots": "{\"cpu\": \"1\"}", "shared_memory": null})
     );
 
@@ -154,7 +138,7 @@ async fn resource_preset_mutations() {
         ),
     ] {
         let answer = ask(&api, &SUPERADMIN, CREATE, variables.clone()).await;
-        let payload = &data(&answer)["create_resource_preset"];
+        let payload = &answer.data()["create_resource_preset"];
         assert_eq!(payload["ok"], false, "{variables}: {}", answer.text);
         assert!(
             payload["msg"].as_str().unwrap().starts_with(msg),
@@ -173,7 +157,7 @@ async fn resource_preset_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["modify_resource_preset"],
+        answer.data()["modify_resource_preset"],
         json!({"ok": true, "msg": "success"})
     );
     let modified = preset(&api, "gpu").await.expect("kept");
@@ -190,7 +174,7 @@ async fn resource_preset_mutations() {
     )
     .await;
     assert_eq!(
-        data(&answer)["modify_resource_preset"],
+        answer.data()["modify_resource_preset"],
         json!({"ok": true, "msg": "success"})
     );
     let modified = preset(&api, "gpu").await.expect("kept");
@@ -210,7 +194,7 @@ async fn resource_preset_mutations() {
     ] {
         let answer = ask(&api, &SUPERADMIN, MODIFY, variables.clone()).await;
         assert_eq!(
-            data(&answer)["modify_resource_preset"],
+            answer.data()["modify_resource_preset"],
             json!({"ok": false, "msg": msg}),
             "{variables}"
         );
@@ -219,13 +203,13 @@ async fn resource_preset_mutations() {
 
     let answer = ask(&api, &SUPERADMIN, DELETE, json!({"name": "gpu"})).await;
     assert_eq!(
-        data(&answer)["delete_resource_preset"],
+        answer.data()["delete_resource_preset"],
         json!({"ok": true, "msg": "success"})
     );
     assert_eq!(preset(&api, "gpu").await, None);
     let answer = ask(&api, &SUPERADMIN, DELETE, json!({"name": "gpu"})).await;
     assert_eq!(
-        data(&answer)["delete_resource_preset"],
+        answer.data()["delete_resource_preset"],
         json!({"ok": false, "msg": "no such resource preset \"gpu\""})
     );
 }
@@ -256,7 +240,7 @@ async fn resource_preset_mutations_are_for_superadmins_and_refused_while_frozen(
     for who in [&DOMAIN_ADMIN, &USER, &MONITOR] {
         for (mutation, field, variables) in &mutations {
             let answer = ask(&api, who, mutation, variables.clone()).await;
-            let payload = &data(&answer)[field];
+            let payload = &answer.data()[field];
             assert_eq!(payload["ok"], false, "{}: {}", who.email, answer.text);
             assert_eq!(payload["msg"], format!("no permission to execute {field}"));
         }

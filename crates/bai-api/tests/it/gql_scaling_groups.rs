@@ -1,34 +1,17 @@
 //! The GraphQL resource-group (scaling-group) queries and mutations on the real router: superadmins
 //! only, every association table, and refusals that name what was wrong and write nothing.
 
-use crate::common::{Answer, Api};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
+use crate::common::{Api, ask, data};
+use bai_api::testing::{DOMAIN_ADMIN, MONITOR, SUPERADMIN, USER};
 use bai_db_models::entities::enums::AgentStatus;
 use bai_db_models::entities::{ResourceSlot, agents};
 use bai_db_models::queries::scaling_groups::{self as sgroups, Associate};
-use http::Method;
 use sea_orm::{ActiveModelTrait, Set};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// The example fixtures' default project.
 const DEFAULT_PROJECT: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
-
-/// The data of a query that must succeed.
-async fn data(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Value {
-    let answer = ask(api, who, query, variables).await;
-    assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-    answer.json["data"].clone()
-}
 
 fn names(list: &Value) -> Vec<&str> {
     list.as_array()

@@ -2,10 +2,9 @@
 //! sessions) and over session and kernel rows loaded as a fixture, scoped by role, narrowed by
 //! status, filter and order; and `compute_session` with its containers and dependencies.
 
-use crate::common::{Answer, Api};
-use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
+use crate::common::{Api, ask, data};
+use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER};
 use bai_db_models::fixtures::{self, FixtureFile};
-use http::Method;
 use serde_json::{Value, json};
 
 const GROUP: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
@@ -16,21 +15,6 @@ const DONE_SESSION: &str = "5b0b7ab4-3d0c-4bd8-8d8b-2b6a6b1d0a02";
 const MAIN_KERNEL: &str = "7c1c8bc5-4e1d-4ce9-9e9c-3c7b7c2e1b01";
 const SUB_KERNEL: &str = "7c1c8bc5-4e1d-4ce9-9e9c-3c7b7c2e1b02";
 const DONE_KERNEL: &str = "7c1c8bc5-4e1d-4ce9-9e9c-3c7b7c2e1b03";
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
-
-async fn data(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Value {
-    let answer = ask(api, who, query, variables).await;
-    assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-    answer.json["data"].clone()
-}
 
 /// A running two-container session of `user@lablup.com` that depends on a terminated one of
 /// `admin@lablup.com`, on two (lost) agents the kernels refer to.

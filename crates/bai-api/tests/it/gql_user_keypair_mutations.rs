@@ -3,7 +3,7 @@
 //! `create_keypair`, `modify_keypair`, `delete_keypair`; refusals that write nothing (including a
 //! refusal part-way through a transaction), the roles that may not mutate, and a frozen manager.
 
-use crate::common::{Answer, Api};
+use crate::common::{Answer, Api, ask, data};
 use axum::body::Body;
 use bai_api::testing::{
     DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, TEST_API_VERSION, TEST_HOST, USER,
@@ -27,22 +27,6 @@ const DELETE_KEYPAIR: &str =
     "mutation($access_key: String!) { delete_keypair(access_key: $access_key) { ok msg } }";
 const READ_KEYPAIR: &str = "query($access_key: String) { keypair(access_key: $access_key) { access_key secret_key user_id is_active is_admin resource_policy rate_limit ssh_public_key } }";
 const READ_USER: &str = "query($email: String) { user(email: $email) { email full_name role status status_info main_access_key allowed_client_ip groups { id name } } }";
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
-
-/// The data of an answer without errors.
-async fn data(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Value {
-    let answer = ask(api, who, query, variables).await;
-    assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-    answer.json["data"].clone()
-}
 
 /// The payload of the mutation `field`, sent by the superadmin.
 async fn mutate(api: &Api, field: &str, query: &str, variables: Value) -> Value {

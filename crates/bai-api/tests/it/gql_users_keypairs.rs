@@ -2,7 +2,7 @@
 //! `user`, `user_from_uuid`, `users`, `user_list`, `keypairs`, `keypair_list` for each role, the
 //! reference's refusals, and the filter/order mini-language with pages and counts.
 
-use crate::common::{Answer, Api};
+use crate::common::{Api, ask, data};
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
 use http::Method;
 use serde_json::{Value, json};
@@ -12,22 +12,6 @@ const ADMIN_UUID: &str = "f38dea23-50fa-42a0-b5ae-338f5f4693f4";
 const DEFAULT_GROUP: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
 const USER_FIELDS: &str = "uuid username role email full_name need_password_change status status_info created_at domain_name groups { id name } allowed_client_ip totp_activated sudo_session_enabled main_access_key resource_policy description is_active";
 const KEYPAIR_FIELDS: &str = "user_id projects user_info { full_name } access_key secret_key is_active is_admin created_at last_used resource_policy rate_limit concurrency_used num_queries full_name user";
-
-async fn ask(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Answer {
-    let body = json!({"query": query, "variables": variables});
-    let answer = api
-        .send(signed_request(Method::POST, "/admin/gql", Some(&body), who))
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.text);
-    answer
-}
-
-/// The data of an answer without errors.
-async fn data(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> Value {
-    let answer = ask(api, who, query, variables).await;
-    assert!(answer.json.get("errors").is_none(), "{}", answer.text);
-    answer.json["data"].clone()
-}
 
 /// The message of an answer's only error.
 async fn refusal(api: &Api, who: &ExampleUser, query: &str, variables: Value) -> String {

@@ -207,37 +207,19 @@ pub async fn clear_registry<C: TransactionTrait + ConnectionTrait>(
     if ids.is_empty() {
         return Ok(0);
     }
-    let used = endpoints::Entity::find()
-        .filter(endpoints::Column::Image.is_in(ids.clone()))
-        .count(&txn)
-        .await
-        .map_err(DbError::query(format!(
-            "counting the endpoints of registry {registry}'s images"
-        )))?;
+    let what = format!("the images of registry {registry}");
+    let used = endpoints_using(&txn, ids.clone(), &what).await?;
     if used > 0 {
         return Err(ImageError::RegistryUsedByEndpoints {
             registry: registry.to_owned(),
             count: used,
         });
     }
-    image_aliases::Entity::delete_many()
-        .filter(image_aliases::Column::Image.is_in(ids.clone()))
-        .exec(&txn)
-        .await
-        .map_err(DbError::query(format!(
-            "deleting the aliases of registry {registry}'s images"
-        )))?;
-    let deleted = images::Entity::delete_many()
-        .filter(images::Column::Id.is_in(ids))
-        .exec(&txn)
-        .await
-        .map_err(DbError::query(format!(
-            "deleting the images of registry {registry}"
-        )))?;
+    let deleted = delete_with_aliases(&txn, ids, &what).await?;
     txn.commit().await.map_err(DbError::query(format!(
         "committing the removal of registry {registry}'s images"
     )))?;
-    Ok(deleted.rows_affected)
+    Ok(deleted)
 }
 
 /// Deletes `image` (inside the caller's transaction) when `forgetter` may.
@@ -251,14 +233,8 @@ async fn forget_row(
     {
         return Ok(ForgetOutcome::NotOwner);
     }
-    let count = endpoints::Entity::find()
-        .filter(endpoints::Column::Image.eq(image.id))
-        .count(txn)
-        .await
-        .map_err(DbError::query(format!(
-            "counting the endpoints of image {} ({})",
-            image.name, image.architecture
-        )))?;
+    let what = format!("image {} ({})", image.name, image.architecture);
+    let count = endpoints_using(txn, vec![image.id], &what).await?;
     if count > 0 {
         return Err(ImageError::UsedByEndpoints {
             canonical: image.name,
@@ -267,23 +243,42 @@ async fn forget_row(
         });
     }
     let aliases = aliases_of(txn, image.id).await?;
-    image_aliases::Entity::delete_many()
-        .filter(image_aliases::Column::Image.eq(image.id))
-        .exec(txn)
-        .await
-        .map_err(DbError::query(format!(
-            "deleting the aliases of image {} ({})",
-            image.name, image.architecture
-        )))?;
-    images::Entity::delete_by_id(image.id)
-        .exec(txn)
-        .await
-        .map_err(DbError::query(format!(
-            "deleting image {} ({})",
-            image.name, image.architecture
-        )))?;
+    delete_with_aliases(txn, vec![image.id], &what).await?;
     Ok(ForgetOutcome::Forgotten(Box::new(ImageListing {
         image,
         aliases,
     })))
+}
+
+/// How many model service endpoints use one of the images `ids` (`what` names them).
+async fn endpoints_using(
+    txn: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+    what: &str,
+) -> Result<u64, DbError> {
+    endpoints::Entity::find()
+        .filter(endpoints::Column::Image.is_in(ids))
+        .count(txn)
+        .await
+        .map_err(DbError::query(format!("counting the endpoints of {what}")))
+}
+
+/// Deletes the images `ids` (`what` names them) and the aliases pointing to them, inside the
+/// caller's transaction; the number of images deleted.
+async fn delete_with_aliases(
+    txn: &impl ConnectionTrait,
+    ids: Vec<Uuid>,
+    what: &str,
+) -> Result<u64, DbError> {
+    image_aliases::Entity::delete_many()
+        .filter(image_aliases::Column::Image.is_in(ids.clone()))
+        .exec(txn)
+        .await
+        .map_err(DbError::query(format!("deleting the aliases of {what}")))?;
+    let deleted = images::Entity::delete_many()
+        .filter(images::Column::Id.is_in(ids))
+        .exec(txn)
+        .await
+        .map_err(DbError::query(format!("deleting {what}")))?;
+    Ok(deleted.rows_affected)
 }
