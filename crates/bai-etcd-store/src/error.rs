@@ -32,6 +32,8 @@ pub enum EtcdError {
     },
     #[error("keys below {key:?} changed while they were being moved; nothing was moved")]
     Conflict { key: String },
+    #[error("keys at {key:?} kept changing while they were being replaced; nothing was written")]
+    ReplaceConflict { key: String },
     #[error("no {scope} scope is configured for this client")]
     ScopeNotConfigured { scope: &'static str },
     #[error("the merged scope is for reading; write to the global, scaling-group or node scope")]
@@ -55,6 +57,7 @@ impl EtcdError {
             | EtcdError::Transaction { source, .. }
             | EtcdError::WatchBroken { source } => client_error_unavailable(source),
             EtcdError::Conflict { .. }
+            | EtcdError::ReplaceConflict { .. }
             | EtcdError::ScopeNotConfigured { .. }
             | EtcdError::MergedWrite => false,
         }

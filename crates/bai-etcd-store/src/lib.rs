@@ -23,5 +23,7 @@ pub use error::{EtcdError, client_error_unavailable, unavailable_in_chain};
 pub use live::{KeysWatcher, LiveKeys, LiveSharedConfig, SharedConfigWatcher};
 pub use quote::{quote, unquote};
 pub use shared_config::{Severity, SharedConfig, SharedConfigError, SharedConfigProblem};
-pub use store::{EtcdStore, EtcdTarget, LeaseId, MAX_TXN_OPS, Scope, ScopePrefixes, WatchEvent};
+pub use store::{
+    EtcdStore, EtcdTarget, LeaseId, MAX_TXN_OPS, NodeCondition, Scope, ScopePrefixes, WatchEvent,
+};
 pub use tree::{ConfigNode, ConfigTree};

@@ -21,7 +21,7 @@ use indexmap::IndexMap;
 use crate::error::EtcdError;
 use crate::quote::quote;
 use crate::store::{EtcdStore, Scope};
-use crate::tree::{ConfigNode, ConfigTree};
+use crate::tree::{ConfigNode, ConfigTree, tree_from_pairs};
 
 /// The manager's shared configuration, read once at start and passed down.
 #[derive(Debug, Clone, PartialEq)]
@@ -361,6 +361,80 @@ impl fmt::Debug for ContainerRegistry {
             .field("projects", &self.projects)
             .field("ssl_verify", &self.ssl_verify)
             .finish()
+    }
+}
+
+/// Where the registries are stored, below the namespace.
+pub const REGISTRY_PREFIX: &str = "config/docker/registry";
+
+impl ContainerRegistry {
+    /// The etcd key of the registry `name`: `config/docker/registry/{quoted name}`.
+    pub fn key(name: &str) -> String {
+        format!("{REGISTRY_PREFIX}/{}", quote(name))
+    }
+
+    /// The pairs that store this registry as `name`, as the reference's
+    /// `container_registry_serialize` writes them: the URL at the registry's own key, `type`,
+    /// `ssl_verify` as `1` or `0`, and `username`, `password` and `project` (comma-joined) when set.
+    pub fn to_pairs(&self, name: &str) -> Vec<(String, String)> {
+        let key = ContainerRegistry::key(name);
+        let mut pairs = vec![
+            (key.clone(), self.url.clone()),
+            (format!("{key}/type"), self.kind.clone()),
+        ];
+        if let Some(username) = &self.username {
+            pairs.push((format!("{key}/username"), username.clone()));
+        }
+        if let Some(password) = &self.password {
+            pairs.push((format!("{key}/password"), password.clone()));
+        }
+        if !self.projects.is_empty() {
+            pairs.push((format!("{key}/project"), self.projects.join(",")));
+        }
+        let ssl_verify = if self.ssl_verify { "1" } else { "0" };
+        pairs.push((format!("{key}/ssl_verify"), ssl_verify.to_owned()));
+        pairs
+    }
+
+    /// Checks this registry before it is written as `name`: its pairs, read back by the shared
+    /// configuration's reader, must give the same registry, so a written registry always loads.
+    /// As the reference's `container_registry_iv`, a blank `type` or `username` is refused too.
+    /// Each problem names the key it is about.
+    pub fn check(&self, name: &str) -> Result<(), Vec<SharedConfigProblem>> {
+        let mut report = Report::default();
+        if name.is_empty() {
+            report.error(
+                format!("{REGISTRY_PREFIX}/"),
+                "a registry needs a non-empty name",
+            );
+            return Err(report.problems);
+        }
+        let pairs = self.to_pairs(name);
+        let tree = tree_from_pairs(
+            REGISTRY_PREFIX,
+            pairs
+                .iter()
+                .map(|(key, value)| (key.as_str(), value.as_str())),
+        );
+        let entry = Section::root(REGISTRY_PREFIX, &tree).section(name, &mut report);
+        let read = read_registry(&entry, &mut report);
+        if self.kind.is_empty() {
+            report.error(entry.key_of("type"), "must not be blank");
+        }
+        if self.username.as_deref() == Some("") {
+            report.error(entry.key_of("username"), "must not be blank");
+        }
+        if read.is_some_and(|read| read.projects != self.projects) {
+            report.error(
+                entry.key_of("project"),
+                "each project name must be non-blank, without commas or surrounding spaces",
+            );
+        }
+        if report.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(report.problems)
+        }
     }
 }
 
@@ -2260,6 +2334,71 @@ mod tests {
                  (resource-thresholds has cpu_util, mem, cuda_util, cuda_mem and atom_mem)",
                 "config/idle/checkers/utilization/resource-thresholds/mem/average: required but missing",
             ]
+        );
+    }
+
+    #[test]
+    fn a_registry_is_written_as_the_reference_stores_it_and_checked_as_read() {
+        let registry = ContainerRegistry {
+            url: "https://cr.example:5000".to_owned(),
+            kind: "harbor2".to_owned(),
+            username: Some("admin".to_owned()),
+            password: Some(String::new()),
+            projects: vec!["stable".to_owned(), "ngc".to_owned()],
+            ssl_verify: false,
+        };
+        let key = "config/docker/registry/cr.example%3A5000";
+        let expected: Vec<(String, String)> = [
+            (key.to_owned(), "https://cr.example:5000"),
+            (format!("{key}/type"), "harbor2"),
+            (format!("{key}/username"), "admin"),
+            (format!("{key}/password"), ""),
+            (format!("{key}/project"), "stable,ngc"),
+            (format!("{key}/ssl_verify"), "0"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key, value.to_owned()))
+        .collect();
+        assert_eq!(registry.to_pairs("cr.example:5000"), expected);
+        assert_eq!(registry.check("cr.example:5000"), Ok(()));
+
+        let problems = |registry: ContainerRegistry, name: &str| -> Vec<String> {
+            registry
+                .check(name)
+                .expect_err("refused")
+                .iter()
+                .map(ToString::to_string)
+                .collect()
+        };
+        let bad = ContainerRegistry {
+            url: "ftp://cr.example".to_owned(),
+            kind: String::new(),
+            username: Some(String::new()),
+            projects: vec!["a,b".to_owned()],
+            ..registry.clone()
+        };
+        assert_eq!(
+            problems(bad, "local"),
+            [
+                r#"config/docker/registry/local: expected an http:// or https:// URL, found "ftp://cr.example""#,
+                "config/docker/registry/local/type: must not be blank",
+                "config/docker/registry/local/username: must not be blank",
+            ]
+        );
+        let padded = ContainerRegistry {
+            projects: vec![" stable".to_owned()],
+            ..registry.clone()
+        };
+        assert_eq!(
+            problems(padded, "local"),
+            [
+                "config/docker/registry/local/project: each project name must be non-blank, \
+              without commas or surrounding spaces"
+            ]
+        );
+        assert_eq!(
+            problems(registry, ""),
+            ["config/docker/registry/: a registry needs a non-empty name"]
         );
     }
 }

@@ -18,6 +18,9 @@ pub use lease::LeaseId;
 /// etcd's default `--max-txn-ops`: the most operations one transaction may hold.
 pub const MAX_TXN_OPS: usize = 128;
 
+/// How often [`EtcdStore::replace_node`] reads the node again when it changed meanwhile.
+const REPLACE_ATTEMPTS: usize = 5;
+
 /// How long to wait for an unreachable etcd before saying so.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Each request, once connected: while etcd is down or wedged, callers (API requests among them)
@@ -26,6 +29,15 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connecting and the first answer together: an operator hears about a dead or hung etcd within
 /// 5 s, even when it accepts the connection and then stays silent.
 const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// What [`EtcdStore::replace_node`] requires of the node before it writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeCondition {
+    /// Write whether or not the node is there (create or replace).
+    Any,
+    /// Write only if a value is stored at the node's own key (replace or delete what exists).
+    ValuePresent,
+}
 
 /// Which layer of the configuration an operation reads or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +303,65 @@ impl EtcdStore {
         Ok(response.deleted())
     }
 
+    /// Replaces the node `key` (the value at `key` itself and every key below `key/`, but no
+    /// sibling that merely starts with the same text, such as `key-2`) with `pairs` (full keys,
+    /// already quoted, as for [`EtcdStore::put_dict`]; empty to delete the node) in one
+    /// transaction, so a reader sees the old node or the new one, never a mix. Returns whether the
+    /// node was there; under [`NodeCondition::ValuePresent`] a node without a value at `key` is left
+    /// alone and nothing is written. etcd refuses more than [`MAX_TXN_OPS`] keys old and new.
+    ///
+    /// etcd refuses a transaction whose range delete overlaps one of its puts, so the node's keys
+    /// are read first and the transaction deletes those the new pairs do not overwrite, one by one,
+    /// if none of them changed and none was added since; otherwise it reads again.
+    pub async fn replace_node(
+        &self,
+        key: &str,
+        pairs: &[(String, String)],
+        condition: NodeCondition,
+        scope: Scope,
+    ) -> Result<bool, EtcdError> {
+        let scope = self.write_scope(scope)?;
+        let node = self.raw_key(key, scope)?;
+        let below = format!("{node}/");
+        let puts: Vec<(String, &str)> = pairs
+            .iter()
+            .map(|(pair_key, value)| Ok((self.raw_key(pair_key, scope)?, value.as_str())))
+            .collect::<Result<_, EtcdError>>()?;
+        for _ in 0..REPLACE_ATTEMPTS {
+            let snapshot = self.node_snapshot(key, &node, &below).await?;
+            if condition == NodeCondition::ValuePresent && snapshot.node_revision == 0 {
+                return Ok(false);
+            }
+            let unchanged = [
+                Compare::mod_revision(node.as_str(), CompareOp::Equal, snapshot.node_revision),
+                Compare::mod_revision(below.as_str(), CompareOp::Less, snapshot.revision + 1)
+                    .with_prefix(),
+            ];
+            let mut ops: Vec<TxnOp> = snapshot
+                .keys
+                .iter()
+                .filter(|old| !puts.iter().any(|(new, _)| new.as_bytes() == old.as_slice()))
+                .map(|old| TxnOp::delete(old.clone(), None))
+                .collect();
+            ops.extend(
+                puts.iter()
+                    .map(|(new, value)| TxnOp::put(new.as_str(), *value, None)),
+            );
+            let response = self
+                .client
+                .kv_client()
+                .txn(Txn::new().when(unchanged).and_then(ops))
+                .await
+                .map_err(|source| self.failed("replace", key, source))?;
+            if response.succeeded() {
+                return Ok(!snapshot.keys.is_empty());
+            }
+        }
+        Err(EtcdError::ReplaceConflict {
+            key: key.to_owned(),
+        })
+    }
+
     /// Moves every key below `source` to `destination`. When the subtree fits one transaction the
     /// move is atomic and happens only if nothing below `source` changed since it was read.
     pub async fn move_subtree(
@@ -383,6 +454,45 @@ impl EtcdStore {
         Ok(events)
     }
 
+    /// The raw keys of the node at `node` (its own key and those below `below`), read in one
+    /// snapshot, with the revision of that snapshot and the node's own key's (0 when absent).
+    async fn node_snapshot(
+        &self,
+        key: &str,
+        node: &str,
+        below: &str,
+    ) -> Result<NodeSnapshot, EtcdError> {
+        let reads = [
+            TxnOp::get(node, None),
+            TxnOp::get(
+                below,
+                Some(GetOptions::new().with_prefix().with_keys_only()),
+            ),
+        ];
+        let response = self
+            .client
+            .kv_client()
+            .txn(Txn::new().and_then(reads))
+            .await
+            .map_err(|source| self.failed("read before replacing", key, source))?;
+        let mut snapshot = NodeSnapshot {
+            revision: response.header().map_or(0, |header| header.revision()),
+            node_revision: 0,
+            keys: Vec::new(),
+        };
+        for answer in response.op_responses() {
+            if let TxnOpResponse::Get(get) = answer {
+                for kv in get.kvs() {
+                    if kv.key() == node.as_bytes() {
+                        snapshot.node_revision = kv.mod_revision();
+                    }
+                    snapshot.keys.push(kv.key().to_vec());
+                }
+            }
+        }
+        Ok(snapshot)
+    }
+
     /// Every `(key, value)` below `key` in the scope with `prefix`, keys relative to the namespace
     /// root, sorted.
     async fn scan(&self, prefix: &str, key: &str) -> Result<Vec<(String, String)>, EtcdError> {
@@ -471,6 +581,16 @@ impl EtcdStore {
             source,
         }
     }
+}
+
+/// A node's keys as [`EtcdStore::replace_node`] read them.
+struct NodeSnapshot {
+    /// The store's revision when read.
+    revision: i64,
+    /// The node's own key's last change; 0 when it has no value.
+    node_revision: i64,
+    /// Raw keys: the node's own (when it has a value) and every key below it.
+    keys: Vec<Vec<u8>>,
 }
 
 /// `prefix/` for a non-empty scope prefix, nothing for an empty one.

@@ -1,7 +1,7 @@
 //! Container registries (superadmins only): `container_registry(hostname)` and
 //! `container_registries`, read from etcd `config/docker/registry/*` at each request (another
 //! manager or `etcd put` may have changed them). The password is never shown: a set one reads
-//! `*****`, as in the reference.
+//! `*****`, as in the reference. The mutations are in `container_registry_mutations`.
 
 use async_graphql::{Context, ID, Object, SimpleObject};
 use bai_etcd_store::shared_config::{ContainerRegistry as RegistryConfig, SharedConfig};
@@ -41,7 +41,7 @@ pub struct ContainerRegistryConfig {
 }
 
 impl ContainerRegistry {
-    fn new(hostname: &str, registry: &RegistryConfig) -> ContainerRegistry {
+    pub(super) fn new(hostname: &str, registry: &RegistryConfig) -> ContainerRegistry {
         ContainerRegistry {
             id: ID(relay_id("ContainerRegistry", hostname)),
             hostname: Some(hostname.to_owned()),
@@ -61,7 +61,9 @@ impl ContainerRegistry {
 }
 
 /// The registries as etcd holds them now.
-async fn registries(ctx: &Context<'_>) -> async_graphql::Result<IndexMap<String, RegistryConfig>> {
+pub(super) async fn registries(
+    ctx: &Context<'_>,
+) -> async_graphql::Result<IndexMap<String, RegistryConfig>> {
     let config = SharedConfig::load(gql(ctx).api.etcd())
         .await
         .map_err(|source| internal("reading the container registries", &source))?;

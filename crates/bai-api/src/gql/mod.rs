@@ -8,6 +8,7 @@
 mod agents;
 pub mod common;
 mod container_registries;
+mod container_registry_mutations;
 mod domains;
 mod endpoints;
 mod groups;
@@ -68,6 +69,7 @@ pub struct Mutation(
     resource_presets::ResourcePresetMutation,
     quota_scopes::QuotaScopeMutation,
     image_mutations::ImageMutation,
+    container_registry_mutations::ContainerRegistryMutation,
 );
 
 pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;
