@@ -1,21 +1,10 @@
 //! `backend.ai admin permission list` of both official clients: the eight vfolder host
 //! permissions in the reference's order, for a superadmin and for a plain user alike.
 
+use bai_api::testing::USER;
+
+use crate::admin_resource_policies::ALL_PERMISSIONS;
 use crate::support::{CLIENT_23_09, CLIENT_24_03, Server, Settings, Stack, free_port};
-
-const USER_ACCESS_KEY: &str = "AKIANABBDUSEREXAMPLE";
-const USER_SECRET_KEY: &str = "C8qnIo29EZvXkPK_MXcuAakYTy4NYrxwmCEyNPlf";
-
-const PERMISSIONS: [&str; 8] = [
-    "create-vfolder",
-    "modify-vfolder",
-    "delete-vfolder",
-    "mount-in-session",
-    "upload-file",
-    "download-file",
-    "invite-others",
-    "set-user-specific-permission",
-];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_role_lists_the_vfolder_host_permissions() {
@@ -27,19 +16,19 @@ async fn every_role_lists_the_vfolder_host_permissions() {
 
     for client in [&CLIENT_24_03, &CLIENT_23_09] {
         let printed = client.cli(&stack, port, &["admin", "permission", "list"]);
-        for permission in PERMISSIONS {
+        for permission in ALL_PERMISSIONS {
             assert!(printed.contains(permission), "{}: {printed}", client.venv);
         }
 
         let output = client
             .command(&stack, port, "backend.ai", &["admin", "permission", "list"])
-            .env("BACKEND_ACCESS_KEY", USER_ACCESS_KEY)
-            .env("BACKEND_SECRET_KEY", USER_SECRET_KEY)
+            .env("BACKEND_ACCESS_KEY", USER.access_key)
+            .env("BACKEND_SECRET_KEY", USER.secret_key)
             .output()
             .expect("backend.ai runs");
         let printed = crate::support::printed(&output);
         assert!(output.status.success(), "{}: {printed}", client.venv);
-        let listed: Vec<usize> = PERMISSIONS
+        let listed: Vec<usize> = ALL_PERMISSIONS
             .iter()
             .map(|permission| printed.find(permission).expect(permission))
             .collect();

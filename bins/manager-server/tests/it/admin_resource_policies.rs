@@ -37,7 +37,7 @@ fn normalized(mut listing: Value) -> Value {
     listing
 }
 
-const ALL_PERMISSIONS: [&str; 8] = [
+pub(crate) const ALL_PERMISSIONS: [&str; 8] = [
     "create-vfolder",
     "modify-vfolder",
     "delete-vfolder",
