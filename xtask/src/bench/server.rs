@@ -343,14 +343,35 @@ pub(super) fn reference_python(python: Option<&Path>) -> Result<Option<PathBuf>>
 /// 9464) a server whose port is taken, by any other process on the machine (such as `cargo xtask
 /// up`'s server), never starts: a worker of the reference waits forever for its dead monitor
 /// thread, ours refuses to start.
-fn listener_ports(config: &Path, num_proc: usize) -> Result<()> {
-    let termui = free_ports(num_proc)?;
-    let webui = free_ports(num_proc)?;
+///
+/// The ports are chosen apart from each other and from `service_port`: a port whose probing
+/// listener closed may be handed out again.
+fn listener_ports(config: &Path, service_port: u16, num_proc: usize) -> Result<()> {
+    let width = u16::try_from(num_proc).context("too many workers")?;
+    // Half-open port ranges `(start, end)` already chosen.
+    let mut taken: Vec<(u16, u16)> = vec![(service_port, service_port.saturating_add(1))];
+    let mut choose = |count: u16| -> Result<u16> {
+        for _ in 0..100 {
+            let first = free_ports(usize::from(count))?;
+            let end = first.saturating_add(count);
+            if taken
+                .iter()
+                .all(|&(start, other_end)| end <= start || other_end <= first)
+            {
+                taken.push((first, end));
+                return Ok(first);
+            }
+        }
+        bail!("found no {count} free ports apart from the server's other listeners")
+    };
+    let termui = choose(width)?;
+    let webui = choose(width)?;
+    let metrics = choose(1)?;
     add_to_manager_table(
         config,
         &format!(
             "{}\naiomonitor-termui-port = {termui}\naiomonitor-webui-port = {webui}\n",
-            metrics_addr_line(free_ports(1)?)
+            metrics_addr_line(metrics)
         ),
     )
 }
@@ -434,7 +455,7 @@ impl Deployment {
                 ("colored = true", "colored = false"),
             ],
         )?;
-        listener_ports(&config, num_proc)?;
+        listener_ports(&config, server.port, num_proc)?;
         // From here on, drop cleans up whatever was made.
         let deployment = Deployment {
             database,

@@ -153,7 +153,7 @@ impl Settings {
     pub fn new(port: u16) -> Settings {
         Settings {
             port,
-            metrics_port: free_port(),
+            metrics_port: free_port_other_than(port),
             num_proc: 1,
             pid_file: PathBuf::new(),
             manager_extra: String::new(),
@@ -304,6 +304,17 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port()
+}
+
+/// A free port other than `taken`, a port chosen earlier whose listener is closed again: the kernel
+/// may hand it out a second time.
+pub fn free_port_other_than(taken: u16) -> u16 {
+    loop {
+        let port = free_port();
+        if port != taken {
+            return port;
+        }
+    }
 }
 
 /// A client that talks to the test's server directly, whatever proxy the environment names.
