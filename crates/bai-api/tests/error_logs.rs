@@ -11,20 +11,16 @@ mod common;
 use bai_api::testing::{DOMAIN_ADMIN, ExampleUser, MONITOR, SUPERADMIN, USER, signed_request};
 use common::{Answer, Api};
 use http::{Method, StatusCode};
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 async fn user_uuid(db: &DatabaseConnection, who: &ExampleUser) -> Uuid {
-    let row = db
-        .query_one(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT uuid FROM users WHERE email = '{}'", who.email),
-        ))
+    bai_db_models::queries::users::by_email(db, who.email)
         .await
-        .expect("query")
-        .expect("user");
-    row.try_get("", "uuid").expect("uuid")
+        .expect("reading the user")
+        .expect("an example user")
+        .uuid
 }
 
 async fn file(api: &Api, who: &ExampleUser, message: &str) -> Answer {

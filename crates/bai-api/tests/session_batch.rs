@@ -21,22 +21,18 @@ use bai_api::testing::{ExampleUser, TestCluster, USER, signed_request};
 use bai_etcd_store::Scope;
 use common::Api;
 use http::Method;
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 const GROUP: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
 
 async fn user_uuid(db: &DatabaseConnection, who: &ExampleUser) -> Uuid {
-    let row = db
-        .query_one(Statement::from_string(
-            db.get_database_backend(),
-            format!("SELECT uuid FROM users WHERE email = '{}'", who.email),
-        ))
+    bai_db_models::queries::users::by_email(db, who.email)
         .await
-        .expect("query")
-        .expect("user");
-    row.try_get("", "uuid").expect("uuid")
+        .expect("reading the user")
+        .expect("an example user")
+        .uuid
 }
 
 /// A session `name` of `who` with one main kernel in `kernel_status` since `changed`.
